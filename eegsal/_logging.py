@@ -1,0 +1,115 @@
+"""Logging and progress for eegsal: one logger, an MNE-like ``verbose``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("eegsal")
+logger.addHandler(logging.NullHandler())
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def _to_level(verbose: bool | str | int | None) -> int | None:
+    """Translate an MNE-style ``verbose`` value into a logging level (None: keep)."""
+    if verbose is None:
+        return None
+    if isinstance(verbose, bool):
+        return logging.INFO if verbose else logging.WARNING
+    if isinstance(verbose, str):
+        try:
+            return _LEVELS[verbose.lower()]
+        except KeyError:
+            raise ValueError(
+                f"Invalid value for the 'verbose' parameter. Allowed values are "
+                f"True, False, None, an int, or one of {sorted(_LEVELS)}, but got "
+                f"{verbose!r} instead."
+            ) from None
+    return int(verbose)
+
+
+def set_log_level(verbose: bool | str | int | None = None) -> None:
+    """Set the level of the ``eegsal`` logger.
+
+    Parameters
+    ----------
+    verbose : bool | str | int | None
+        ``True`` is ``'info'``, ``False`` is ``'warning'``, ``None`` leaves the
+        level as it is. Strings are logging level names.
+    """
+    level = _to_level(verbose)
+    if level is not None:
+        logger.setLevel(level)
+
+
+def verbose(func: F) -> F:
+    """Scope the ``verbose`` argument of ``func`` to the duration of the call.
+
+    Like :func:`mne.verbose`: the level of the ``eegsal`` logger (and of MNE's,
+    for the MNE calls made inside) is set for the call and restored afterwards.
+    """
+    sig = inspect.signature(func)
+    if "verbose" not in sig.parameters:  # pragma: no cover - programming error
+        raise TypeError(f"{func.__name__} has no 'verbose' parameter")
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind_partial(*args, **kwargs)
+        level = _to_level(bound.arguments.get("verbose"))
+        if level is None:
+            return func(*args, **kwargs)
+        import mne
+
+        old = logger.level
+        logger.setLevel(level)
+        try:
+            with mne.use_log_level(max(level, logging.WARNING)):
+                return func(*args, **kwargs)
+        finally:
+            logger.setLevel(old)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str,
+    total: int | None = None,
+    leave: bool = False,
+) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar shown when the logger would show info.
+
+    Parameters
+    ----------
+    iterable : iterable
+        What to iterate over.
+    desc : str
+        Short description shown left of the bar.
+    total : int | None
+        Number of items, when ``len(iterable)`` does not say it.
+    leave : bool
+        Keep the bar on screen once done.
+
+    Returns
+    -------
+    it : iterator
+        The items of ``iterable``.
+    """
+    disable = not logger.isEnabledFor(logging.INFO)
+    return iter(tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable))

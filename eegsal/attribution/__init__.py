@@ -1,0 +1,6 @@
+"""Attributions of a decoder's decisions to channels and time points."""
+
+from eegsal.attribution.container import Attributions
+from eegsal.attribution.methods import METHODS, attribute
+
+__all__ = ["METHODS", "Attributions", "attribute"]

@@ -1,0 +1,209 @@
+"""The Attributions container: epochs x channels x times, with metadata."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pandas as pd
+
+__all__ = ["Attributions"]
+
+
+class Attributions:
+    """Per-epoch attribution maps with the channel info, times and metadata.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_epochs, n_channels, n_times)
+        Attribution values (a.u.).
+    info : mne.Info
+        Channel information (positions for topographic maps).
+    times : ndarray, shape (n_times,)
+        Time points (s).
+    metadata : pandas.DataFrame | None
+        One row per epoch.
+    method : str
+        Attribution method.
+    target : str
+        What was explained (``'logit'``, ``'probability'``...).
+    sign : str
+        ``'signed'`` or ``'absolute'``.
+    **params
+        Further settings to record (label, n_steps, layer...).
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        info: mne.Info,
+        times: np.ndarray,
+        *,
+        metadata: pd.DataFrame | None = None,
+        method: str,
+        target: str,
+        sign: str = "signed",
+        **params,
+    ):
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim != 3 or data.shape[1:] != (len(info["ch_names"]), len(times)):
+            raise ValueError(
+                f"data must have shape (n_epochs, {len(info['ch_names'])}, "
+                f"{len(times)}), got {data.shape}."
+            )
+        if metadata is not None and len(metadata) != len(data):
+            raise ValueError(
+                f"metadata has {len(metadata)} rows for {len(data)} epochs."
+            )
+        self.data, self.info, self.times = data, info, np.asarray(times)
+        self.metadata, self.method, self.target, self.sign = (
+            metadata,
+            method,
+            target,
+            sign,
+        )
+        self.params = params
+
+    def __repr__(self) -> str:
+        n, c, t = self.data.shape
+        return (
+            f"<Attributions | {self.method} → {self.target} ({self.sign}), "
+            f"{n} epochs × {c} ch × {t} times, "
+            f"{self.times[0]:g} – {self.times[-1]:g} s, "
+            f"~{self.data.nbytes / 2**20:.1f} MiB>"
+        )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def ch_names(self) -> list[str]:
+        """Channel names."""
+        return list(self.info["ch_names"])
+
+    def __getitem__(self, item) -> Attributions:
+        """Select epochs by a metadata query string, a mask or indices."""
+        if isinstance(item, str):
+            if self.metadata is None:
+                raise ValueError("selecting by query needs metadata.")
+            idx = np.flatnonzero(self.metadata.eval(item).to_numpy())
+        else:
+            idx = np.arange(len(self))[item]
+        idx = np.atleast_1d(idx)
+        meta = (
+            None
+            if self.metadata is None
+            else self.metadata.iloc[idx].reset_index(drop=True)
+        )
+        return Attributions(
+            self.data[idx],
+            self.info,
+            self.times,
+            metadata=meta,
+            method=self.method,
+            target=self.target,
+            sign=self.sign,
+            **self.params,
+        )
+
+    def average(
+        self, by: str | None = None, *, absolute: bool = False
+    ) -> mne.EvokedArray | dict[str, mne.EvokedArray]:
+        """Average over epochs, overall or per value of a metadata column.
+
+        Parameters
+        ----------
+        by : str | None
+            Metadata column; None averages all epochs.
+        absolute : bool
+            Average the absolute values (magnitude of the attribution, whatever
+            its sign).
+
+        Returns
+        -------
+        evoked : mne.EvokedArray | dict of str to mne.EvokedArray
+            The average (``nave`` epochs), or one per value of ``by``.
+        """
+        if by is None:
+            return self._evoked(np.arange(len(self)), "all", absolute)
+        if self.metadata is None or by not in self.metadata:
+            cols = None if self.metadata is None else list(self.metadata.columns)
+            raise ValueError(f"by={by!r} is not a metadata column; available: {cols}.")
+        groups = self.metadata.groupby(by, sort=True).indices
+        return {
+            str(k): self._evoked(v, f"{by}={k}", absolute) for k, v in groups.items()
+        }
+
+    def _evoked(self, idx, label, absolute):
+        values = np.abs(self.data[idx]) if absolute else self.data[idx]
+        comment = (
+            f"{self.method} | {'|' if absolute else ''}{label}{'|' if absolute else ''}"
+        )
+        return mne.EvokedArray(
+            values.mean(axis=0),
+            self.info,
+            tmin=self.times[0],
+            nave=len(idx),
+            comment=comment,
+            verbose=False,
+        )
+
+    def to_evoked(self, *, absolute: bool = False) -> mne.EvokedArray:
+        """Average of all epochs as an :class:`mne.EvokedArray`.
+
+        Parameters
+        ----------
+        absolute : bool
+            Average absolute values.
+
+        Returns
+        -------
+        evoked : mne.EvokedArray
+            The average.
+        """
+        return self.average(absolute=absolute)
+
+    def to_data_frame(self) -> pd.DataFrame:
+        """Long-form table: one row per epoch x channel x time, with metadata.
+
+        Returns
+        -------
+        df : pandas.DataFrame
+            Columns ``epoch, channel, time, value`` and the metadata columns.
+        """
+        n, c, t = self.data.shape
+        df = pd.DataFrame(
+            {
+                "epoch": np.repeat(np.arange(n), c * t),
+                "channel": np.tile(np.repeat(self.ch_names, t), n),
+                "time": np.tile(self.times, n * c),
+                "value": self.data.ravel(),
+            }
+        )
+        if self.metadata is not None:
+            df = df.join(self.metadata.reset_index(drop=True), on="epoch")
+        return df
+
+    def plot_topomap(
+        self, times, *, by: str | None = None, absolute: bool = True, **kwargs
+    ):
+        """Topographic maps of the average attribution at ``times``.
+
+        Parameters
+        ----------
+        times : array-like of float
+            Times (s) of the maps.
+        by : str | None
+            Metadata column: one row of maps per value.
+        absolute : bool
+            Map the mean absolute attribution.
+        **kwargs
+            Passed to :func:`eegsal.viz.plot_topomap`.
+
+        Returns
+        -------
+        fig : matplotlib.figure.Figure
+            The figure.
+        """
+        from eegsal.viz import plot_topomap
+
+        return plot_topomap(self, times, by=by, absolute=absolute, **kwargs)

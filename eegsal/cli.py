@@ -1,0 +1,171 @@
+"""The ``eegsal`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from eegsal import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, not a usage dump."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(
+            EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n"
+        )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``eegsal`` argument parser.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        The parser with its subcommands.
+    """
+    parser = _Parser(
+        prog="eegsal",
+        description=(
+            "Explain EEG decoders: train a CNN on labelled EEG, map which channels "
+            "and times drove its decisions, and test whether it reads the content "
+            "(e.g. a dream report) or only its context (e.g. the sleep stage)."
+        ),
+        epilog="Run 'eegsal COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"eegsal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    demo = sub.add_parser(
+        "demo",
+        help="run the default study on simulated sleep EEG (about a minute)",
+        description=(
+            "Simulate a small sleep study with a known content signal, decode the "
+            "content with EEGNet under subject-grouped cross-validation, compute "
+            "gradient saliency maps, and write a topographic figure, CSV tables and "
+            "a text summary into OUT."
+        ),
+    )
+    demo.add_argument(
+        "--out",
+        default="eegsal-demo",
+        metavar="DIR",
+        help="output folder (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--n-subjects",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="simulated subjects (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--n-epochs",
+        type=_positive_int,
+        default=60,
+        metavar="N",
+        help="epochs per subject (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--scenario",
+        default="content",
+        choices=["content", "confound", "both", "null"],
+        help="simulated scenario (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--cv",
+        type=_positive_int,
+        default=4,
+        metavar="K",
+        help="cross-validation folds over subjects (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=25,
+        metavar="N",
+        help="training epochs per fold (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
+    )
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress, and show tracebacks on errors",
+    )
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from eegsal.pipeline import run_demo
+
+    files = run_demo(
+        args.out,
+        n_subjects=args.n_subjects,
+        n_epochs=args.n_epochs,
+        scenario=args.scenario,
+        cv=args.cv,
+        max_epochs=args.max_epochs,
+        device=args.device,
+        seed=args.seed,
+    )
+    sys.stdout.write(files["summary"].read_text())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``eegsal`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str | None
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    code : int
+        0 on success, 1 when the work failed on bad input, 2 for bad usage.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    log = logging.getLogger("eegsal")
+    if args.verbose:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        log.setLevel(logging.INFO)
+    try:
+        return {"demo": _demo}[args.command](args)
+    except (ValueError, TypeError, OSError) as err:
+        if args.verbose:
+            raise
+        sys.stderr.write(f"eegsal {args.command}: error: {err}\n")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""Decoders trained with subject-grouped cross-validation, and their results."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import mne
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.model_selection import (
+    BaseCrossValidator,
+    GroupKFold,
+    GroupShuffleSplit,
+    LeaveOneGroupOut,
+)
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+from torch import nn
+
+from eegsal._check import check_range, validate_type
+from eegsal._io import atomic_path
+from eegsal._logging import logger, progress, verbose
+from eegsal.models import get_model_class
+
+__all__ = ["DecodingResult", "EEGDecoder", "decode", "get_device"]
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve ``device``: ``'auto'`` is CUDA when present, else the CPU.
+
+    Parameters
+    ----------
+    device : str | torch.device
+        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
+
+    Returns
+    -------
+    device : torch.device
+        The device.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} was requested but CUDA is not available; "
+            "use device='auto' or 'cpu'."
+        )
+    return device
+
+
+class Standardize(nn.Module):
+    """Per-channel standardization with statistics fitted on training data.
+
+    Being the first layer of the fitted model, it makes the model take EEG in
+    µV, so that gradients and attributions are per µV of input.
+    """
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray):
+        super().__init__()
+        self.register_buffer(
+            "mean", torch.as_tensor(mean, dtype=torch.float32)[:, None]
+        )
+        self.register_buffer(
+            "scale", torch.as_tensor(scale, dtype=torch.float32)[:, None]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return (x - self.mean) / self.scale
+
+
+def _build_module(
+    model: str, n_chans: int, n_times: int, n_classes: int, model_params: dict
+) -> nn.Sequential:
+    net = get_model_class(model)(n_chans, n_times, n_classes, **model_params)
+    return nn.Sequential(Standardize(np.zeros(n_chans), np.ones(n_chans)), net)
+
+
+class _Net(NeuralNetClassifier):
+    """skorch classifier that autocasts to bfloat16 on CUDA (mixed precision)."""
+
+    def infer(self, x, **fit_params):  # noqa: D102
+        device = torch.device(self.device)
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return super().infer(x, **fit_params).float()
+        return super().infer(x, **fit_params)
+
+
+class EEGDecoder(ClassifierMixin, BaseEstimator):
+    """A CNN classifier of EEG epochs, trained through skorch.
+
+    The fitted model (``module_``) takes epochs in µV of shape
+    ``(batch, n_chans, n_times)``; its first layer standardizes each channel
+    with the mean and standard deviation of the training data (no information
+    from test data leaks into it).
+
+    Parameters
+    ----------
+    model : str
+        Registered model name (see :data:`eegsal.models.MODELS`).
+    model_params : dict | None
+        Keyword arguments of the model class.
+    max_epochs : int
+        Maximum number of training epochs.
+    batch_size : int
+        Mini-batch size.
+    lr : float
+        Learning rate of AdamW.
+    weight_decay : float
+        Weight decay of AdamW.
+    patience : int
+        Early stopping: epochs without improvement of the validation loss.
+    valid_size : float
+        Share of the training *groups* (subjects) held out for early stopping;
+        0 trains for ``max_epochs`` with no validation split.
+    class_weight : str | None
+        ``'balanced'`` weights the loss by inverse class frequency.
+    device : str
+        ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
+    seed : int
+        Seed of weights, shuffling and the validation split.
+    """
+
+    def __init__(
+        self,
+        model: str = "eegnet",
+        *,
+        model_params: dict | None = None,
+        max_epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        valid_size: float = 0.2,
+        class_weight: str | None = "balanced",
+        device: str = "auto",
+        seed: int = 0,
+    ):
+        self.model = model
+        self.model_params = model_params
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.valid_size = valid_size
+        self.class_weight = class_weight
+        self.device = device
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
+        """Train on epochs ``X`` (n_epochs, n_chans, n_times) in µV with labels ``y``.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_epochs, n_chans, n_times)
+            EEG in µV.
+        y : array-like, shape (n_epochs,)
+            Class labels.
+        groups : array-like, shape (n_epochs,) | None
+            Subject of each epoch; the validation split holds out whole groups.
+
+        Returns
+        -------
+        self : EEGDecoder
+            The fitted decoder.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        device = get_device(self.device)
+        torch.manual_seed(self.seed)
+        module = _build_module(
+            self.model,
+            X.shape[1],
+            X.shape[2],
+            len(self.classes_),
+            dict(self.model_params or {}),
+        )
+        train, valid = self._split(y_idx, groups)
+        module[0].mean.copy_(torch.from_numpy(X[train].mean(axis=(0, 2))[:, None]))
+        module[0].scale.copy_(
+            torch.from_numpy(X[train].std(axis=(0, 2))[:, None] + 1e-6)
+        )
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(y_idx[train], minlength=len(self.classes_))
+            weight = torch.tensor(
+                len(train) / (len(self.classes_) * np.maximum(counts, 1)),
+                dtype=torch.float32,
+            )
+        callbacks = []
+        split = False
+        if valid is not None:
+            split = predefined_split(_Dataset(X[valid], y_idx[valid].astype(np.int64)))
+            callbacks.append(
+                EarlyStopping(patience=self.patience, load_best=True, sink=logger.debug)
+            )
+        self.net_ = _Net(
+            module,
+            criterion=nn.CrossEntropyLoss,
+            criterion__weight=weight,
+            optimizer=torch.optim.AdamW,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            train_split=split,
+            callbacks=callbacks,
+            device=str(device),
+            verbose=0,
+        )
+        self.net_.fit(X[train], y_idx[train].astype(np.int64))
+        self.module_ = self.net_.module_.eval()
+        self.n_epochs_trained_ = len(self.net_.history)
+        return self
+
+    def _split(self, y_idx, groups):
+        idx = np.arange(len(y_idx))
+        if self.valid_size == 0:
+            return idx, None
+        check_range(self.valid_size, "valid_size", 0.0, 1.0, high_closed=False)
+        groups = idx if groups is None else np.asarray(groups)
+        if np.unique(groups).size < 2:
+            return idx, None
+        splitter = GroupShuffleSplit(
+            1, test_size=self.valid_size, random_state=self.seed
+        )
+        train, valid = next(splitter.split(idx, y_idx, groups))
+        return train, valid
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n_epochs, n_classes).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_epochs, n_chans, n_times)
+            EEG in µV.
+
+        Returns
+        -------
+        proba : ndarray, shape (n_epochs, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
+        check_is_fitted(self, "module_")
+        return self.net_.predict_proba(np.asarray(X, dtype=np.float32))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted class labels, shape (n_epochs,).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_epochs, n_chans, n_times)
+            EEG in µV.
+
+        Returns
+        -------
+        y : ndarray, shape (n_epochs,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class _Dataset(torch.utils.data.Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+
+def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
+    y_pred = classes[proba.argmax(axis=1)]
+    out = {
+        "n": len(y_true),
+        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
+    }
+    present = np.isin(classes, y_true)
+    if present.sum() < 2:
+        out["roc_auc"] = np.nan
+    elif len(classes) == 2:
+        out["roc_auc"] = roc_auc_score(y_true == classes[1], proba[:, 1])
+    else:
+        out["roc_auc"] = roc_auc_score(
+            y_true,
+            proba[:, present] / proba[:, present].sum(1, keepdims=True),
+            labels=classes[present],
+            multi_class="ovr",
+        )
+    return out
+
+
+class DecodingResult:
+    """Out-of-fold predictions, per-fold scores and fitted models of :func:`decode`.
+
+    Attributes
+    ----------
+    predictions : pandas.DataFrame
+        One row per epoch, in the order of the epochs: the metadata, ``fold``
+        (the fold in which the epoch was tested), ``y_true``, ``y_pred`` and
+        ``proba_<class>`` for each class.
+    scores : pandas.DataFrame
+        One row per fold: ``fold``, ``n_train``, ``n``, ``test_groups``,
+        ``balanced_accuracy``, ``roc_auc``, ``n_epochs_trained``.
+    models : list of torch.nn.Module
+        The fitted model of each fold, in eval mode; each takes µV.
+    classes : ndarray
+        Class labels, in the order of the model outputs.
+    config : dict
+        Everything needed to rebuild the models (model name and parameters,
+        shapes, target, groups).
+    """
+
+    def __init__(self, predictions, scores, models, classes, config):
+        self.predictions = predictions
+        self.scores = scores
+        self.models = models
+        self.classes = np.asarray(classes)
+        self.config = config
+
+    def __repr__(self) -> str:
+        ba = self.scores["balanced_accuracy"]
+        return (
+            f"<DecodingResult | {self.config['target']} "
+            f"({', '.join(map(str, self.classes))}) by {self.config['model']}, "
+            f"{len(self.models)} folds, balanced accuracy "
+            f"{ba.mean():.3f} ± {ba.std(ddof=0):.3f}>"
+        )
+
+    def score_by(self, column: str) -> pd.DataFrame:
+        """Balanced accuracy and ROC AUC of the out-of-fold predictions per value.
+
+        Parameters
+        ----------
+        column : str
+            A column of ``predictions``, e.g. ``'stage'`` or ``'subject'``.
+
+        Returns
+        -------
+        scores : pandas.DataFrame
+            One row per value of ``column``: ``n``, ``balanced_accuracy``, ``roc_auc``.
+        """
+        if column not in self.predictions:
+            raise ValueError(
+                f"column {column!r} is not in the predictions; available: "
+                f"{list(self.predictions.columns)}."
+            )
+        proba = self.predictions[[f"proba_{c}" for c in self.classes]].to_numpy()
+        rows = []
+        for value, idx in self.predictions.groupby(column, sort=True).indices.items():
+            y = self.predictions["y_true"].to_numpy()[idx]
+            rows.append({column: value, **_scores(y, proba[idx], self.classes)})
+        return pd.DataFrame(rows)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the result to a folder: JSON config, CSV tables, state dicts.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder to create.
+        overwrite : bool
+            Replace files of an existing result in ``path``.
+        """
+        path = Path(path)
+        if (path / "config.json").exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} holds a result already; pass overwrite=True."
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        for k, model in enumerate(self.models):
+            with atomic_path(path / f"fold-{k}.pt") as tmp:
+                torch.save(model.state_dict(), tmp)
+        with atomic_path(path / "predictions.csv") as tmp:
+            self.predictions.to_csv(tmp, index=False)
+        with atomic_path(path / "scores.csv") as tmp:
+            self.scores.to_csv(tmp, index=False)
+        config = dict(self.config, classes=[str(c) for c in self.classes])
+        with atomic_path(path / "config.json") as tmp:  # written last: marks it whole
+            Path(tmp).write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DecodingResult:
+        """Read a result written by :meth:`save` (no pickles are loaded).
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+
+        Returns
+        -------
+        result : DecodingResult
+            The result, with its models rebuilt on the CPU.
+        """
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"{path} holds no saved DecodingResult (no config.json)."
+            )
+        config = json.loads((path / "config.json").read_text())
+        classes = np.array(config.pop("classes"))
+        models = []
+        for k in range(config["n_folds"]):
+            module = _build_module(
+                config["model"],
+                config["n_chans"],
+                config["n_times"],
+                len(classes),
+                config["model_params"],
+            )
+            state = torch.load(
+                path / f"fold-{k}.pt", weights_only=True, map_location="cpu"
+            )
+            module.load_state_dict(state)
+            models.append(module.eval())
+        predictions = pd.read_csv(path / "predictions.csv")
+        predictions["y_true"] = predictions["y_true"].astype(str)
+        predictions["y_pred"] = predictions["y_pred"].astype(str)
+        scores = pd.read_csv(path / "scores.csv")
+        return cls(predictions, scores, models, classes, config)
+
+
+def _make_cv(cv, groups):
+    n_groups = np.unique(groups).size
+    if isinstance(cv, str):
+        if cv != "loso":
+            raise ValueError(f"cv must be an int, 'loso' or a splitter, got {cv!r}.")
+        return LeaveOneGroupOut()
+    if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
+        if not 2 <= cv <= n_groups:
+            raise ValueError(
+                f"cv={cv} folds need between 2 and the number of groups ({n_groups})."
+            )
+        return GroupKFold(n_splits=int(cv))
+    if isinstance(cv, BaseCrossValidator) or hasattr(cv, "split"):
+        return cv
+    raise TypeError(f"cv must be an int, 'loso' or an sklearn splitter, got {cv!r}.")
+
+
+@verbose
+def decode(
+    epochs: mne.BaseEpochs,
+    target: str = "content",
+    *,
+    model: str = "eegnet",
+    groups: str = "subject",
+    cv: int | str | Any = 5,
+    model_params: dict | None = None,
+    max_epochs: int = 100,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    patience: int = 10,
+    valid_size: float = 0.2,
+    device: str = "auto",
+    seed: int = 0,
+    verbose: bool | str | int | None = None,
+) -> DecodingResult:
+    """Decode a metadata column from EEG with subject-grouped cross-validation.
+
+    Every epoch is predicted by the model of the fold in which its subject was
+    held out; early stopping uses a validation split of the *training*
+    subjects only, so no test subject ever informs training.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        EEG epochs with ``metadata`` holding ``target`` and ``groups``.
+    target : str
+        Metadata column to decode, e.g. ``'content'`` or ``'stage'``.
+    model : str
+        Registered model name, e.g. ``'eegnet'``.
+    groups : str
+        Metadata column whose values are never split between training and
+        testing (the subject).
+    cv : int | str | splitter
+        int: :class:`~sklearn.model_selection.GroupKFold` with that many folds;
+        ``'loso'``: leave one subject out; or any scikit-learn splitter, called
+        with ``groups``.
+    model_params : dict | None
+        Keyword arguments of the model.
+    max_epochs, batch_size, lr, patience, valid_size : ...
+        Training settings, see :class:`EEGDecoder`.
+    device : str
+        ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
+    seed : int
+        Seed of every random choice in training.
+    verbose : bool | str | int | None
+        Control verbosity of the logging output.
+
+    Returns
+    -------
+    result : DecodingResult
+        Out-of-fold predictions, per-fold scores and the fitted models.
+
+    Examples
+    --------
+    >>> epochs, _ = eegsal.simulate.simulate_sleep_study(n_subjects=4)  # doctest: +SKIP
+    >>> result = eegsal.decode(epochs, "content", cv=2)  # doctest: +SKIP
+    """
+    validate_type(epochs, mne.BaseEpochs, "epochs")
+    meta = epochs.metadata
+    if meta is None:
+        raise ValueError(
+            "epochs has no metadata; decode() needs the target and group columns "
+            "in epochs.metadata (see eegsal.load_manifest)."
+        )
+    for name, col in (("target", target), ("groups", groups)):
+        if col not in meta:
+            raise ValueError(
+                f"{name}={col!r} is not a metadata column; available: "
+                f"{list(meta.columns)}."
+            )
+    y = meta[target].astype(str).to_numpy()
+    if np.unique(y).size < 2:
+        raise ValueError(
+            f"target {target!r} has a single class {np.unique(y)}; nothing to decode."
+        )
+    g = meta[groups].to_numpy()
+    splitter = _make_cv(cv, g)
+    X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
+    base = EEGDecoder(
+        model,
+        model_params=model_params,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        valid_size=valid_size,
+        device=device,
+        seed=seed,
+    )
+    folds = list(splitter.split(X, y, g))
+    logger.info(
+        "Decoding %r (%s) from %d epochs x %d channels x %d times: %s, %d folds on %s",
+        target,
+        ", ".join(np.unique(y)),
+        *X.shape,
+        model,
+        len(folds),
+        get_device(device),
+    )
+    classes = np.unique(y)
+    proba = np.full((len(y), len(classes)), np.nan)
+    fold_of = np.full(len(y), -1)
+    models, rows = [], []
+    for k, (train, test) in enumerate(progress(folds, desc="CV folds")):
+        if np.intersect1d(g[train], g[test]).size:
+            raise ValueError(
+                f"cv splits group(s) {np.intersect1d(g[train], g[test])} between "
+                "training and testing; use a group-aware splitter."
+            )
+        clf = clone(base).fit(X[train], y[train], groups=g[train])
+        # a fold's training set may miss a class: map its columns to all classes
+        p = np.zeros((len(test), len(classes)))
+        p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(X[test])
+        proba[test], fold_of[test] = p, k
+        models.append(clf.module_.cpu())
+        rows.append(
+            dict(
+                fold=k,
+                n_train=len(train),
+                **_scores(y[test], p, classes),
+                test_groups=" ".join(map(str, np.unique(g[test]))),
+                n_epochs_trained=clf.n_epochs_trained_,
+            )
+        )
+    tested = fold_of >= 0
+    predictions = meta.reset_index(drop=True).copy()
+    predictions["fold"] = fold_of
+    predictions["y_true"] = y
+    predictions["y_pred"] = np.where(
+        tested, classes[np.nan_to_num(proba).argmax(1)], None
+    )
+    for i, c in enumerate(classes):
+        predictions[f"proba_{c}"] = proba[:, i]
+    config = dict(
+        target=target,
+        groups=groups,
+        model=model,
+        model_params=dict(model_params or {}),
+        n_chans=X.shape[1],
+        n_times=X.shape[2],
+        n_folds=len(models),
+        seed=seed,
+        ch_names=[epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)],
+        sfreq=epochs.info["sfreq"],
+    )
+    result = DecodingResult(predictions, pd.DataFrame(rows), models, classes, config)
+    logger.info("%r", result)
+    return result

@@ -1,0 +1,27 @@
+"""Models by name, so that ``model="eegnet"`` works wherever a model is asked for."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from eegsal._check import check_option
+from eegsal.models.eegnet import EEGNet
+
+MODELS: dict[str, type[nn.Module]] = {"eegnet": EEGNet}
+
+
+def get_model_class(name: str) -> type[nn.Module]:
+    """Return the model class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered name, e.g. ``'eegnet'``.
+
+    Returns
+    -------
+    cls : type
+        The :class:`torch.nn.Module` subclass.
+    """
+    check_option("model", name, tuple(MODELS))
+    return MODELS[name]

@@ -1,0 +1,141 @@
+"""EEGNet (Lawhern et al., 2018), version 4."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["EEGNet"]
+
+
+def _same_pad(kernel_length: int) -> nn.ZeroPad2d:
+    """Zero padding along time that keeps the length ("same"), also for even kernels."""
+    left = (kernel_length - 1) // 2
+    return nn.ZeroPad2d((left, kernel_length - 1 - left, 0, 0))
+
+
+class _MaxNormConv2d(nn.Conv2d):
+    """Conv2d whose kernels are renormed to an L2 norm of at most ``max_norm``."""
+
+    def __init__(self, *args, max_norm: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_norm = max_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.training:
+            with torch.no_grad():
+                self.weight.data = torch.renorm(self.weight.data, 2, 0, self.max_norm)
+        return super().forward(x)
+
+
+class _MaxNormLinear(nn.Linear):
+    def __init__(self, *args, max_norm: float = 0.25, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_norm = max_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.training:
+            with torch.no_grad():
+                self.weight.data = torch.renorm(self.weight.data, 2, 0, self.max_norm)
+        return super().forward(x)
+
+
+class EEGNet(nn.Module):
+    """EEGNet-F1,D: temporal, depthwise spatial and separable convolutions.
+
+    Takes ``(batch, n_chans, n_times)`` and returns logits ``(batch, n_classes)``.
+
+    Layers (named submodules, for Grad-CAM's ``layer=``), with their output:
+
+    - ``temporal_conv`` (+ ``temporal_bn``): ``(batch, F1, n_chans, n_times)``.
+      **Still has the electrode axis**: Grad-CAM here is channels x time.
+    - ``spatial_conv``: depthwise over all electrodes, ``(batch, F1*D, 1, n_times)``;
+      from here on there is no electrode axis.
+    - ``separable_depthwise``, ``separable_pointwise``:
+      ``(batch, F2, 1, n_times // 4)``.
+    - ``classifier``: a max-norm linear layer on the flattened features.
+
+    Parameters
+    ----------
+    n_chans : int
+        Number of EEG channels.
+    n_times : int
+        Number of time samples per epoch.
+    n_classes : int
+        Number of classes.
+    F1 : int
+        Number of temporal filters.
+    D : int
+        Spatial filters per temporal filter (depth multiplier).
+    F2 : int | None
+        Number of pointwise filters (default ``F1 * D``).
+    kernel_length : int
+        Length of the temporal kernels (samples; 64 at 128 Hz in the paper, i.e.
+        half the sampling rate).
+    drop_prob : float
+        Dropout probability.
+
+    Notes
+    -----
+    With the published settings (EEGNet-8,2, 22 channels, 512 samples, 4 classes)
+    the model has 2,484 trainable parameters, as braindecode's implementation.
+
+    References
+    ----------
+    .. [1] Lawhern VJ et al. (2018). EEGNet: a compact convolutional neural network
+       for EEG-based brain-computer interfaces. J Neural Eng 15, 056013.
+    """
+
+    #: Layers whose output still has an electrode axis (dimension 2).
+    channel_layers = ("temporal_conv", "temporal_bn")
+
+    def __init__(
+        self,
+        n_chans: int,
+        n_times: int,
+        n_classes: int = 2,
+        *,
+        F1: int = 8,
+        D: int = 2,
+        F2: int | None = None,
+        kernel_length: int = 64,
+        drop_prob: float = 0.25,
+    ):
+        super().__init__()
+        F2 = F1 * D if F2 is None else F2
+        if n_times < 32:
+            raise ValueError(
+                f"EEGNet needs n_times >= 32 (two poolings), got {n_times=}."
+            )
+        self.n_chans, self.n_times, self.n_classes = n_chans, n_times, n_classes
+        self.temporal_pad = _same_pad(kernel_length)
+        self.temporal_conv = nn.Conv2d(1, F1, (1, kernel_length), bias=False)
+        self.temporal_bn = nn.BatchNorm2d(F1)
+        self.spatial_conv = _MaxNormConv2d(
+            F1, F1 * D, (n_chans, 1), groups=F1, bias=False, max_norm=1.0
+        )
+        self.spatial_bn = nn.BatchNorm2d(F1 * D)
+        self.spatial_act = nn.ELU()
+        self.spatial_pool = nn.AvgPool2d((1, 4))
+        self.spatial_drop = nn.Dropout(drop_prob)
+        self.separable_pad = _same_pad(16)
+        self.separable_depthwise = nn.Conv2d(
+            F1 * D, F1 * D, (1, 16), groups=F1 * D, bias=False
+        )
+        self.separable_pointwise = nn.Conv2d(F1 * D, F2, 1, bias=False)
+        self.separable_bn = nn.BatchNorm2d(F2)
+        self.separable_act = nn.ELU()
+        self.separable_pool = nn.AvgPool2d((1, 8))
+        self.separable_drop = nn.Dropout(drop_prob)
+        self.flatten = nn.Flatten()
+        self.classifier = _MaxNormLinear(F2 * (n_times // 32), n_classes, max_norm=0.25)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``."""
+        x = self.temporal_bn(self.temporal_conv(self.temporal_pad(x.unsqueeze(1))))
+        x = self.spatial_act(self.spatial_bn(self.spatial_conv(x)))
+        x = self.spatial_drop(self.spatial_pool(x))
+        x = self.separable_pointwise(self.separable_depthwise(self.separable_pad(x)))
+        x = self.separable_act(self.separable_bn(x))
+        x = self.separable_drop(self.separable_pool(x))
+        return self.classifier(self.flatten(x))

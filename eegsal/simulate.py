@@ -1,0 +1,1058 @@
+"""Ground-truth simulations of sleep studies: scored epochs or a whole night.
+
+The simulator is eegsal's yardstick: every stage of the package (decoding,
+attribution, statistics) can be checked against where the content signal was
+planted and which stage markers lie where.
+
+Signal model, per epoch (amplitudes are standard deviations at the peak of a
+component's topography, in µV, before the subject's gain):
+
+* aperiodic 1/f^chi background on every channel, spatially smoothed over the
+  scalp (volume conduction), with a stage-specific exponent chi;
+* W: posterior alpha at the subject's individual alpha frequency, eye blinks;
+* N1: fronto-central theta (4-7 Hz) and vertex sharp waves at Cz;
+* N2: central sleep spindles (12-15 Hz, 0.5-2 s) and fronto-central K-complexes;
+* N3: high-amplitude frontal slow waves (0.5-2 Hz);
+* REM: central theta, sawtooth-wave trains (2-5 Hz), and rapid eye movements
+  whose horizontal EOG leaks into Fp1/Fp2/F7/F8 with opposite polarity left/right;
+* the content signal (positive-content epochs of the ``"content"`` and
+  ``"both"`` scenarios only): inside ``content_window`` and on exactly the
+  ``content_channels``, the delta (1-4 Hz) activity is scaled by
+  ``1 - effect`` and beta/gamma activity (20-30 Hz) of ``effect * 10 µV`` is
+  added: the posterior "hot zone" of dreaming (Siclari et al., 2017);
+* white sensor noise at the requested ``snr``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import mne
+import numpy as np
+import pandas as pd
+from scipy.signal.windows import tukey
+
+from eegsal._check import check_option, check_random_state, check_range, validate_type
+from eegsal._logging import logger, verbose
+
+__all__ = ["GroundTruth", "STAGES", "simulate_night", "simulate_sleep_study"]
+
+STAGES = ("W", "N1", "N2", "N3", "REM")
+#: The classic 19 electrodes of the 10-20 system.
+DEFAULT_CH_NAMES = (
+    "Fp1",
+    "Fp2",
+    "F7",
+    "F3",
+    "Fz",
+    "F4",
+    "F8",
+    "T7",
+    "C3",
+    "Cz",
+    "C4",
+    "T8",
+    "P7",
+    "P3",
+    "Pz",
+    "P4",
+    "P8",
+    "O1",
+    "O2",
+)
+#: Parieto-occipital electrodes of the posterior "hot zone" (those present are used).
+HOT_ZONE = (
+    "P7",
+    "P5",
+    "P3",
+    "P1",
+    "Pz",
+    "P2",
+    "P4",
+    "P6",
+    "P8",
+    "PO7",
+    "PO3",
+    "POz",
+    "PO4",
+    "PO8",
+    "O1",
+    "Oz",
+    "O2",
+)
+DELTA_BAND = (1.0, 4.0)  # Hz, reduced by the content signal
+HIGH_BAND = (20.0, 30.0)  # Hz, added by the content signal
+HIGH_AMPLITUDE = 10.0  # µV of high-band activity at effect 1
+SCENARIOS = ("content", "confound", "both", "null")
+_YASA_CODES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
+_ANNOT_PREFIX = "Sleep stage "
+_BASE_PROPORTIONS = {"W": 0.15, "N1": 0.10, "N2": 0.35, "N3": 0.15, "REM": 0.25}
+# aperiodic exponent and amplitude (µV) of the background, per stage
+_APERIODIC = {
+    "W": (1.2, 8.0),
+    "N1": (1.5, 9.0),
+    "N2": (1.8, 11.0),
+    "N3": (2.2, 14.0),
+    "REM": (2.0, 8.0),
+}
+
+
+@dataclass
+class GroundTruth:
+    """Where the simulated signals live, and the parameters that made them.
+
+    Attributes
+    ----------
+    ch_names : list of str
+        Channel names, in the order of the data.
+    times : ndarray, shape (n_times,)
+        Epoch time points (s).
+    content_mask : ndarray of bool, shape (n_channels, n_times)
+        Cells where the content signal is planted (all False in the
+        ``"confound"`` and ``"null"`` scenarios, where there is none).
+    content_channels : list of str
+        Channels of the content signal.
+    content_window : tuple of float
+        Start and end (s) of the content signal within an epoch.
+    stage_masks : dict of str to ndarray of bool, shape (n_channels, n_times)
+        For each stage, the cells where its specific activity is strongest
+        (topography above half its maximum, all times).
+    p_content : dict of str to float
+        Probability of the positive content label in each stage.
+    subject_effects : pandas.DataFrame
+        One row per subject: ``subject``, ``gain``, ``iaf`` (Hz),
+        ``spindle_freq`` (Hz), ``effect`` (the subject's content effect), and
+        ``p_content_scale``.
+    params : dict
+        Every parameter of the call, for the record.
+    """
+
+    ch_names: list[str]
+    times: np.ndarray
+    content_mask: np.ndarray
+    content_channels: list[str]
+    content_window: tuple[float, float]
+    stage_masks: dict[str, np.ndarray]
+    p_content: dict[str, float]
+    subject_effects: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        n_cells = int(self.content_mask.sum())
+        return (
+            f"<GroundTruth | scenario {self.params.get('scenario')!r}, "
+            f"content on {len(self.content_channels)} ch x "
+            f"{self.content_window[0]:g}-{self.content_window[1]:g} s "
+            f"({n_cells} cells), {len(self.subject_effects)} subjects>"
+        )
+
+
+# ----------------------------------------------------------------------------
+# Building blocks (all vectorized over epochs)
+
+
+def _band_noise(rng, n, n_times, sfreq, fmin, fmax):
+    """Gaussian noise band-limited to [fmin, fmax] Hz, unit variance overall."""
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    fmin = np.broadcast_to(np.asarray(fmin, float), (n,))[:, None]
+    fmax = np.broadcast_to(np.asarray(fmax, float), (n,))[:, None]
+    # smooth (raised-cosine) band edges of 0.5 Hz avoid ringing
+    edge = 0.5
+    gain = np.clip((freqs - fmin + edge) / edge, 0, 1) * np.clip(
+        (fmax + edge - freqs) / edge, 0, 1
+    )
+    gain = np.sin(gain * np.pi / 2) ** 2
+    spec = rng.standard_normal((n, freqs.size)) + 1j * rng.standard_normal(
+        (n, freqs.size)
+    )
+    out = np.fft.irfft(spec * gain, n=n_times, axis=-1)
+    out /= out.std() + 1e-30
+    return out
+
+
+def _aperiodic(rng, n, n_times, sfreq, exponent):
+    """1/f^exponent noise (knee at 0.5 Hz), unit variance overall."""
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    amp = (freqs**2 + 0.5**2) ** (-exponent / 4)
+    amp[0] = 0.0
+    spec = rng.standard_normal((n, freqs.size)) + 1j * rng.standard_normal(
+        (n, freqs.size)
+    )
+    out = np.fft.irfft(spec * amp, n=n_times, axis=-1)
+    out /= out.std() + 1e-30
+    return out
+
+
+def _bandpass(x, sfreq, fmin, fmax):
+    """Zero-phase FFT band-pass along the last axis (brick wall, smooth edges)."""
+    n_times = x.shape[-1]
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    gain = ((freqs >= fmin) & (freqs <= fmax)).astype(float)
+    return np.fft.irfft(np.fft.rfft(x, axis=-1) * gain, n=n_times, axis=-1)
+
+
+def _add_events(rng, n, n_times, sfreq, rate, make_waveform):
+    """Sum of transient waveforms at Poisson times, shape (n, n_times).
+
+    ``make_waveform(rng, n_events)`` returns an array (n_events, length).
+    """
+    counts = rng.poisson(rate * n_times / sfreq, size=n)
+    n_ev = int(counts.sum())
+    out = np.zeros((n, n_times))
+    if n_ev == 0:
+        return out
+    wave = make_waveform(rng, n_ev)
+    length = wave.shape[1]
+    epoch_idx = np.repeat(np.arange(n), counts)
+    onset = rng.integers(-length // 2, n_times - length // 2, size=n_ev)
+    cols = onset[:, None] + np.arange(length)[None, :]
+    keep = (cols >= 0) & (cols < n_times)
+    rows = np.broadcast_to(epoch_idx[:, None], cols.shape)
+    np.add.at(out, (rows[keep], cols[keep]), wave[keep])
+    return out
+
+
+def _spindles(freq_by_event):
+    def make(rng, n_ev, sfreq):
+        length = int(2.0 * sfreq)
+        t = np.arange(length) / sfreq
+        dur = rng.uniform(0.5, 2.0, n_ev)[:, None]
+        env = np.where(t[None] < dur, np.sin(np.pi * t[None] / dur) ** 2, 0.0)
+        freq = freq_by_event(rng, n_ev)[:, None]
+        phase = rng.uniform(0, 2 * np.pi, (n_ev, 1))
+        return env * np.sin(2 * np.pi * freq * t[None] + phase)
+
+    return make
+
+
+def _k_complex(rng, n_ev, sfreq):
+    """Sharp negative deflection followed by a slower positive one (~1 s)."""
+    t = np.arange(int(1.2 * sfreq)) / sfreq
+    neg = -np.exp(-0.5 * ((t - 0.25) / 0.08) ** 2)
+    pos = 0.6 * np.exp(-0.5 * ((t - 0.65) / 0.18) ** 2)
+    amp = rng.uniform(0.7, 1.3, (n_ev, 1))
+    return amp * (neg + pos)[None]
+
+
+def _vertex_wave(rng, n_ev, sfreq):
+    t = np.arange(int(0.4 * sfreq)) / sfreq
+    wave = -np.exp(-0.5 * ((t - 0.15) / 0.04) ** 2) + 0.3 * np.exp(
+        -0.5 * ((t - 0.28) / 0.05) ** 2
+    )
+    return rng.uniform(0.7, 1.3, (n_ev, 1)) * wave[None]
+
+
+def _sawtooth_train(rng, n_ev, sfreq):
+    """Bursts of 1-3 s of triangular 2-5 Hz waves (REM sawtooth waves)."""
+    length = int(3.0 * sfreq)
+    t = np.arange(length) / sfreq
+    dur = rng.uniform(1.0, 3.0, (n_ev, 1))
+    freq = rng.uniform(2.0, 5.0, (n_ev, 1))
+    phase = (t[None] * freq) % 1.0
+    saw = np.where(phase < 0.8, phase / 0.8, (1.0 - phase) / 0.2) * 2 - 1  # slow rise
+    env = np.where(
+        t[None] < dur, np.sqrt(np.clip(np.sin(np.pi * t[None] / dur), 0, None)), 0.0
+    )
+    return env * saw
+
+
+def _saccade(rng, n_ev, sfreq):
+    """Horizontal eye movement: fast step, fixation of 0.2-1 s, return."""
+    length = int(1.5 * sfreq)
+    t = np.arange(length) / sfreq
+    hold = rng.uniform(0.2, 1.0, (n_ev, 1))
+    rise = 1.0 / (1.0 + np.exp(-(t[None] - 0.1) / 0.015))
+    fall = 1.0 / (1.0 + np.exp(-(t[None] - 0.1 - hold) / 0.05))
+    sign = rng.choice([-1.0, 1.0], size=(n_ev, 1))
+    return sign * rng.uniform(0.5, 1.0, (n_ev, 1)) * (rise - fall)
+
+
+def _blink(rng, n_ev, sfreq):
+    t = np.arange(int(0.5 * sfreq)) / sfreq
+    return (
+        rng.uniform(0.7, 1.3, (n_ev, 1)) * np.exp(-0.5 * ((t - 0.2) / 0.06) ** 2)[None]
+    )
+
+
+@functools.cache
+def _template_positions():
+    montage = mne.channels.make_standard_montage("colin27_1005")
+    return montage.get_positions()["ch_pos"]
+
+
+class _Scalp:
+    """Electrode positions and the topographies of each simulated component."""
+
+    def __init__(self, info: mne.Info):
+        self.ch_names = list(info["ch_names"])
+        self.pos = np.array([ch["loc"][:3] for ch in info["chs"]])
+        # volume conduction: a row-normalized Gaussian kernel over 3 cm
+        d2 = ((self.pos[:, None] - self.pos[None]) ** 2).sum(-1)
+        mix = np.exp(-d2 / (2 * 0.03**2))
+        self.mixing = mix / np.sqrt((mix**2).sum(1, keepdims=True))
+        self.radius = np.linalg.norm(self.pos, axis=1).mean()
+
+    def center(self, names):
+        """Mean position of the named template electrodes (whether recorded or not)."""
+        return np.mean([_template_positions()[n] for n in names], axis=0)
+
+    def bump(self, center, width, jitter=None):
+        """Gaussian topography around ``center`` (m), peak 1."""
+        if jitter is not None:
+            center = center + jitter
+        d2 = ((self.pos - center) ** 2).sum(-1)
+        return np.exp(-d2 / (2 * width**2))
+
+    def eye_leak(self):
+        """Horizontal-EOG leak: frontal, opposite sign left (x<0) and right."""
+        eye = self.center(["Fp1", "Fp2"]) + np.array([0.0, 0.01, -0.03])
+        d2 = ((self.pos - eye) ** 2).sum(-1)
+        near = np.exp(-d2 / (2 * 0.045**2))
+        return -np.tanh(self.pos[:, 0] / 0.02) * near
+
+    def blink_leak(self):
+        eye = self.center(["Fp1", "Fp2"]) + np.array([0.0, 0.01, -0.03])
+        d2 = ((self.pos - eye) ** 2).sum(-1)
+        return np.exp(-d2 / (2 * 0.04**2))
+
+
+def _stage_components(stage, scalp, subj, sfreq):
+    """List of (topography, amplitude µV, generator(rng, n, n_times)) for a stage."""
+    jit = subj["jitter"]
+    comps = []
+    if stage == "W":
+        iaf = subj["iaf"]
+        comps.append(
+            (
+                scalp.bump(scalp.center(["O1", "O2"]), 0.05, jit[0]),
+                12.0,
+                lambda rng, n, nt: _band_noise(rng, n, nt, sfreq, iaf - 1.0, iaf + 1.0),
+            )
+        )
+        comps.append(
+            (
+                scalp.blink_leak(),
+                60.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 0.15, lambda r, k: _blink(r, k, sfreq)
+                ),
+            )
+        )
+    elif stage == "N1":
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Fz", "Cz"]), 0.06, jit[1]),
+                6.0,
+                lambda rng, n, nt: _band_noise(rng, n, nt, sfreq, 4.0, 7.0),
+            )
+        )
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Cz"]), 0.04, jit[1]),
+                60.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 0.1, lambda r, k: _vertex_wave(r, k, sfreq)
+                ),
+            )
+        )
+    elif stage == "N2":
+        fsp = subj["spindle_freq"]
+        make = _spindles(lambda r, k: np.clip(r.normal(fsp, 0.4, k), 12.0, 15.0))
+        comps.append(
+            (
+                scalp.bump(scalp.center(["C3", "Cz", "C4"]), 0.05, jit[2]),
+                25.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 6 / 60, lambda r, k: make(r, k, sfreq)
+                ),
+            )
+        )
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Fz", "Cz"]), 0.06, jit[1]),
+                70.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 1.5 / 60, lambda r, k: _k_complex(r, k, sfreq)
+                ),
+            )
+        )
+    elif stage == "N3":
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Fz"]), 0.06, jit[3]),
+                30.0,
+                lambda rng, n, nt: _band_noise(rng, n, nt, sfreq, 0.5, 2.0),
+            )
+        )
+    else:  # REM
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Cz"]), 0.06, jit[1]),
+                5.0,
+                lambda rng, n, nt: _band_noise(rng, n, nt, sfreq, 4.0, 7.0),
+            )
+        )
+        comps.append(
+            (
+                scalp.bump(scalp.center(["Cz"]), 0.05, jit[1]),
+                20.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 3 / 60, lambda r, k: _sawtooth_train(r, k, sfreq)
+                ),
+            )
+        )
+        comps.append(
+            (
+                scalp.eye_leak(),
+                60.0,
+                lambda rng, n, nt: _add_events(
+                    rng, n, nt, sfreq, 0.5, lambda r, k: _saccade(r, k, sfreq)
+                ),
+            )
+        )
+    return comps
+
+
+def _brain_activity(rng, stage, n, n_times, scalp, subj, sfreq):
+    """Background + stage activity of one subject, (n, n_channels, n_times) in µV."""
+    n_ch = len(scalp.ch_names)
+    exponent, amp = _APERIODIC[stage]
+    src = _aperiodic(rng, n * n_ch, n_times, sfreq, exponent).reshape(n, n_ch, n_times)
+    x = amp * np.einsum("cs,est->ect", scalp.mixing, src)
+    for topo, amp_c, gen in _stage_components(stage, scalp, subj, sfreq):
+        x += amp_c * topo[None, :, None] * gen(rng, n, n_times)[:, None, :]
+    return x * subj["gain"]
+
+
+def _plant_content(rng, x, ch_idx, envelope, effect, sfreq):
+    """Add the content signal in place on ``x[:, ch_idx]``.
+
+    ``envelope`` (n_times,) is zero outside the content window, so nothing
+    changes outside it; ``effect`` (n,) is the per-epoch effect size.
+    """
+    sub = x[:, ch_idx]
+    n, n_c, n_t = sub.shape
+    delta = _bandpass(sub, sfreq, *DELTA_BAND)
+    high = _band_noise(rng, n * n_c, n_t, sfreq, *HIGH_BAND).reshape(n, n_c, n_t)
+    e = effect[:, None, None] * envelope[None, None, :]
+    x[:, ch_idx] = sub - e * delta + e * HIGH_AMPLITUDE * high
+
+
+# ----------------------------------------------------------------------------
+# Parameter handling shared by both simulators
+
+
+def _make_info(ch_names, sfreq, montage):
+    validate_type(montage, (str, mne.channels.DigMontage), "montage")
+    if isinstance(montage, str):
+        check_option("montage", montage, mne.channels.get_builtin_montages())
+        montage = mne.channels.make_standard_montage(montage)
+    if ch_names is None:
+        ch_names = list(DEFAULT_CH_NAMES)
+    ch_names = list(ch_names)
+    if len(ch_names) < 2:
+        raise ValueError(f"ch_names must name at least 2 channels, got {ch_names!r}.")
+    if len(set(ch_names)) != len(ch_names):
+        raise ValueError(f"ch_names has duplicates: {ch_names!r}.")
+    known = set(montage.ch_names)
+    unknown = [c for c in ch_names if c not in known]
+    if unknown:
+        raise ValueError(
+            f"ch_names: {unknown} not in the montage (e.g. {montage.ch_names[:5]}); "
+            "use 10-20/10-05 names such as 'Fp1', 'Cz', 'O2'."
+        )
+    info = mne.create_info(ch_names, sfreq, "eeg")
+    info.set_montage(montage)
+    return info
+
+
+def _check_common(scenario, confound, effect_size, effect_spread, snr, sfreq, stages):
+    check_option("scenario", scenario, SCENARIOS)
+    if confound is None:
+        confound = 0.5 if scenario in ("confound", "both") else 0.0
+    check_range(confound, "confound", 0.0, 1.0)
+    if scenario in ("content", "null") and confound > 0:
+        raise ValueError(
+            f"confound={confound} with scenario={scenario!r}: in this scenario the "
+            "content label is independent of the stage; use scenario='both' (content "
+            "signal and confound) or scenario='confound' (confound only)."
+        )
+    check_range(effect_size, "effect_size", 0.0, 1.0)
+    check_range(effect_spread, "effect_spread", 0.0)
+    check_range(snr, "snr", 0.0, low_closed=False)
+    check_range(sfreq, "sfreq", 2 * HIGH_BAND[1], low_closed=False)
+    stages = tuple(stages)
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages or len(set(stages)) != len(stages):
+        raise ValueError(
+            f"stages must be distinct values among {STAGES}, got {stages!r}."
+        )
+    return confound, stages
+
+
+def _p_content(p_content, confound, base_rate, stages):
+    """Probability of the positive label per stage.
+
+    With ``confound`` c and base rate b: P(pos | REM) = b + c (1 - b) and
+    P(pos | other stages) = b (1 - c), so c is the difference between them.
+    """
+    if p_content is None:
+        check_range(base_rate, "base_rate", 0.0, 1.0)
+        return {
+            s: (base_rate + confound * (1 - base_rate))
+            if s == "REM"
+            else base_rate * (1 - confound)
+            for s in stages
+        }
+    validate_type(p_content, dict, "p_content")
+    missing = [s for s in stages if s not in p_content]
+    if missing:
+        raise ValueError(f"p_content has no probability for stages {missing}.")
+    for s in stages:
+        check_range(p_content[s], f"p_content[{s!r}]", 0.0, 1.0)
+    return {s: float(p_content[s]) for s in stages}
+
+
+def _content_channels(content_channels, ch_names):
+    if content_channels is None:
+        chans = [c for c in HOT_ZONE if c in ch_names]
+        if not chans:
+            raise ValueError(
+                "content_channels: none of the posterior hot-zone channels "
+                f"{HOT_ZONE} is among ch_names; name the content channels."
+            )
+        return [c for c in ch_names if c in chans]
+    chans = list(content_channels)
+    unknown = [c for c in chans if c not in ch_names]
+    if unknown or not chans:
+        raise ValueError(
+            f"content_channels: {unknown or chans} not among ch_names {ch_names}."
+        )
+    return [c for c in ch_names if c in chans]
+
+
+def _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread):
+    """Per-subject parameters (gain, IAF, spindle frequency, content effect)."""
+    s = subject_spread
+    rows = []
+    for i in range(n_subjects):
+        rows.append(
+            dict(
+                subject=f"sub-{i + 1:02d}",
+                gain=float(np.exp(rng.normal(0, 0.2 * s))),
+                iaf=float(np.clip(rng.normal(10.0, 0.8 * s), 8.0, 12.0)),
+                spindle_freq=float(np.clip(rng.normal(13.5, 0.5 * s), 12.3, 14.7)),
+                effect=float(
+                    np.clip(effect_size * (1 + effect_spread * rng.normal()), 0.0, 1.0)
+                ),
+                jitter=rng.normal(0, 0.01 * s, (4, 3)),
+            )
+        )
+    return rows
+
+
+def _sensor_noise(rng, x, snr):
+    if np.isfinite(snr):
+        x += rng.standard_normal(x.shape) * (x.std() / snr)
+
+
+# ----------------------------------------------------------------------------
+# Public simulators
+
+
+@verbose
+def simulate_sleep_study(
+    n_subjects: int = 20,
+    n_epochs: int = 100,
+    *,
+    scenario: str = "content",
+    confound: float | None = None,
+    effect_size: float = 0.6,
+    effect_spread: float = 0.3,
+    snr: float = 10.0,
+    stages: tuple[str, ...] = STAGES,
+    stage_proportions: dict[str, float] | None = None,
+    p_content: dict[str, float] | None = None,
+    base_rate: float = 0.4,
+    labels: tuple[str, str] = ("flying", "other"),
+    content_channels: list[str] | None = None,
+    content_window: tuple[float, float] | None = None,
+    subject_spread: float = 1.0,
+    montage: str | mne.channels.DigMontage = "colin27_1020",
+    ch_names: list[str] | None = None,
+    sfreq: float = 100.0,
+    epoch_length: float = 4.0,
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+) -> tuple[mne.EpochsArray, GroundTruth]:
+    """Simulate a sleep study of labelled awakenings with a known ground truth.
+
+    Each subject contributes ``n_epochs`` epochs of EEG, each scored with a
+    sleep stage and labelled with a dream content (``labels[0]`` is the
+    positive label, e.g. "flying"). See the module docstring for the signal
+    model.
+
+    Parameters
+    ----------
+    n_subjects : int
+        Number of subjects.
+    n_epochs : int
+        Epochs per subject (at least 2 per stage).
+    scenario : str
+        ``'content'``: a content signal in the positive epochs, labels
+        independent of the stage; ``'confound'``: no content signal, labels
+        correlated with REM sleep; ``'both'``: both; ``'null'``: neither.
+    confound : float | None
+        Difference in the probability of the positive label between REM and the
+        other stages, in [0, 1] (``P(pos|REM) = b + c(1-b)``,
+        ``P(pos|other) = b(1-c)`` with ``b = base_rate``). None: 0.5 for
+        ``'confound'``/``'both'``, 0 otherwise.
+    effect_size : float
+        Content effect in [0, 1]: delta (1-4 Hz) amplitude is scaled by
+        ``1 - effect`` and ``effect * 10 µV`` of 20-30 Hz activity is added.
+    effect_spread : float
+        Standard deviation of the subject's effect, relative to
+        ``effect_size`` (a random slope).
+    snr : float
+        Ratio of the RMS of brain activity to the RMS of white sensor noise
+        (> 0; ``np.inf`` for no sensor noise).
+    stages : tuple of str
+        Stages to simulate, among ``'W', 'N1', 'N2', 'N3', 'REM'``.
+    stage_proportions : dict | None
+        Expected share of each stage (normalized); subjects vary around it.
+    p_content : dict | None
+        Probability of the positive label per stage; overrides ``confound``.
+    base_rate : float
+        Probability of the positive label outside the confound.
+    labels : tuple of str
+        Names of the positive and negative content labels.
+    content_channels : list of str | None
+        Channels carrying the content signal. None: the posterior hot-zone
+        channels among ``ch_names``.
+    content_window : tuple of float | None
+        Start and end (s) of the content signal within the epoch. None: the
+        middle half of the epoch.
+    subject_spread : float
+        Scales every between-subject variation (gain, alpha frequency,
+        spindle frequency, topography jitter, class proportions); 0 makes
+        all subjects alike.
+    montage : str | DigMontage
+        Electrode positions.
+    ch_names : list of str | None
+        Channels to simulate (default: the 19 of the 10-20 system).
+    sfreq : float
+        Sampling frequency (Hz), above 60 Hz.
+    epoch_length : float
+        Epoch length (s).
+    seed : int | numpy.random.Generator | None
+        Random seed; the same seed gives the same data.
+    verbose : bool | str | int | None
+        Control verbosity of the logging output.
+
+    Returns
+    -------
+    epochs : mne.EpochsArray
+        Data in V, ``metadata`` with ``subject``, ``stage``, ``content``,
+        ``epoch_in_subject``; event names ``'<stage>/<content>'``, so that
+        ``epochs['REM']`` or ``epochs['flying']`` select.
+    truth : GroundTruth
+        Masks of the content and stage signals and the parameters.
+
+    References
+    ----------
+    .. [1] Siclari F et al. (2017). The neural correlates of dreaming.
+       Nature Neuroscience 20, 872-878.
+
+    Examples
+    --------
+    >>> epochs, truth = simulate_sleep_study(n_subjects=2, n_epochs=20)
+    >>> sorted(epochs.metadata.columns)
+    ['content', 'epoch_in_subject', 'stage', 'subject']
+    """
+    params = {k: v for k, v in locals().items() if k not in ("verbose",)}
+    params["seed"] = seed if not isinstance(seed, np.random.Generator) else "Generator"
+    check_range(n_subjects, "n_subjects", 1, integer=True)
+    check_range(n_epochs, "n_epochs", 1, integer=True)
+    check_range(epoch_length, "epoch_length", 0.0, low_closed=False)
+    check_range(subject_spread, "subject_spread", 0.0)
+    confound, stages = _check_common(
+        scenario, confound, effect_size, effect_spread, snr, sfreq, stages
+    )
+    if n_epochs < 2 * len(stages):
+        raise ValueError(
+            f"n_epochs={n_epochs} is too few for {len(stages)} stages: each subject "
+            f"needs at least 2 epochs per stage, so n_epochs >= {2 * len(stages)}."
+        )
+    if len(labels) != 2 or labels[0] == labels[1]:
+        raise ValueError(f"labels must be two distinct names, got {labels!r}.")
+    props = _stage_props(stage_proportions, stages)
+    p_pos = _p_content(p_content, confound, base_rate, stages)
+    info = _make_info(ch_names, sfreq, montage)
+    ch_names = info["ch_names"]
+    content_chs = _content_channels(content_channels, ch_names)
+    n_times = int(round(epoch_length * sfreq))
+    times = np.arange(n_times) / sfreq
+    window = _content_window(content_window, epoch_length)
+    envelope = _envelope(times, window)
+    rng = check_random_state(seed)
+    # separate streams: with the same seed, scenarios share the background
+    # exactly, so "content" minus "null" is the content signal alone
+    rng_content, rng_noise = rng.spawn(2)
+    scalp = _Scalp(info)
+    subjects = _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread)
+    has_content = scenario in ("content", "both")
+    ch_idx = np.array([ch_names.index(c) for c in content_chs])
+    logger.info(
+        "Simulating %d subjects x %d epochs (%s scenario, confound %.2f), "
+        "%d channels, %.1f s at %g Hz",
+        n_subjects,
+        n_epochs,
+        scenario,
+        confound,
+        len(ch_names),
+        epoch_length,
+        sfreq,
+    )
+
+    data = np.empty((n_subjects * n_epochs, len(ch_names), n_times))
+    meta = []
+    conc = 20.0 / max(subject_spread, 1e-6)  # Beta concentration of class rates
+    for si, subj in enumerate(subjects):
+        counts = 2 + rng.multinomial(
+            n_epochs - 2 * len(stages), rng.dirichlet(conc * props + 1e-3)
+        )
+        stage_seq = np.repeat(np.array(stages), counts)
+        rng.shuffle(stage_seq)
+        p_subj = {
+            s: p if p in (0.0, 1.0) else rng.beta(p * conc, (1 - p) * conc)
+            for s, p in p_pos.items()
+        }
+        content = rng.random(n_epochs) < np.array([p_subj[s] for s in stage_seq])
+        block = data[si * n_epochs : (si + 1) * n_epochs]
+        for stage in stages:
+            sel = np.flatnonzero(stage_seq == stage)
+            block[sel] = _brain_activity(
+                rng, stage, sel.size, n_times, scalp, subj, sfreq
+            )
+        for k in range(n_epochs):
+            meta.append(
+                dict(
+                    subject=subj["subject"],
+                    stage=str(stage_seq[k]),
+                    content=labels[0] if content[k] else labels[1],
+                    epoch_in_subject=k,
+                )
+            )
+    _sensor_noise(rng_noise, data, snr)
+    metadata = pd.DataFrame(meta)
+    if has_content:
+        for si, subj in enumerate(subjects):
+            rows = si * n_epochs + np.arange(n_epochs)
+            pos = rows[metadata["content"].to_numpy()[rows] == labels[0]]
+            part = data[pos]
+            effect = np.full(pos.size, subj["effect"])
+            _plant_content(rng_content, part, ch_idx, envelope, effect, sfreq)
+            data[pos] = part
+    data *= 1e-6  # µV -> V
+    names = metadata["stage"] + "/" + metadata["content"]
+    event_id = {name: i + 1 for i, name in enumerate(sorted(names.unique()))}
+    events = np.column_stack(
+        [
+            np.arange(len(metadata)) * n_times,
+            np.zeros(len(metadata), int),
+            names.map(event_id).to_numpy(),
+        ]
+    )
+    epochs = mne.EpochsArray(
+        data,
+        info,
+        events=events,
+        event_id=event_id,
+        tmin=0.0,
+        metadata=metadata,
+        verbose=False,
+    )
+    truth = GroundTruth(
+        ch_names=list(ch_names),
+        times=times,
+        content_mask=_content_mask(has_content, ch_idx, envelope, len(ch_names)),
+        content_channels=content_chs,
+        content_window=window,
+        stage_masks=_stage_masks(scalp, stages, n_times, sfreq),
+        p_content=p_pos,
+        subject_effects=pd.DataFrame(
+            [{k: v for k, v in s.items() if k != "jitter"} for s in subjects]
+        ),
+        params=params,
+    )
+    return epochs, truth
+
+
+def _stage_props(stage_proportions, stages):
+    if stage_proportions is None:
+        props = np.array([_BASE_PROPORTIONS[s] for s in stages])
+    else:
+        validate_type(stage_proportions, dict, "stage_proportions")
+        missing = [s for s in stages if s not in stage_proportions]
+        if missing:
+            raise ValueError(f"stage_proportions has no value for stages {missing}.")
+        props = np.array([stage_proportions[s] for s in stages], float)
+        if (props < 0).any() or props.sum() <= 0:
+            raise ValueError(
+                "stage_proportions must be non-negative and not all 0, got "
+                f"{stage_proportions}."
+            )
+    return props / props.sum()
+
+
+def _content_window(content_window, epoch_length):
+    if content_window is None:
+        return (epoch_length / 4, 3 * epoch_length / 4)
+    t0, t1 = (float(v) for v in content_window)
+    if not 0 <= t0 < t1 <= epoch_length:
+        raise ValueError(
+            f"content_window=({t0}, {t1}) must satisfy 0 <= start < end <= "
+            f"epoch_length={epoch_length} s."
+        )
+    return (t0, t1)
+
+
+def _envelope(times, window):
+    """Tukey taper that is exactly zero outside ``window``."""
+    inside = (times >= window[0]) & (times < window[1])
+    env = np.zeros(times.size)
+    if inside.sum():
+        env[inside] = tukey(int(inside.sum()) + 2, 0.25)[1:-1]
+    return env
+
+
+def _content_mask(has_content, ch_idx, envelope, n_ch):
+    mask = np.zeros((n_ch, envelope.size), bool)
+    if has_content:
+        mask[np.ix_(ch_idx, np.flatnonzero(envelope > 0))] = True
+    return mask
+
+
+def _stage_masks(scalp, stages, n_times, sfreq):
+    mean_subj = dict(iaf=10.0, spindle_freq=13.5, gain=1.0, jitter=np.zeros((4, 3)))
+    out = {}
+    for stage in stages:
+        topo = np.zeros(len(scalp.ch_names))
+        for t, amp, _ in _stage_components(stage, scalp, mean_subj, sfreq):
+            topo = np.maximum(topo, amp * np.abs(t))
+        chans = topo >= 0.5 * topo.max()
+        out[stage] = np.repeat(chans[:, None], n_times, axis=1)
+    return out
+
+
+def _hypnogram(rng, duration, stage_length):
+    """Generate a night of NREM/REM cycles (~90 min), N3 early and REM late."""
+    n = int(round(duration / stage_length))
+    per_min = 60.0 / stage_length
+    seq = ["W"] * int(rng.uniform(5, 15) * per_min)
+    cycle = 0
+    while len(seq) < n:
+        frac = cycle / 4.0
+        blocks = [
+            ("N1", rng.uniform(2, 6)),
+            ("N2", rng.uniform(10, 25)),
+            ("N3", max(0.0, rng.uniform(25, 40) * (1 - frac))),
+            ("N2", rng.uniform(5, 15)),
+            ("REM", rng.uniform(8, 15) + 15 * min(frac, 1.0)),
+        ]
+        for stage, minutes in blocks:
+            seq += [stage] * int(minutes * per_min)
+        if rng.random() < 0.5:
+            seq += ["W"] * int(rng.uniform(0.5, 3) * per_min)
+        cycle += 1
+    return np.array(seq[:n])
+
+
+def _read_hypnogram(hypnogram, stage_length):
+    stages = np.asarray(hypnogram)
+    if stages.ndim != 1 or stages.size == 0:
+        raise ValueError(
+            "hypnogram must be a non-empty 1-D sequence of stages, one per "
+            f"{stage_length:g} s, got shape {stages.shape}."
+        )
+    if np.issubdtype(stages.dtype, np.number):
+        bad = sorted({float(v) for v in stages if v not in _YASA_CODES})
+        if bad:
+            raise ValueError(
+                f"hypnogram: unknown stage codes {bad}; expected {_YASA_CODES} "
+                "(the YASA convention)."
+            )
+        return np.array([_YASA_CODES[int(v)] for v in stages])
+    stages = np.array([str(s) for s in stages])
+    bad = sorted(set(stages) - set(STAGES))
+    if bad:
+        raise ValueError(f"hypnogram: unknown stages {bad}; expected {STAGES}.")
+    return stages
+
+
+@verbose
+def simulate_night(
+    duration: float | None = None,
+    *,
+    hypnogram: np.ndarray | list | None = None,
+    stage_length: float = 30.0,
+    n_awakenings: int = 10,
+    report_window: float = 20.0,
+    scenario: str = "content",
+    confound: float | None = None,
+    effect_size: float = 0.6,
+    snr: float = 10.0,
+    base_rate: float = 0.4,
+    labels: tuple[str, str] = ("flying", "other"),
+    content_channels: list[str] | None = None,
+    montage: str | mne.channels.DigMontage = "colin27_1020",
+    ch_names: list[str] | None = None,
+    sfreq: float = 100.0,
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+) -> mne.io.RawArray:
+    """Simulate one continuous night of EEG with stage scores and dream reports.
+
+    The night follows ``hypnogram`` (or a generated one of NREM/REM cycles).
+    ``n_awakenings`` times the sleeper is woken at the end of a scored sleep
+    epoch and gives a report (``labels[0]`` or ``labels[1]``); the next
+    ``stage_length`` seconds are wake. In the ``'content'`` and ``'both'``
+    scenarios, a positive report is preceded by the content signal during
+    ``report_window`` seconds.
+
+    Parameters
+    ----------
+    duration : float | None
+        Length of the night (s) when no hypnogram is given (default 8 h).
+    hypnogram : array-like | None
+        One stage per ``stage_length``: names (``'W', 'N1', 'N2', 'N3',
+        'REM'``) or YASA codes (0=W, 1=N1, 2=N2, 3=N3, 4=REM).
+    stage_length : float
+        Length of a scored epoch (s).
+    n_awakenings : int
+        Number of provoked awakenings with a content report.
+    report_window : float
+        Seconds before each awakening that the report refers to (at most
+        ``stage_length``).
+    scenario, confound, effect_size, snr, base_rate, labels, content_channels : ...
+        As in :func:`simulate_sleep_study`.
+    montage : str | DigMontage
+        Electrode positions.
+    ch_names : list of str | None
+        Channels to simulate (default: the 19 of the 10-20 system).
+    sfreq : float
+        Sampling frequency (Hz).
+    seed : int | numpy.random.Generator | None
+        Random seed.
+    verbose : bool | str | int | None
+        Control verbosity of the logging output.
+
+    Returns
+    -------
+    raw : mne.io.RawArray
+        Data in V. Annotations ``'Sleep stage <S>'`` (duration ``stage_length``)
+        for every scored epoch, and ``'Awakening/<label>'`` (duration 0) at each
+        awakening, whose stage before awakening is the scored epoch that ends there.
+
+    Examples
+    --------
+    >>> raw = simulate_night(duration=1800, n_awakenings=2)
+    >>> raw.annotations.description[0]
+    'Sleep stage W'
+    """
+    check_range(stage_length, "stage_length", 0.0, low_closed=False)
+    check_range(n_awakenings, "n_awakenings", 0, integer=True)
+    check_range(report_window, "report_window", 0.0, stage_length, low_closed=False)
+    confound, stages = _check_common(
+        scenario, confound, effect_size, 0.0, snr, sfreq, STAGES
+    )
+    p_pos = _p_content(None, confound, base_rate, stages)
+    rng = check_random_state(seed)
+    if hypnogram is None:
+        duration = 8 * 3600.0 if duration is None else duration
+        check_range(duration, "duration", stage_length)
+        hypno = _hypnogram(rng, duration, stage_length)
+    else:
+        if duration is not None:
+            raise ValueError("Give either duration or hypnogram, not both.")
+        hypno = _read_hypnogram(hypnogram, stage_length)
+    info = _make_info(ch_names, sfreq, montage)
+    ch_names = info["ch_names"]
+    ch_idx = np.array(
+        [ch_names.index(c) for c in _content_channels(content_channels, ch_names)]
+    )
+    n_seg = hypno.size
+    seg = int(round(stage_length * sfreq))
+
+    # awakenings: at the end of sleep epochs whose next epoch exists; not adjacent
+    sleep_idx = np.flatnonzero(hypno[:-1] != "W")
+    if n_awakenings > sleep_idx.size // 3:
+        raise ValueError(
+            f"n_awakenings={n_awakenings} is too many for a night with "
+            f"{sleep_idx.size} scored sleep epochs; use at most {sleep_idx.size // 3}."
+        )
+    chosen = []
+    for i in rng.permutation(sleep_idx):
+        if all(abs(i - j) > 2 for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == n_awakenings:
+            break
+    chosen = sorted(chosen)
+    report_stage = hypno[chosen].copy()
+    hypno = hypno.copy()
+    hypno[np.array(chosen, int) + 1] = "W"  # woken up by the alarm
+    reports = rng.random(len(chosen)) < np.array([p_pos[s] for s in report_stage])
+
+    logger.info(
+        "Simulating a night of %.1f h (%d scored epochs, %d awakenings)",
+        n_seg * stage_length / 3600,
+        n_seg,
+        len(chosen),
+    )
+    # every scored epoch is simulated with 1 s of overlap on each side and the
+    # segments are cross-faded, so stage changes leave no step in the signal
+    pad = int(sfreq)
+    scalp = _Scalp(info)
+    subj = _subjects(rng, 1, effect_size, 0.0, 1.0)[0]
+    data = np.zeros((len(ch_names), n_seg * seg + 2 * pad))
+    fade = np.ones(seg + 2 * pad)
+    ramp = np.sin(np.linspace(0, np.pi / 2, 2 * pad + 2)[1:-1]) ** 2
+    fade[: 2 * pad] = ramp
+    fade[-2 * pad :] = ramp[::-1]
+    for stage in STAGES:
+        idx = np.flatnonzero(hypno == stage)
+        for chunk in np.array_split(idx, max(1, idx.size // 200)):
+            if chunk.size == 0:
+                continue
+            x = _brain_activity(
+                rng, stage, chunk.size, seg + 2 * pad, scalp, subj, sfreq
+            )
+            for k, i in enumerate(chunk):
+                data[:, i * seg : (i + 1) * seg + 2 * pad] += x[k] * fade
+    data = data[:, pad:-pad]
+    if scenario in ("content", "both"):
+        env = _envelope(
+            np.arange(seg) / sfreq, (stage_length - report_window, stage_length)
+        )
+        for i in np.array(chosen)[reports]:
+            part = data[None, :, i * seg : (i + 1) * seg].copy()
+            _plant_content(rng, part, ch_idx, env, np.array([subj["effect"]]), sfreq)
+            data[:, i * seg : (i + 1) * seg] = part[0]
+    _sensor_noise(rng, data, snr)
+    raw = mne.io.RawArray(data * 1e-6, info, verbose=False)
+    onsets = list(np.arange(n_seg) * stage_length)
+    desc = [_ANNOT_PREFIX + s for s in hypno]
+    durations = [stage_length] * n_seg
+    for i, pos in zip(chosen, reports, strict=True):
+        onsets.append((i + 1) * stage_length)
+        desc.append("Awakening/" + (labels[0] if pos else labels[1]))
+        durations.append(0.0)
+    order = np.argsort(onsets, kind="stable")
+    raw.set_annotations(
+        mne.Annotations(
+            np.array(onsets)[order], np.array(durations)[order], np.array(desc)[order]
+        )
+    )
+    return raw

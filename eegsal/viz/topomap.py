@@ -1,0 +1,132 @@
+"""Topographic maps of attributions over time, per condition."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import mne
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["plot_topomap"]
+
+
+def plot_topomap(
+    attr,
+    times,
+    *,
+    by: str | None = None,
+    absolute: bool = True,
+    window: float | None = None,
+    cmap: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Plot the mean attribution as topographic maps at several times.
+
+    One row per value of ``by`` (or a single row), one column per time; every
+    panel shares the colour scale, labelled in a.u. (attributions are not µV).
+
+    Parameters
+    ----------
+    attr : Attributions
+        Spatially resolved attributions.
+    times : array-like of float
+        Centre times (s) of the maps.
+    by : str | None
+        Metadata column giving one row of maps per value, e.g. ``'content'``.
+    absolute : bool
+        Map the mean absolute attribution (magnitude); otherwise the signed mean.
+    window : float | None
+        Width (s) of the time window averaged around each time; None uses the
+        spacing between ``times`` (or a single sample).
+    cmap : str | None
+        Colour map; default ``'viridis'`` for magnitudes and ``'RdBu_r'`` for
+        signed maps (both colour-blind safe).
+    title : str | None
+        Figure title; default names the method and target.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure.
+    """
+    if not attr.params.get("spatially_resolved", True):
+        raise ValueError(
+            f"{attr.method} attributions have no electrode axis; they cannot be "
+            "shown as topographic maps."
+        )
+    times = np.atleast_1d(np.asarray(times, float))
+    lo, hi = attr.times[0], attr.times[-1]
+    if ((times < lo) | (times > hi)).any():
+        raise ValueError(
+            f"times {times} must lie within the attributions' {lo:g}-{hi:g} s."
+        )
+    if window is None:
+        window = float(np.min(np.diff(times))) if times.size > 1 else 0.0
+    evokeds = attr.average(by=by, absolute=absolute)
+    if not isinstance(evokeds, dict):
+        evokeds = {"all epochs": evokeds}
+    maps = {}
+    for name, evk in evokeds.items():
+        cols = []
+        for t in times:
+            sel = np.abs(evk.times - t) <= window / 2 + 1e-9
+            sel = (
+                sel
+                if sel.any()
+                else np.abs(evk.times - t) == np.abs(evk.times - t).min()
+            )
+            cols.append(evk.data[:, sel].mean(axis=1))
+        maps[name] = np.array(cols)
+    allv = np.concatenate([m.ravel() for m in maps.values()])
+    if absolute:
+        vlim = (0.0, float(allv.max()))
+        cmap = cmap or "viridis"
+    else:
+        m = float(np.abs(allv).max())
+        vlim = (-m, m)
+        cmap = cmap or "RdBu_r"
+    n_rows, n_cols = len(maps), times.size
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(1.9 * n_cols + 1.2, 1.9 * n_rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    im = None
+    for r, (name, cols) in enumerate(maps.items()):
+        for c, t in enumerate(times):
+            ax = axes[r, c]
+            im, _ = mne.viz.plot_topomap(
+                cols[c],
+                attr.info,
+                axes=ax,
+                show=False,
+                cmap=cmap,
+                vlim=vlim,
+                contours=0,
+                sensors=True,
+            )
+            if r == 0:
+                span = (
+                    f"{t - window / 2:.2g}–{t + window / 2:.2g} s"
+                    if window
+                    else f"{t:.2g} s"
+                )
+                ax.set_title(span, fontsize=9)
+            if c == 0:
+                ax.text(
+                    -0.15,
+                    0.5,
+                    name,
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=9,
+                )
+    cbar = fig.colorbar(im, ax=axes, shrink=0.8)
+    kind = "|attribution|" if absolute else "attribution"
+    cbar.set_label(f"{kind} (a.u.)")
+    fig.suptitle(title or f"{attr.method} → {attr.target}", fontsize=10)
+    return fig

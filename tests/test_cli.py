@@ -1,0 +1,76 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from eegsal.cli import main
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "Explain EEG decoders" in out
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--out", "--n-subjects", "--device", "--seed"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["demo", "--n-subjects", "zero"], "expected a positive integer"),
+        (["demo", "--n-subjects", "0"], "expected a positive integer"),
+        (["demo", "--scenario", "dream"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_bad_values_give_one_line_and_exit_1(tmp_path, capsys):
+    # 2 epochs per subject cannot hold 5 stages: the simulator refuses, in one line
+    code = main(["demo", "--out", str(tmp_path), "--n-epochs", "2"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "n_epochs" in err and "Traceback" not in err
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--n-subjects", "3", "--n-epochs", "12"]
+    code = main([*argv, "--cv", "3", "--max-epochs", "2", "--device", "cpu"])
+    assert code == 0
+    assert "balanced accuracy" in capsys.readouterr().out
+    expected = {
+        "epochs_summary.csv",
+        "scores.csv",
+        "scores_by_stage.csv",
+        "predictions.csv",
+        "saliency_by_channel.csv",
+        "saliency_topomap.png",
+        "summary.txt",
+    }
+    assert expected <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]  # atomic writes
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 3
+    assert scores["balanced_accuracy"].between(0, 1).all()
+    assert scores["roc_auc"].between(0, 1).all()
+    counts = pd.read_csv(out / "epochs_summary.csv")
+    assert counts["n_epochs"].sum() == 36
+    pred = pd.read_csv(out / "predictions.csv")
+    assert len(pred) == 36 and (pred["fold"] >= 0).all()
+    sal = pd.read_csv(out / "saliency_by_channel.csv")
+    assert len(sal) == 19 and np.isfinite(sal["mean_abs_saliency"]).all()
+    assert (out / "saliency_topomap.png").stat().st_size > 10_000

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+from eegsal.decoding import DecodingResult, EEGDecoder, decode
+
+
+def test_result_is_out_of_fold_and_complete(tiny_result, study):
+    epochs, _ = study
+    res = tiny_result
+    pred = res.predictions
+    assert len(pred) == len(epochs) and (pred["fold"] >= 0).all()
+    assert list(res.classes) == ["flying", "other"]
+    proba = pred[["proba_flying", "proba_other"]].to_numpy()
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert res.scores["balanced_accuracy"].between(0, 1).all()
+    # no subject is ever in the training data of the fold that tests it
+    for k, row in res.scores.iterrows():
+        test_subjects = set(row["test_groups"].split())
+        assert set(pred.loc[pred["fold"] == k, "subject"]) == test_subjects
+    assert pred.groupby("subject")["fold"].nunique().eq(1).all()
+    by_stage = res.score_by("stage")
+    assert set(by_stage["stage"]) == set(epochs.metadata["stage"])
+    assert by_stage["n"].sum() == len(epochs)
+    with pytest.raises(ValueError, match="not in the predictions"):
+        res.score_by("stagee")
+
+
+def test_validation_split_holds_out_whole_subjects(study):
+    epochs, _ = study
+    X = epochs.get_data(units="uV")
+    y = epochs.metadata["content"].to_numpy()
+    g = epochs.metadata["subject"].to_numpy()
+    clf = EEGDecoder(valid_size=0.25, seed=3)
+    train, valid = clf._split(np.unique(y, return_inverse=True)[1], g)
+    assert set(g[train]).isdisjoint(g[valid])
+    assert len(valid) > 0
+
+
+def test_same_seed_same_predictions(study):
+    epochs, _ = study
+    a = decode(epochs, "content", cv=2, max_epochs=2, seed=1, device="cpu")
+    b = decode(epochs, "content", cv=2, max_epochs=2, seed=1, device="cpu")
+    np.testing.assert_array_equal(
+        a.predictions["proba_flying"], b.predictions["proba_flying"]
+    )
+
+
+def test_fitted_model_standardizes_with_training_statistics(study):
+    epochs, _ = study
+    X = epochs.get_data(units="uV").astype(np.float32)
+    y = epochs.metadata["content"].to_numpy()
+    clf = EEGDecoder(max_epochs=1, valid_size=0).fit(X, y)
+    std = clf.module_[0]
+    np.testing.assert_allclose(std.mean[:, 0].numpy(), X.mean(axis=(0, 2)), rtol=1e-4)
+    np.testing.assert_allclose(
+        std.scale[:, 0].numpy(), X.std(axis=(0, 2)) + 1e-6, rtol=1e-4
+    )
+
+
+def test_save_load_round_trip(tiny_result, study, tmp_path):
+    epochs, _ = study
+    tiny_result.save(tmp_path / "res")
+    with pytest.raises(FileExistsError):
+        tiny_result.save(tmp_path / "res")
+    back = DecodingResult.load(tmp_path / "res")
+    assert list(back.classes) == list(tiny_result.classes)
+    x = torch.from_numpy(epochs.get_data(units="uV")[:5].astype(np.float32))
+    for m0, m1 in zip(tiny_result.models, back.models, strict=True):
+        with torch.no_grad():
+            torch.testing.assert_close(m0(x), m1(x))
+    np.testing.assert_allclose(
+        back.predictions["proba_flying"], tiny_result.predictions["proba_flying"]
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(target="dream"), "not a metadata column"),
+        (dict(groups="participant"), "not a metadata column"),
+        (dict(cv=10), "between 2 and the number of groups"),
+        (dict(cv="kfold"), "'loso'"),
+    ],
+)
+def test_bad_input(study, kwargs, match):
+    epochs, _ = study
+    with pytest.raises(ValueError, match=match):
+        decode(epochs, **{"target": "content", **kwargs})
+
+
+def test_rejects_arrays_and_missing_metadata(study):
+    epochs, _ = study
+    with pytest.raises(TypeError, match="epochs must be an instance of"):
+        decode(epochs.get_data(), "content")
+    epochs.metadata = None
+    with pytest.raises(ValueError, match="no metadata"):
+        decode(epochs, "content")
