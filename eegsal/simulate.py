@@ -117,8 +117,9 @@ class GroundTruth:
     content_window : tuple of float
         Start and end (s) of the content signal within an epoch.
     stage_masks : dict of str to ndarray of bool, shape (n_channels, n_times)
-        For each stage, the cells where its specific activity is strongest
-        (topography above half its maximum, all times).
+        For each stage, the cells where its specific activity lives: the
+        channels where any of its components (rhythms, graphoelements, eye
+        movements) has at least half its peak amplitude, at all times.
     p_content : dict of str to float
         Probability of the positive content label in each stage.
     subject_effects : pandas.DataFrame
@@ -278,8 +279,11 @@ def _blink(rng, n_ev, sfreq):
 
 @functools.cache
 def _template_positions():
+    """10-05 template positions in head coordinates (the frame of ``info``)."""
     montage = mne.channels.make_standard_montage("colin27_1005")
-    return montage.get_positions()["ch_pos"]
+    info = mne.create_info(montage.ch_names, 100.0, "eeg")
+    info.set_montage(montage)
+    return {ch["ch_name"]: ch["loc"][:3] for ch in info["chs"]}
 
 
 class _Scalp:
@@ -306,11 +310,13 @@ class _Scalp:
         return np.exp(-d2 / (2 * width**2))
 
     def eye_leak(self):
-        """Horizontal-EOG leak: frontal, opposite sign left (x<0) and right."""
-        eye = self.center(["Fp1", "Fp2"]) + np.array([0.0, 0.01, -0.03])
-        d2 = ((self.pos - eye) ** 2).sum(-1)
-        near = np.exp(-d2 / (2 * 0.045**2))
-        return -np.tanh(self.pos[:, 0] / 0.02) * near
+        """Horizontal-EOG leak: + near the left outer canthus, - near the right."""
+        down = np.array([0.0, 0.0, -0.02])
+        left = self.center(["Fp1", "F7"]) + down
+        right = self.center(["Fp2", "F8"]) + down
+        near_l = np.exp(-((self.pos - left) ** 2).sum(-1) / (2 * 0.04**2))
+        near_r = np.exp(-((self.pos - right) ** 2).sum(-1) / (2 * 0.04**2))
+        return near_l - near_r
 
     def blink_leak(self):
         eye = self.center(["Fp1", "Fp2"]) + np.array([0.0, 0.01, -0.03])
@@ -363,9 +369,9 @@ def _stage_components(stage, scalp, subj, sfreq):
         comps.append(
             (
                 scalp.bump(scalp.center(["C3", "Cz", "C4"]), 0.05, jit[2]),
-                25.0,
+                30.0,
                 lambda rng, n, nt: _add_events(
-                    rng, n, nt, sfreq, 6 / 60, lambda r, k: make(r, k, sfreq)
+                    rng, n, nt, sfreq, 8 / 60, lambda r, k: make(r, k, sfreq)
                 ),
             )
         )
@@ -839,10 +845,10 @@ def _stage_masks(scalp, stages, n_times, sfreq):
     mean_subj = dict(iaf=10.0, spindle_freq=13.5, gain=1.0, jitter=np.zeros((4, 3)))
     out = {}
     for stage in stages:
-        topo = np.zeros(len(scalp.ch_names))
-        for t, amp, _ in _stage_components(stage, scalp, mean_subj, sfreq):
-            topo = np.maximum(topo, amp * np.abs(t))
-        chans = topo >= 0.5 * topo.max()
+        # each component's channels: its topography at >= half its own peak
+        chans = np.zeros(len(scalp.ch_names), bool)
+        for topo, _, _ in _stage_components(stage, scalp, mean_subj, sfreq):
+            chans |= np.abs(topo) >= 0.5 * np.abs(topo).max()
         out[stage] = np.repeat(chans[:, None], n_times, axis=1)
     return out
 

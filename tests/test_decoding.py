@@ -28,7 +28,6 @@ def test_result_is_out_of_fold_and_complete(tiny_result, study):
 
 def test_validation_split_holds_out_whole_subjects(study):
     epochs, _ = study
-    X = epochs.get_data(units="uV")
     y = epochs.metadata["content"].to_numpy()
     g = epochs.metadata["subject"].to_numpy()
     clf = EEGDecoder(valid_size=0.25, seed=3)

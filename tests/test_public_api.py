@@ -3,7 +3,13 @@ import sys
 
 import eegsal
 
-DESIGN_NAMES_SO_FAR = {"simulate", "decode", "attribute", "Attributions", "DecodingResult"}
+DESIGN_NAMES_SO_FAR = {
+    "simulate",
+    "decode",
+    "attribute",
+    "Attributions",
+    "DecodingResult",
+}
 
 
 def test_public_surface_exposes_design_names():

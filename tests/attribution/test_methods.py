@@ -48,7 +48,9 @@ def test_linear_model_analytic(study):
         ),
     ],
 )
-def test_equals_direct_captum_call_with_fold_models(tiny_result, study, method, reference):
+def test_equals_direct_captum_call_with_fold_models(
+    tiny_result, study, method, reference
+):
     epochs, _ = study
     attr = attribute(tiny_result, epochs, method=method, batch_size=17, n_steps=16)
     assert isinstance(attr, Attributions)
@@ -62,7 +64,9 @@ def test_equals_direct_captum_call_with_fold_models(tiny_result, study, method, 
             np.searchsorted(tiny_result.classes, pred["y_true"].to_numpy()[idx])
         )
         ref = reference(model.eval(), X[idx].clone().requires_grad_(), target)
-        np.testing.assert_allclose(attr.data[idx], ref.detach().numpy(), rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            attr.data[idx], ref.detach().numpy(), rtol=1e-4, atol=1e-7
+        )
     # gradients never leak into the parameters
     for model in tiny_result.models:
         assert all(p.grad is None for p in model.parameters())

@@ -1,0 +1,301 @@
+"""The simulator against independent computations (scipy Welch PSD, scipy.stats)."""
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import signal, stats
+
+from eegsal.simulate import STAGES, simulate_night, simulate_sleep_study
+from tests.conftest import shared_data_or_skip
+
+
+@pytest.fixture(scope="module")
+def long_epochs():
+    """8-s epochs (0.4 Hz Welch resolution), 4 subjects x 60 epochs."""
+    return simulate_sleep_study(
+        n_subjects=4, n_epochs=60, epoch_length=8.0, scenario="content", seed=0
+    )
+
+
+def _band_power(epochs, chans, fmin, fmax, tmin=None, tmax=None):
+    """Mean Welch power (µV²/Hz) in [fmin, fmax] Hz on ``chans``, per epoch."""
+    data = epochs.copy().pick(chans).crop(tmin, tmax, include_tmax=False)
+    x = data.get_data(units="uV")
+    freqs, psd = signal.welch(x, fs=epochs.info["sfreq"], nperseg=min(200, x.shape[-1]))
+    band = (freqs >= fmin) & (freqs <= fmax)
+    return psd[..., band].mean(axis=(-1, -2)), freqs, psd
+
+
+def _by_stage(epochs, values, stage):
+    return values[(epochs.metadata["stage"] == stage).to_numpy()]
+
+
+def test_n2_sigma_above_wake_at_central(long_epochs):
+    epochs, _ = long_epochs
+    sigma, _, _ = _band_power(epochs, ["C3", "C4"], 12.0, 15.0)
+    n2, w = _by_stage(epochs, sigma, "N2"), _by_stage(epochs, sigma, "W")
+    assert n2.mean() > 2 * w.mean()
+    # some 8-s N2 windows hold no spindle, so compare mean power (Welch t-test)
+    assert stats.ttest_ind(n2, w, equal_var=False, alternative="greater").pvalue < 1e-4
+
+
+def test_n3_delta_above_rem_at_frontal(long_epochs):
+    epochs, _ = long_epochs
+    delta, _, _ = _band_power(epochs, ["F3", "Fz", "F4"], 0.5, 2.0)
+    n3, rem = _by_stage(epochs, delta, "N3"), _by_stage(epochs, delta, "REM")
+    assert n3.mean() > 5 * rem.mean()
+    assert stats.mannwhitneyu(n3, rem, alternative="greater").pvalue < 1e-6
+    # and N3 slow waves are frontal: more delta at Fz than at O1/O2
+    back, _, _ = _band_power(epochs, ["O1", "O2"], 0.5, 2.0)
+    assert n3.mean() > 1.5 * _by_stage(epochs, back, "N3").mean()
+
+
+def test_wake_alpha_peak_at_occipital(long_epochs):
+    epochs, truth = long_epochs
+    _, freqs, psd = _band_power(epochs, ["O1", "O2"], 8, 12)
+    w = (epochs.metadata["stage"] == "W").to_numpy()
+    spectrum = psd[w].mean(axis=(0, 1))
+    search = (freqs >= 5) & (freqs <= 16)
+    peak = freqs[search][np.argmax(spectrum[search])]
+    assert 8.0 <= peak <= 12.0
+    # the peak sits near the subjects' individual alpha frequencies
+    iaf = truth.subject_effects["iaf"]
+    assert iaf.min() - 1.0 <= peak <= iaf.max() + 1.0
+    alpha_o, _, _ = _band_power(epochs, ["O1", "O2"], 8, 12)
+    alpha_f, _, _ = _band_power(epochs, ["F3", "F4"], 8, 12)
+    assert (
+        _by_stage(epochs, alpha_o, "W").mean()
+        > 2 * _by_stage(epochs, alpha_f, "W").mean()
+    )
+
+
+def test_rem_eye_movements_leak_with_opposite_polarity(long_epochs):
+    epochs, _ = long_epochs
+    x = epochs.get_data(picks=["F7", "F8"], units="uV")
+    x = x - x.mean(axis=-1, keepdims=True)
+    stage = epochs.metadata["stage"].to_numpy()
+
+    def corr(sel):
+        a, b = x[sel, 0].ravel(), x[sel, 1].ravel()
+        return stats.pearsonr(a, b).statistic
+
+    assert corr(stage == "REM") < -0.3
+    assert corr(stage == "REM") < corr(stage == "N2") - 0.3
+    # frontal low-frequency power is larger in REM than in N2 at F7/F8 (eye movements)
+    slow, _, _ = _band_power(epochs, ["F7", "F8"], 0.5, 4.0)
+    assert _by_stage(epochs, slow, "REM").mean() > _by_stage(epochs, slow, "N1").mean()
+
+
+def test_amplitudes_are_realistic(long_epochs):
+    epochs, _ = long_epochs
+    x = epochs.get_data(units="uV")
+    sd = x.std(axis=-1).mean()
+    assert 5 < sd < 60  # tens of µV
+    stage = epochs.metadata["stage"].to_numpy()
+    fz = epochs.ch_names.index("Fz")
+    ptp = np.ptp(x[stage == "N3", fz], axis=-1)
+    assert np.median(ptp) > 75  # slow waves of N3: >= 75 µV peak to peak (AASM)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_content_signal_is_exactly_in_the_mask(seed):
+    kw = dict(n_subjects=3, n_epochs=20, seed=seed)
+    content, truth = simulate_sleep_study(scenario="content", **kw)
+    null, truth0 = simulate_sleep_study(scenario="null", **kw)
+    confound, _ = simulate_sleep_study(scenario="null", **kw)
+    assert not truth0.content_mask.any()
+    diff = content.get_data() - null.get_data()
+    pos = (content.metadata["content"] == "flying").to_numpy()
+    assert np.abs(diff[:, ~truth.content_mask]).max() == 0.0
+    assert np.abs(diff[~pos]).max() == 0.0
+    assert np.abs(diff[pos][:, truth.content_mask]).mean() > 1e-6  # > 1 µV
+    np.testing.assert_array_equal(null.get_data(), confound.get_data())
+    # the mask is the requested channels x window
+    ch = [truth.ch_names[i] for i in np.flatnonzero(truth.content_mask.any(1))]
+    assert ch == truth.content_channels
+    t = truth.times[truth.content_mask.any(0)]
+    assert truth.content_window[0] <= t.min() and t.max() < truth.content_window[1]
+
+
+def _content_test(epochs, chans, tmin, tmax, fmin, fmax):
+    """Within-stage (N2 and REM) Welch comparison flying vs other; smallest p."""
+    power, _, _ = _band_power(epochs, chans, fmin, fmax, tmin, tmax)
+    meta = epochs.metadata
+    # within-subject contrast: remove each subject's mean log power in the stage
+    # (subjects differ in gain and in how often they report each content)
+    logp = np.log(power)
+    logp = (
+        logp
+        - pd.Series(logp)
+        .groupby([meta["subject"], meta["stage"]])
+        .transform("mean")
+        .to_numpy()
+    )
+    pvals, ratios = [], []
+    for stage in ("N2", "REM"):
+        sel = (meta["stage"] == stage).to_numpy()
+        pos = (meta["content"] == "flying").to_numpy()
+        a, b = logp[sel & pos], logp[sel & ~pos]
+        pvals.append(stats.ttest_ind(a, b).pvalue)
+        ratios.append(np.exp(a.mean() - b.mean()))
+    return min(pvals), ratios
+
+
+@pytest.mark.parametrize("scenario", ["content", "confound", "null"])
+def test_content_effect_where_and_only_where_planted(scenario):
+    epochs, truth = simulate_sleep_study(
+        n_subjects=6, n_epochs=60, scenario=scenario, seed=3
+    )
+    back = [c for c in epochs.ch_names if c not in truth.content_channels]
+    t0, t1 = truth.content_window
+    p_in, ratio_in = _content_test(epochs, truth.content_channels, t0, t1, 20, 30)
+    p_ch, _ = _content_test(epochs, back, t0, t1, 20, 30)
+    p_time, _ = _content_test(epochs, truth.content_channels, 0.0, t0, 20, 30)
+    if scenario == "content":
+        assert p_in < 1e-8 and min(ratio_in) > 1.5
+        # the delta decrease, within each stage
+        p_delta, ratio_delta = _content_test(
+            epochs, truth.content_channels, t0, t1, 1.0, 4.0
+        )
+        assert p_delta < 1e-3 and max(ratio_delta) < 0.9
+    else:
+        assert p_in > 1e-3
+    assert p_ch > 1e-3 and p_time > 1e-3
+
+
+@pytest.mark.parametrize("confound", [0.0, 0.3, 0.8, 1.0])
+def test_achieved_confound_matches_request(confound):
+    scenario = "confound" if confound else "null"
+    epochs, truth = simulate_sleep_study(
+        n_subjects=20, n_epochs=100, scenario=scenario, confound=confound,
+        epoch_length=0.5, ch_names=["Cz", "Pz"], content_channels=["Pz"], seed=4,
+    )  # fmt: skip
+    meta = epochs.metadata
+    rem = meta["stage"] == "REM"
+    pos = meta["content"] == "flying"
+    achieved = pos[rem].mean() - pos[~rem].mean()
+    # per-subject rates vary (Beta, concentration 20): se ~ 0.03 here
+    assert abs(achieved - confound) < 0.1
+    assert truth.p_content["REM"] - truth.p_content["N2"] == pytest.approx(confound)
+    table = np.array(
+        [
+            [(rem & pos).sum(), (rem & ~pos).sum()],
+            [(~rem & pos).sum(), (~rem & ~pos).sum()],
+        ]
+    )
+    p = stats.chi2_contingency(table).pvalue
+    assert (p > 1e-3) if confound == 0 else (p < 1e-6)
+
+
+def test_same_seed_same_data():
+    a, ta = simulate_sleep_study(n_subjects=2, n_epochs=12, seed=7)
+    b, tb = simulate_sleep_study(n_subjects=2, n_epochs=12, seed=7)
+    c, _ = simulate_sleep_study(n_subjects=2, n_epochs=12, seed=8)
+    np.testing.assert_array_equal(a.get_data(), b.get_data())
+    assert a.metadata.equals(b.metadata)
+    assert ta.subject_effects.equals(tb.subject_effects)
+    assert not np.allclose(a.get_data(), c.get_data())
+    d, _ = simulate_sleep_study(
+        n_subjects=2, n_epochs=12, seed=np.random.default_rng(7)
+    )
+    assert d.get_data().shape == a.get_data().shape
+
+
+def test_epochs_and_ground_truth_shape():
+    epochs, truth = simulate_sleep_study(n_subjects=3, n_epochs=15, seed=0)
+    assert isinstance(epochs, mne.EpochsArray)
+    assert len(epochs) == 45 and len(epochs.ch_names) == 19
+    assert epochs.info["sfreq"] == 100.0 and len(epochs.times) == 400
+    assert epochs.get_montage() is not None
+    meta = epochs.metadata
+    assert set(meta["stage"]) == set(STAGES)
+    assert (meta.groupby(["subject", "stage"]).size() >= 2).all()
+    assert set(meta["content"]) <= {"flying", "other"}
+    assert len(epochs["REM"]) == (meta["stage"] == "REM").sum()
+    assert truth.content_mask.shape == (19, 400)
+    assert truth.stage_masks["N3"][epochs.ch_names.index("Fz")].all()
+    assert truth.stage_masks["W"][epochs.ch_names.index("O1")].all()
+    assert truth.stage_masks["REM"][epochs.ch_names.index("F7")].all()
+    assert not truth.stage_masks["W"][epochs.ch_names.index("Fz")].any()
+    assert len(truth.subject_effects) == 3
+    assert truth.subject_effects["iaf"].nunique() == 3
+    same, t0 = simulate_sleep_study(n_subjects=3, n_epochs=15, subject_spread=0.0)
+    assert t0.subject_effects["iaf"].nunique() == 1
+    assert "GroundTruth" in repr(truth)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(ch_names=["Cz", "Xx1"]), "ch_names"),
+        (dict(snr=-1.0), "'snr'"),
+        (dict(p_content={s: 1.5 for s in STAGES}), r"p_content\['W'\]"),
+        (dict(confound=1.2, scenario="confound"), "'confound'"),
+        (dict(n_epochs=8), "n_epochs=8 is too few"),
+        (dict(scenario="dream"), "'scenario'"),
+        (dict(content_channels=["Qz"]), "content_channels"),
+        (dict(content_window=(3.0, 5.0)), "content_window"),
+        (dict(stages=("N2", "N4")), "stages"),
+        (dict(confound=0.5, scenario="content"), "scenario='both'"),
+        (dict(effect_size=2.0), "'effect_size'"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate_sleep_study(**{"n_subjects": 2, "n_epochs": 20, **kwargs})
+
+
+def test_night_follows_a_cycle_and_survives_edf(tmp_path):
+    pytest.importorskip("edfio")
+    raw = simulate_night(duration=2 * 3600, n_awakenings=6, seed=0)
+    ann = raw.annotations
+    stages = [d for d in ann.description if d.startswith("Sleep stage ")]
+    assert len(stages) == 240
+    assert ann.duration[: len(stages)].max() == 30.0
+    assert {"Sleep stage N2", "Sleep stage N3", "Sleep stage REM"} <= set(stages)
+    awake = [d for d in ann.description if d.startswith("Awakening/")]
+    assert len(awake) == 6
+    # every awakening is followed by a wake epoch
+    for onset, desc in zip(ann.onset, ann.description, strict=True):
+        if desc.startswith("Awakening/"):
+            nxt = ann.description[(ann.onset == onset) & (ann.duration == 30.0)]
+            assert list(nxt) == ["Sleep stage W"]
+    fname = tmp_path / "night-raw.edf"
+    mne.export.export_raw(fname, raw, fmt="edf")
+    back = mne.io.read_raw_edf(fname, preload=True)
+    assert back.ch_names == raw.ch_names and back.info["sfreq"] == 100.0
+    assert list(back.annotations.description) == list(ann.description)
+    np.testing.assert_allclose(back.annotations.onset, ann.onset, atol=0.01)
+    x, y = raw.get_data(), back.get_data()
+    step = (x.max() - x.min()) / 2**15  # EDF stores 16-bit integers
+    assert np.abs(x - y).max() <= step
+
+
+def test_night_follows_the_real_yasa_hypnogram():
+    path = shared_data_or_skip("yasa_sleep", "data_full_6hrs_100Hz_hypno_30s.txt")
+    hypno = np.loadtxt(path).astype(int)[:180]  # the first 90 min
+    raw = simulate_night(hypnogram=hypno, n_awakenings=3, seed=1)
+    ann = raw.annotations
+    scored = np.array(
+        [
+            d.removeprefix("Sleep stage ")
+            for d in ann.description
+            if d.startswith("Sleep")
+        ]
+    )
+    codes = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "REM": 4}
+    got = np.array([codes[s] for s in scored])
+    changed = np.flatnonzero(got != hypno)
+    # the only departures are the wake epochs right after each awakening
+    assert len(changed) <= 3 and (got[changed] == 0).all()
+    assert raw.times[-1] == pytest.approx(180 * 30 - 0.01)
+
+
+def test_night_bad_input():
+    with pytest.raises(ValueError, match="unknown stage codes"):
+        simulate_night(hypnogram=[0, 2, 7])
+    with pytest.raises(ValueError, match="either duration or hypnogram"):
+        simulate_night(duration=600, hypnogram=[0, 2, 2])
+    with pytest.raises(ValueError, match="too many"):
+        simulate_night(duration=600, n_awakenings=10)
