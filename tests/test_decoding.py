@@ -95,3 +95,13 @@ def test_rejects_arrays_and_missing_metadata(study):
     epochs.metadata = None
     with pytest.raises(ValueError, match="no metadata"):
         decode(epochs, "content")
+
+
+def test_scores_match_sklearn_balanced_accuracy(tiny_result):
+    from sklearn.metrics import balanced_accuracy_score
+
+    pred = tiny_result.predictions
+    for k, row in tiny_result.scores.iterrows():
+        sel = pred["fold"] == k
+        ref = balanced_accuracy_score(pred.loc[sel, "y_true"], pred.loc[sel, "y_pred"])
+        assert row["balanced_accuracy"] == pytest.approx(ref)
