@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import recall_score, roc_auc_score
 from sklearn.model_selection import (
     BaseCrossValidator,
     GroupKFold,
@@ -284,11 +284,11 @@ class _Dataset(torch.utils.data.Dataset):
 
 def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
     y_pred = classes[proba.argmax(axis=1)]
-    out = {
-        "n": len(y_true),
-        "balanced_accuracy": balanced_accuracy_score(y_true, y_pred),
-    }
     present = np.isin(classes, y_true)
+    # balanced accuracy = mean recall over the classes present in y_true (as
+    # sklearn defines it), without its warning when a subset holds one class
+    bacc = recall_score(y_true, y_pred, labels=classes[present], average="macro")
+    out = {"n": len(y_true), "balanced_accuracy": bacc}
     if present.sum() < 2:
         out["roc_auc"] = np.nan
     elif len(classes) == 2:
