@@ -559,9 +559,25 @@ def _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread):
     return rows
 
 
-def _sensor_noise(rng, x, snr):
-    if np.isfinite(snr):
-        x += rng.standard_normal(x.shape) * (x.std() / snr)
+def _sensor_noise(rng, x, snr, chunk=256):
+    """Add white noise of RMS ``std(x) / snr``, in place, chunk by chunk.
+
+    Working on chunks of the first axis keeps the temporaries small: a study
+    of several GiB needs no second copy of itself.
+    """
+    if not np.isfinite(snr):
+        return
+    flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x[None]
+    s1 = s2 = 0.0
+    for i in range(0, len(flat), chunk):
+        block = flat[i : i + chunk]
+        s1 += block.sum()
+        s2 += np.square(block).sum()
+    mean = s1 / flat.size
+    scale = np.sqrt(max(s2 / flat.size - mean**2, 0.0)) / snr
+    for i in range(0, len(flat), chunk):
+        block = flat[i : i + chunk]
+        block += scale * rng.standard_normal(block.shape)
 
 
 # ----------------------------------------------------------------------------
