@@ -22,18 +22,22 @@ epochs, truth = simulate_sleep_study(
     n_subjects=2, n_epochs=40, epoch_length=30.0, scenario="null", seed=0
 )
 show = ["Fp1", "F8", "Fz", "C3", "Cz", "O1"]
-colors = dict(zip(STAGES, plt.cm.viridis(np.linspace(0, 0.9, len(STAGES))), strict=True))
+colors = dict(
+    zip(STAGES, plt.cm.viridis(np.linspace(0, 0.9, len(STAGES))), strict=True)
+)
 fig = plt.figure(figsize=(13, 11), layout="constrained")
 grid = fig.add_gridspec(len(STAGES) + 1, 3, height_ratios=[1] * len(STAGES) + [1.3])
 for row, stage in enumerate(STAGES):
     ax = fig.add_subplot(grid[row, :])
     first = np.flatnonzero(epochs.metadata["stage"].to_numpy() == stage)[0]
     x = epochs[first].get_data(picks=show, units="uV")[0]
-    for k, ch in enumerate(show):
+    for k in range(len(show)):
         ax.plot(epochs.times, x[k] - 120 * k, lw=0.5, color="k")
     ax.set_yticks(-120 * np.arange(len(show)), show)
     ax.set_xlim(0, 30)
-    ax.set_title(f"{stage}  (one 30-s epoch; 120 µV between traces)", loc="left", fontsize=9)
+    ax.set_title(
+        f"{stage}  (one 30-s epoch; 120 µV between traces)", loc="left", fontsize=9
+    )
     if row < len(STAGES) - 1:
         ax.set_xticklabels([])
 ax.set_xlabel("time (s)")

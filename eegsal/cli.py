@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="log progress, and show tracebacks on errors",
+        help="log details, and show tracebacks on errors",
+    )
+    demo.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress messages or bars"
     )
     return parser
 
@@ -154,10 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    # progress (messages and bars, on stderr) unless --quiet; details with --verbose
     log = logging.getLogger("eegsal")
-    if args.verbose:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        log.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(
+        logging.DEBUG
+        if args.verbose
+        else logging.WARNING
+        if args.quiet
+        else logging.INFO
+    )
     try:
         return {"demo": _demo}[args.command](args)
     except (ValueError, TypeError, OSError) as err:
@@ -165,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"eegsal {args.command}: error: {err}\n")
         return EXIT_ERROR
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

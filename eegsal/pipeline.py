@@ -110,7 +110,9 @@ def run_demo(
         times,
         by="content",
         absolute=True,
-        title="Gradient saliency |d logit / d µV|, by reported content",
+        title="Gradient saliency |d logit / d µV| by reported content "
+        "(white: channels of the simulated content signal)",
+        mark=truth.content_channels if truth.content_mask.any() else None,
     )
     with atomic_path(out / "saliency_topomap.png") as tmp:
         fig.savefig(tmp, dpi=120)

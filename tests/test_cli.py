@@ -39,7 +39,7 @@ def test_bad_arguments_give_one_line(argv, needle, capsys):
 
 def test_bad_values_give_one_line_and_exit_1(tmp_path, capsys):
     # 2 epochs per subject cannot hold 5 stages: the simulator refuses, in one line
-    code = main(["demo", "--out", str(tmp_path), "--n-epochs", "2"])
+    code = main(["demo", "--out", str(tmp_path), "--n-epochs", "2", "--quiet"])
     assert code == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
@@ -51,7 +51,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     argv = ["demo", "--out", str(out), "--n-subjects", "3", "--n-epochs", "12"]
     code = main([*argv, "--cv", "3", "--max-epochs", "2", "--device", "cpu"])
     assert code == 0
-    assert "balanced accuracy" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "balanced accuracy" in captured.out
+    assert "Decoding 'content'" in captured.err  # progress goes to stderr
     expected = {
         "epochs_summary.csv",
         "scores.csv",

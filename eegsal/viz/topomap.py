@@ -19,6 +19,7 @@ def plot_topomap(
     window: float | None = None,
     cmap: str | None = None,
     title: str | None = None,
+    mark: list[str] | None = None,
 ) -> Figure:
     """Plot the mean attribution as topographic maps at several times.
 
@@ -43,6 +44,9 @@ def plot_topomap(
         signed maps (both colour-blind safe).
     title : str | None
         Figure title; default names the method and target.
+    mark : list of str | None
+        Channels to highlight with white markers (e.g. the simulator's
+        ground-truth content channels).
 
     Returns
     -------
@@ -85,6 +89,12 @@ def plot_topomap(
         m = float(np.abs(allv).max())
         vlim = (-m, m)
         cmap = cmap or "RdBu_r"
+    mask = None
+    if mark is not None:
+        unknown = sorted(set(mark) - set(attr.ch_names))
+        if unknown:
+            raise ValueError(f"mark: channels {unknown} are not in the attributions.")
+        mask = np.isin(attr.ch_names, list(mark))
     n_rows, n_cols = len(maps), times.size
     fig, axes = plt.subplots(
         n_rows,
@@ -106,6 +116,10 @@ def plot_topomap(
                 vlim=vlim,
                 contours=0,
                 sensors=True,
+                mask=mask,
+                mask_params=dict(
+                    marker="o", markerfacecolor="w", markeredgecolor="k", markersize=5
+                ),
             )
             if r == 0:
                 span = (

@@ -102,6 +102,10 @@ def test_container(tiny_result, study):
     fig = attr.plot_topomap([0.5, 1.0], by="content")
     assert len(fig.axes) == 2 * 2 + 1  # maps + colour bar
     assert "a.u." in fig.axes[-1].get_ylabel()
+    fig = attr.plot_topomap([0.5], mark=["O1", "O2"], absolute=False)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="mark: channels"):
+        attr.plot_topomap([0.5], mark=["Oz"])
     with pytest.raises(ValueError, match="must lie within"):
         attr.plot_topomap([5.0])
 
