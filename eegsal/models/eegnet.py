@@ -14,10 +14,14 @@ def _same_pad(kernel_length: int) -> nn.ZeroPad2d:
     return nn.ZeroPad2d((left, kernel_length - 1 - left, 0, 0))
 
 
-class _MaxNormConv2d(nn.Conv2d):
-    """Conv2d whose kernels are renormed to an L2 norm of at most ``max_norm``."""
+class _MaxNorm:
+    """Mixin: renorm each output unit's weights to an L2 norm <= ``max_norm``.
 
-    def __init__(self, *args, max_norm: float = 1.0, **kwargs):
+    Applied before every training forward pass, as Keras' ``max_norm``
+    constraint in the original EEGNet.
+    """
+
+    def __init__(self, *args, max_norm: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_norm = max_norm
 
@@ -28,16 +32,12 @@ class _MaxNormConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-class _MaxNormLinear(nn.Linear):
-    def __init__(self, *args, max_norm: float = 0.25, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_norm = max_norm
+class _MaxNormConv2d(_MaxNorm, nn.Conv2d):
+    pass
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if self.training:
-            with torch.no_grad():
-                self.weight.data = torch.renorm(self.weight.data, 2, 0, self.max_norm)
-        return super().forward(x)
+
+class _MaxNormLinear(_MaxNorm, nn.Linear):
+    pass
 
 
 class EEGNet(nn.Module):

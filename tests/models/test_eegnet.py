@@ -36,3 +36,17 @@ def test_registry_and_errors():
         get_model_class("eeggnet")
     with pytest.raises(ValueError, match="n_times >= 32"):
         EEGNet(4, 16)
+
+
+def test_max_norm_constraints_hold_in_training_only():
+    model = EEGNet(4, 64)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+        model.spatial_conv.weight.mul_(100)
+    model.eval()(torch.randn(2, 4, 64))
+    assert model.classifier.weight.norm(dim=1).max() > 1  # eval leaves weights alone
+    model.train()(torch.randn(2, 4, 64))
+    norms = model.classifier.weight.norm(dim=1)
+    torch.testing.assert_close(norms, torch.full_like(norms, 0.25))
+    spatial = model.spatial_conv.weight.flatten(1).norm(dim=1)
+    assert spatial.max() <= 1.0 + 1e-6
