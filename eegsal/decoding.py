@@ -21,11 +21,12 @@ from sklearn.model_selection import (
 )
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from eegsal._check import check_range, validate_type
+from eegsal._check import check_option, check_range, validate_type
 from eegsal._io import atomic_path
 from eegsal._logging import logger, progress, verbose
 from eegsal.models import get_model_class
@@ -95,6 +96,22 @@ class _Net(NeuralNetClassifier):
         return super().infer(x, **fit_params)
 
 
+class _EarlyStopping(EarlyStopping):
+    """skorch's early stopping that never stops before ``min_epochs``."""
+
+    def __init__(self, *args, min_epochs: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.min_epochs = min_epochs
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: D102
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt:  # skorch's signal to stop training
+            if len(net.history) >= self.min_epochs:
+                raise
+            self.misses_ -= 1  # stay one miss short of stopping
+
+
 class EEGDecoder(ClassifierMixin, BaseEstimator):
     """A CNN classifier of EEG epochs, trained through skorch.
 
@@ -119,6 +136,16 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         Weight decay of AdamW.
     patience : int
         Early stopping: epochs without improvement of the validation loss.
+    min_epochs : int
+        Early stopping never stops before this many epochs (CNNs on EEG often
+        sit on a loss plateau for their first epochs). The weights of the best
+        validation epoch are restored at the end.
+    lr_schedule : str | None
+        None: constant learning rate; ``'cosine'``: cosine annealing over
+        ``max_epochs`` (as braindecode's examples). Annealing suits long
+        training; with few epochs it can leave EEGNet on its initial loss plateau
+        (on the simulator, 4-fold balanced accuracy fell from 0.95 to 0.61 with
+        25 epochs), hence the constant default.
     valid_size : float
         Share of the training *groups* (subjects) held out for early stopping;
         0 trains for ``max_epochs`` with no validation split.
@@ -139,7 +166,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        patience: int = 10,
+        patience: int = 15,
+        min_epochs: int = 20,
+        lr_schedule: str | None = None,
         valid_size: float = 0.2,
         class_weight: str | None = "balanced",
         device: str = "auto",
@@ -152,6 +181,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.patience = patience
+        self.min_epochs = min_epochs
+        self.lr_schedule = lr_schedule
         self.valid_size = valid_size
         self.class_weight = class_weight
         self.device = device
@@ -199,11 +230,21 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
                 dtype=torch.float32,
             )
         callbacks = []
+        if self.lr_schedule is not None:
+            check_option("lr_schedule", self.lr_schedule, ("cosine",))
+            callbacks.append(
+                LRScheduler(CosineAnnealingLR, T_max=max(self.max_epochs, 1))
+            )
         split = False
         if valid is not None:
             split = predefined_split(_Dataset(X[valid], y_idx[valid].astype(np.int64)))
             callbacks.append(
-                EarlyStopping(patience=self.patience, load_best=True, sink=logger.debug)
+                _EarlyStopping(
+                    patience=self.patience,
+                    min_epochs=self.min_epochs,
+                    load_best=True,
+                    sink=logger.debug,
+                )
             )
         self.net_ = _Net(
             module,
@@ -459,15 +500,10 @@ def decode(
     model: str = "eegnet",
     groups: str = "subject",
     cv: int | str | Any = 5,
-    model_params: dict | None = None,
-    max_epochs: int = 100,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    patience: int = 10,
-    valid_size: float = 0.2,
     device: str = "auto",
     seed: int = 0,
     verbose: bool | str | int | None = None,
+    **decoder_params: Any,
 ) -> DecodingResult:
     """Decode a metadata column from EEG with subject-grouped cross-validation.
 
@@ -490,16 +526,16 @@ def decode(
         int: :class:`~sklearn.model_selection.GroupKFold` with that many folds;
         ``'loso'``: leave one subject out; or any scikit-learn splitter, called
         with ``groups``.
-    model_params : dict | None
-        Keyword arguments of the model.
-    max_epochs, batch_size, lr, patience, valid_size : ...
-        Training settings, see :class:`EEGDecoder`.
     device : str
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     seed : int
         Seed of every random choice in training.
     verbose : bool | str | int | None
         Control verbosity of the logging output.
+    **decoder_params
+        Training settings of :class:`EEGDecoder`: ``model_params``,
+        ``max_epochs``, ``batch_size``, ``lr``, ``patience``, ``min_epochs``,
+        ``lr_schedule``, ``valid_size``, ``class_weight``...
 
     Returns
     -------
@@ -532,17 +568,8 @@ def decode(
     g = meta[groups].to_numpy()
     splitter = _make_cv(cv, g)
     X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
-    base = EEGDecoder(
-        model,
-        model_params=model_params,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        valid_size=valid_size,
-        device=device,
-        seed=seed,
-    )
+    base = EEGDecoder(model, device=device, seed=seed, **decoder_params)
+    model_params = base.model_params
     folds = list(splitter.split(X, y, g))
     logger.info(
         "Decoding %r (%s) from %d epochs x %d channels x %d times: %s, %d folds on %s",

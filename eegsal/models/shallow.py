@@ -1,0 +1,94 @@
+"""ShallowConvNet (Schirrmeister et al., 2017): a learned filter-bank CSP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ShallowConvNet"]
+
+
+class ShallowConvNet(nn.Module):
+    """Temporal conv, spatial conv, squaring, mean pooling, log, linear classifier.
+
+    The network mirrors filter-bank common spatial patterns: its output is a
+    log band-power feature per (temporal x spatial) filter and pooling window.
+    Takes ``(batch, n_chans, n_times)``, returns logits ``(batch, n_classes)``.
+
+    Layers (named submodules) and their outputs, in the internal layout
+    ``(batch, filters, time, electrodes)``:
+
+    - ``temporal_conv``: ``(batch, F, n_times - k + 1, n_chans)``. **Still has the
+      electrode axis** (the last one).
+    - ``spatial_conv``, ``bn``: ``(batch, F, n_times - k + 1, 1)``; no electrode
+      axis from here on.
+    - ``pool``: mean of the squares over ``pool_length`` samples every
+      ``pool_stride``; then ``log`` and ``dropout``.
+    - ``classifier``: a convolution over all remaining time steps.
+
+    Parameters
+    ----------
+    n_chans : int
+        Number of EEG channels.
+    n_times : int
+        Number of time samples per epoch.
+    n_classes : int
+        Number of classes.
+    n_filters : int
+        Number of temporal and of spatial filters (40 in the paper).
+    filter_length : int
+        Temporal kernel length (samples; 25 at 250 Hz in the paper).
+    pool_length, pool_stride : int
+        Mean-pooling window and stride (samples; 75 and 15 at 250 Hz).
+    drop_prob : float
+        Dropout probability.
+
+    Notes
+    -----
+    With 22 channels, 1,000 samples and 4 classes the model has 46,084 trainable
+    parameters, as braindecode's ``ShallowFBCSPNet``.
+
+    References
+    ----------
+    .. [1] Schirrmeister RT et al. (2017). Deep learning with convolutional neural
+       networks for EEG decoding and visualization. Hum Brain Mapp 38, 5391-5420.
+    """
+
+    #: Layers whose output still has an electrode axis (the last dimension).
+    channel_layers = ("temporal_conv",)
+
+    def __init__(
+        self,
+        n_chans: int,
+        n_times: int,
+        n_classes: int = 2,
+        *,
+        n_filters: int = 40,
+        filter_length: int = 25,
+        pool_length: int = 75,
+        pool_stride: int = 15,
+        drop_prob: float = 0.5,
+    ):
+        super().__init__()
+        n_pool = (n_times - filter_length + 1 - pool_length) // pool_stride + 1
+        if n_pool < 1:
+            raise ValueError(
+                f"ShallowConvNet needs n_times >= filter_length + pool_length - 1 = "
+                f"{filter_length + pool_length - 1}, got {n_times=}; shorten "
+                "filter_length or pool_length (samples) for short epochs."
+            )
+        self.n_chans, self.n_times, self.n_classes = n_chans, n_times, n_classes
+        self.temporal_conv = nn.Conv2d(1, n_filters, (filter_length, 1))
+        self.spatial_conv = nn.Conv2d(n_filters, n_filters, (1, n_chans), bias=False)
+        self.bn = nn.BatchNorm2d(n_filters, momentum=0.1)
+        self.pool = nn.AvgPool2d((pool_length, 1), stride=(pool_stride, 1))
+        self.dropout = nn.Dropout(drop_prob)
+        self.classifier = nn.Conv2d(n_filters, n_classes, (n_pool, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``."""
+        x = x.transpose(1, 2).unsqueeze(1)  # (batch, 1, time, electrodes)
+        x = self.bn(self.spatial_conv(self.temporal_conv(x)))
+        x = torch.log(torch.clamp(self.pool(x * x), min=1e-6))
+        x = self.classifier(self.dropout(x))
+        return x.flatten(1)

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from eegsal.models import MODELS, Deep4Net, ShallowConvNet, get_model_class
+
+
+def _n_params(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_published_parameter_counts():
+    # braindecode's ShallowFBCSPNet and Deep4Net: 22 ch, 1,000 samples, 4 classes
+    assert _n_params(ShallowConvNet(22, 1000, 4)) == 46084
+    assert _n_params(Deep4Net(22, 1000, 4)) == 282879
+
+
+@pytest.mark.parametrize(
+    "cls, n_times, hooks",
+    [
+        (
+            ShallowConvNet,
+            400,
+            {"temporal_conv": (3, 40, 376, 19), "spatial_conv": (3, 40, 376, 1)},
+        ),
+        (
+            Deep4Net,
+            500,
+            {"temporal_conv": (3, 25, 491, 19), "conv_4": (3, 200, 5, 1)},
+        ),
+    ],
+)
+def test_shapes_and_electrode_axis(cls, n_times, hooks):
+    model = cls(19, n_times, 3).eval()
+    seen = {}
+    for name in hooks:
+        getattr(model, name).register_forward_hook(
+            lambda m, i, o, name=name: seen.__setitem__(name, tuple(o.shape))
+        )
+    assert model(torch.randn(3, 19, n_times)).shape == (3, 3)
+    assert seen == hooks
+    assert model.channel_layers == ("temporal_conv",)
+
+
+def test_registry_and_short_input_errors():
+    assert set(MODELS) == {"eegnet", "shallow", "deep4"}
+    assert get_model_class("shallow") is ShallowConvNet
+    with pytest.raises(ValueError, match="n_times >= filter_length"):
+        ShallowConvNet(4, 50)
+    with pytest.raises(ValueError, match="needs more than n_times=440"):
+        Deep4Net(4, 440)
+
+
+@pytest.mark.parametrize("name", ["eegnet", "shallow", "deep4"])
+def test_training_loop_can_overfit_a_tiny_set(name):
+    from eegsal.decoding import EEGDecoder
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(24, 8, 448, generator=g).numpy() * 10
+    y = ["a", "b"] * 12  # random data, arbitrary labels: only memorization fits
+    clf = EEGDecoder(
+        name, max_epochs=60, valid_size=0, lr=3e-3, batch_size=8, seed=0,
+        model_params={"drop_prob": 0.0},
+    ).fit(X, y)  # fmt: skip
+    assert (clf.predict(X) == y).mean() == 1.0
