@@ -105,3 +105,33 @@ def test_scores_match_sklearn_balanced_accuracy(tiny_result):
         sel = pred["fold"] == k
         ref = balanced_accuracy_score(pred.loc[sel, "y_true"], pred.loc[sel, "y_pred"])
         assert row["balanced_accuracy"] == pytest.approx(ref)
+
+
+@pytest.mark.filterwarnings("ignore:The groups parameter is ignored")
+def test_a_splitter_that_mixes_subjects_is_refused(study):
+    from sklearn.model_selection import KFold
+
+    epochs, _ = study
+    with pytest.raises(ValueError, match="between training and testing"):
+        decode(epochs, "content", cv=KFold(3), max_epochs=1)
+
+
+def test_folds_train_on_other_subjects_only(study, monkeypatch):
+    """Record the training data of every fold: never a test subject (indices)."""
+    epochs, _ = study
+    seen = []
+    original = EEGDecoder.fit
+
+    def spy(self, X, y, groups=None):
+        seen.append(set(groups))
+        return original(self, X, y, groups)
+
+    monkeypatch.setattr(EEGDecoder, "fit", spy)
+    res = decode(epochs, "content", cv="loso", max_epochs=1)
+    assert len(seen) == 4 == len(res.models)
+    for k, train_subjects in enumerate(seen):
+        test_subjects = set(
+            res.predictions.loc[res.predictions["fold"] == k, "subject"]
+        )
+        assert len(test_subjects) == 1 and train_subjects.isdisjoint(test_subjects)
+        assert len(train_subjects) == 3
