@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import mne
 import numpy as np
 from mne.decoding import CSP
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -25,6 +26,8 @@ from sklearn.pipeline import make_pipeline
 
 from eegsal.data import load_eegbci
 from eegsal.decoding import decode
+
+mne.set_log_level("warning")
 
 SENSORIMOTOR = [
     "FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "C5", "C3", "C1", "Cz", "C2",
