@@ -25,6 +25,7 @@ _LAZY = {
     "EEGDecoder": "eegsal.decoding",
     "attribute": "eegsal.attribution",
     "Attributions": "eegsal.attribution",
+    "read_attributions": "eegsal.attribution",
     "models": "eegsal.models",
     "viz": "eegsal.viz",
 }
@@ -37,6 +38,7 @@ __all__ = [
     "attribute",
     "decode",
     "models",
+    "read_attributions",
     "set_log_level",
     "simulate",
     "viz",

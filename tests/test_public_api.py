@@ -9,6 +9,7 @@ DESIGN_NAMES_SO_FAR = {
     "attribute",
     "Attributions",
     "DecodingResult",
+    "read_attributions",
 }
 
 

@@ -1,6 +1,7 @@
 """Attributions of a decoder's decisions to channels and time points."""
 
 from eegsal.attribution.container import Attributions
+from eegsal.attribution.io import read_attributions
 from eegsal.attribution.methods import METHODS, attribute
 
-__all__ = ["METHODS", "Attributions", "attribute"]
+__all__ = ["METHODS", "Attributions", "attribute", "read_attributions"]

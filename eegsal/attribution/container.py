@@ -183,6 +183,20 @@ class Attributions:
             df = df.join(self.metadata.reset_index(drop=True), on="epoch")
         return df
 
+    def save(self, fname, *, overwrite: bool = False) -> None:
+        """Write to HDF5 (chunked per epoch, atomic); see :func:`read_attributions`.
+
+        Parameters
+        ----------
+        fname : path-like
+            Output file (``.h5``).
+        overwrite : bool
+            Replace an existing file.
+        """
+        from eegsal.attribution.io import save_attributions
+
+        save_attributions(self, fname, overwrite=overwrite)
+
     def plot_topomap(
         self, times, *, by: str | None = None, absolute: bool = True, **kwargs
     ):
