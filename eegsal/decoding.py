@@ -27,6 +27,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from eegsal._check import check_option, check_range, validate_type
+from eegsal._docs import fill_doc
 from eegsal._io import atomic_path
 from eegsal._logging import logger, progress, verbose
 from eegsal.models import get_model_class
@@ -188,13 +189,13 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.device = device
         self.seed = seed
 
+    @fill_doc
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
         """Train on epochs ``X`` (n_epochs, n_chans, n_times) in µV with labels ``y``.
 
         Parameters
         ----------
-        X : ndarray, shape (n_epochs, n_chans, n_times)
-            EEG in µV.
+        %(X_uv)s
         y : array-like, shape (n_epochs,)
             Class labels.
         groups : array-like, shape (n_epochs,) | None
@@ -280,13 +281,13 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         train, valid = next(splitter.split(idx, y_idx, groups))
         return train, valid
 
+    @fill_doc
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n_epochs, n_classes).
 
         Parameters
         ----------
-        X : ndarray, shape (n_epochs, n_chans, n_times)
-            EEG in µV.
+        %(X_uv)s
 
         Returns
         -------
@@ -296,13 +297,13 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         return self.net_.predict_proba(np.asarray(X, dtype=np.float32))
 
+    @fill_doc
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted class labels, shape (n_epochs,).
 
         Parameters
         ----------
-        X : ndarray, shape (n_epochs, n_chans, n_times)
-            EEG in µV.
+        %(X_uv)s
 
         Returns
         -------

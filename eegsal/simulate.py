@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.signal.windows import tukey
 
 from eegsal._check import check_option, check_random_state, check_range, validate_type
+from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
 from eegsal._sleep_signals import (
     HIGH_BAND,
@@ -263,6 +264,7 @@ def _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread):
 # Public simulators
 
 
+@fill_doc
 @verbose
 def simulate_sleep_study(
     n_subjects: int = 20,
@@ -339,18 +341,11 @@ def simulate_sleep_study(
         Scales every between-subject variation (gain, alpha frequency,
         spindle frequency, topography jitter, class proportions); 0 makes
         all subjects alike.
-    montage : str | DigMontage
-        Electrode positions.
-    ch_names : list of str | None
-        Channels to simulate (default: the 19 of the 10-20 system).
-    sfreq : float
-        Sampling frequency (Hz), above 60 Hz.
+    %(montage_ch_names_sfreq)s
     epoch_length : float
         Epoch length (s).
-    seed : int | numpy.random.Generator | None
-        Random seed; the same seed gives the same data.
-    verbose : bool | str | int | None
-        Control verbosity of the logging output.
+    %(seed)s
+    %(verbose)s
 
     Returns
     -------
@@ -593,6 +588,7 @@ def _read_hypnogram(hypnogram, stage_length):
     return stages
 
 
+@fill_doc
 @verbose
 def simulate_night(
     duration: float | None = None,
@@ -639,16 +635,9 @@ def simulate_night(
         ``stage_length``).
     scenario, confound, effect_size, snr, base_rate, labels, content_channels : ...
         As in :func:`simulate_sleep_study`.
-    montage : str | DigMontage
-        Electrode positions.
-    ch_names : list of str | None
-        Channels to simulate (default: the 19 of the 10-20 system).
-    sfreq : float
-        Sampling frequency (Hz).
-    seed : int | numpy.random.Generator | None
-        Random seed.
-    verbose : bool | str | int | None
-        Control verbosity of the logging output.
+    %(montage_ch_names_sfreq)s
+    %(seed)s
+    %(verbose)s
 
     Returns
     -------

@@ -35,3 +35,22 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         eegsal.nope  # noqa: B018
+
+
+def test_docstrings_are_filled_and_present():
+    import inspect
+
+    from eegsal import data, models
+    from eegsal.attribution import container, io, methods
+
+    modules = [eegsal.simulate, eegsal.decoding, models, data, container, io, methods]
+    for module in modules:
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            doc = inspect.getdoc(obj)
+            assert doc, f"{module.__name__}.{name} has no docstring"
+            assert "%(" not in doc, f"{module.__name__}.{name}: unfilled placeholder"
+            if inspect.isfunction(obj) and inspect.signature(obj).parameters:
+                assert "Parameters\n----------" in doc, f"{name}: no Parameters"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eegsal._docs import fill_doc
+
 __all__ = ["Deep4Net"]
 
 
+@fill_doc
 class Deep4Net(nn.Module):
     """A deep ConvNet: temporal + spatial conv, then three conv-max-pool blocks.
 
@@ -46,8 +49,7 @@ class Deep4Net(nn.Module):
 
     References
     ----------
-    .. [1] Schirrmeister RT et al. (2017). Deep learning with convolutional neural
-       networks for EEG decoding and visualization. Hum Brain Mapp 38, 5391-5420.
+    %(ref_schirrmeister)s
     """
 
     #: Layers whose output still has an electrode axis (the last dimension).

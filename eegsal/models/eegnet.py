@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eegsal._docs import fill_doc
+
 __all__ = ["EEGNet"]
 
 
@@ -40,6 +42,7 @@ class _MaxNormLinear(_MaxNorm, nn.Linear):
     pass
 
 
+@fill_doc
 class EEGNet(nn.Module):
     """EEGNet-F1,D: temporal, depthwise spatial and separable convolutions.
 
@@ -57,12 +60,7 @@ class EEGNet(nn.Module):
 
     Parameters
     ----------
-    n_chans : int
-        Number of EEG channels.
-    n_times : int
-        Number of time samples per epoch.
-    n_classes : int
-        Number of classes.
+    %(model_shape)s
     F1 : int
         Number of temporal filters.
     D : int
@@ -72,8 +70,7 @@ class EEGNet(nn.Module):
     kernel_length : int
         Length of the temporal kernels (samples; 64 at 128 Hz in the paper, i.e.
         half the sampling rate).
-    drop_prob : float
-        Dropout probability.
+    %(drop_prob)s
 
     Notes
     -----

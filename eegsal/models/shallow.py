@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eegsal._docs import fill_doc
+
 __all__ = ["ShallowConvNet"]
 
 
+@fill_doc
 class ShallowConvNet(nn.Module):
     """Temporal conv, spatial conv, squaring, mean pooling, log, linear classifier.
 
@@ -28,20 +31,14 @@ class ShallowConvNet(nn.Module):
 
     Parameters
     ----------
-    n_chans : int
-        Number of EEG channels.
-    n_times : int
-        Number of time samples per epoch.
-    n_classes : int
-        Number of classes.
+    %(model_shape)s
     n_filters : int
         Number of temporal and of spatial filters (40 in the paper).
     filter_length : int
         Temporal kernel length (samples; 25 at 250 Hz in the paper).
     pool_length, pool_stride : int
         Mean-pooling window and stride (samples; 75 and 15 at 250 Hz).
-    drop_prob : float
-        Dropout probability.
+    %(drop_prob)s
 
     Notes
     -----
@@ -50,8 +47,7 @@ class ShallowConvNet(nn.Module):
 
     References
     ----------
-    .. [1] Schirrmeister RT et al. (2017). Deep learning with convolutional neural
-       networks for EEG decoding and visualization. Hum Brain Mapp 38, 5391-5420.
+    %(ref_schirrmeister)s
     """
 
     #: Layers whose output still has an electrode axis (the last dimension).
