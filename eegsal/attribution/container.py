@@ -45,10 +45,12 @@ class Attributions:
         **params,
     ):
         data = np.asarray(data, dtype=np.float32)
-        if data.ndim != 3 or data.shape[1:] != (len(info["ch_names"]), len(times)):
+        # time-only maps (Grad-CAM after spatial mixing) have one row, no electrodes
+        n_rows = len(info["ch_names"]) if params.get("spatially_resolved", True) else 1
+        if data.ndim != 3 or data.shape[1:] != (n_rows, len(times)):
             raise ValueError(
-                f"data must have shape (n_epochs, {len(info['ch_names'])}, "
-                f"{len(times)}), got {data.shape}."
+                f"data must have shape (n_epochs, {n_rows}, {len(times)}), "
+                f"got {data.shape}."
             )
         if metadata is not None and len(metadata) != len(data):
             raise ValueError(
@@ -138,9 +140,14 @@ class Attributions:
         comment = (
             f"{self.method} | {'|' if absolute else ''}{label}{'|' if absolute else ''}"
         )
+        info = self.info
+        if not self.params.get("spatially_resolved", True):
+            info = mne.create_info(
+                [f"{self.method} (time only)"], info["sfreq"], "misc"
+            )
         return mne.EvokedArray(
             values.mean(axis=0),
-            self.info,
+            info,
             tmin=self.times[0],
             nave=len(idx),
             comment=comment,
@@ -171,10 +178,11 @@ class Attributions:
             Columns ``epoch, channel, time, value`` and the metadata columns.
         """
         n, c, t = self.data.shape
+        names = self.ch_names if c == len(self.ch_names) else [f"{self.method} (time)"]
         df = pd.DataFrame(
             {
                 "epoch": np.repeat(np.arange(n), c * t),
-                "channel": np.tile(np.repeat(self.ch_names, t), n),
+                "channel": np.tile(np.repeat(names, t), n),
                 "time": np.tile(self.times, n * c),
                 "value": self.data.ravel(),
             }

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import warnings
+
 import mne
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from eegsal._check import check_option, validate_type
 from eegsal._logging import logger, progress, verbose
 from eegsal.attribution.container import Attributions
-from eegsal.decoding import DecodingResult, get_device
+from eegsal.attribution.gradcam import (
+    default_layer,
+    find_layer,
+    layer_axes,
+    to_input_time,
+)
+from eegsal.decoding import DecodingResult, Standardize, get_device
 
 __all__ = ["METHODS", "attribute"]
 
-METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
-TARGETS = ("logit", "probability", "log_probability")
+METHODS = (
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "deeplift",
+    "occlusion",
+    "gradcam",
+)
+TARGETS = ("logit", "probability", "log_probability", "contrast")
+_USES_BASELINE = ("integrated_gradients", "deeplift", "occlusion")
 
 
 class _Target(nn.Module):
@@ -31,19 +49,85 @@ class _Target(nn.Module):
             return logits.softmax(dim=-1)
         if self.target == "log_probability":
             return logits.log_softmax(dim=-1)
+        if self.target == "contrast":  # logit_k minus the mean of the other logits
+            k = logits.shape[-1]
+            return (k * logits - logits.sum(-1, keepdim=True)) / max(k - 1, 1)
         return logits
 
 
-def _captum(method: str, forward, x, cls, n_steps):
-    from captum.attr import InputXGradient, IntegratedGradients, Saliency
+def _baseline(baseline, model: nn.Module, X: np.ndarray) -> np.ndarray:
+    """Build the reference input (n_chans, n_times), µV, of IG, DeepLIFT, occlusion."""
+    n_chans, n_times = X.shape[1:]
+    if isinstance(baseline, str):
+        check_option("baseline", baseline, ("zeros", "mean"))
+        if baseline == "zeros":
+            return np.zeros((n_chans, n_times), np.float32)
+        first = model[0] if isinstance(model, nn.Sequential) else None
+        if isinstance(first, Standardize):  # the training folds' channel means
+            mean = first.mean.detach().cpu().numpy()[:, 0]
+        else:
+            mean = X.mean(axis=(0, 2))
+        return np.repeat(mean[:, None], n_times, axis=1).astype(np.float32)
+    arr = np.asarray(baseline, dtype=np.float32)
+    if arr.shape == (n_chans,):
+        arr = np.repeat(arr[:, None], n_times, axis=1)
+    if arr.shape != (n_chans, n_times):
+        raise ValueError(
+            f"baseline must be 'zeros', 'mean' or an array of shape ({n_chans},) or "
+            f"({n_chans}, {n_times}) in µV, got shape {arr.shape}."
+        )
+    return arr
+
+
+def _captum(method, forward, model, x, cls, base, opts):
+    """One batch of attributions: (batch, C, T) or (batch, 1, T), and IG deltas."""
+    from captum import attr as ca
 
     if method == "saliency":
-        return Saliency(forward).attribute(x, target=cls, abs=False)
+        return ca.Saliency(forward).attribute(x, target=cls, abs=False), None
     if method == "input_x_gradient":
-        return InputXGradient(forward).attribute(x, target=cls)
-    return IntegratedGradients(forward).attribute(
-        x, baselines=torch.zeros_like(x), target=cls, n_steps=n_steps
-    )
+        return ca.InputXGradient(forward).attribute(x, target=cls), None
+    if method == "integrated_gradients":
+        return ca.IntegratedGradients(forward).attribute(
+            x,
+            baselines=base,
+            target=cls,
+            n_steps=opts["n_steps"],
+            return_convergence_delta=True,
+        )
+    if method == "smoothgrad":
+        sd = float(opts["noise"] * opts["data_std"])
+        return ca.NoiseTunnel(ca.Saliency(forward)).attribute(
+            x,
+            nt_type="smoothgrad",
+            nt_samples=opts["n_samples"],
+            stdevs=sd,
+            target=cls,
+            abs=False,
+        ), None
+    if method == "deeplift":
+        with warnings.catch_warnings():  # Captum's note that it hooks activations
+            warnings.filterwarnings("ignore", r"\s*Setting forward, backward hooks")
+            return ca.DeepLift(forward).attribute(x, baselines=base, target=cls), None
+    if method == "occlusion":
+        return ca.Occlusion(forward).attribute(
+            x,
+            sliding_window_shapes=opts["window"],
+            strides=opts["window"],
+            baselines=base,
+            target=cls,
+        ), None
+    # Grad-CAM at a layer; electrodes kept where the layer has them
+    layer = opts["layer_module"]
+    cam = ca.LayerGradCam(forward, layer).attribute(
+        x, target=cls, relu_attributions=opts["relu"]
+    )[:, 0]
+    chan_axis = opts["chan_axis"]
+    if chan_axis == 3:  # (batch, time, electrodes)
+        cam = cam.transpose(1, 2)
+    elif chan_axis is None:  # (batch, 1, time) or (batch, time, 1)
+        cam = cam.reshape(cam.shape[0], 1, -1)
+    return cam, None
 
 
 @verbose
@@ -54,8 +138,15 @@ def attribute(
     method: str = "saliency",
     target: str = "logit",
     label: str | int = "true",
+    baseline: str | np.ndarray = "zeros",
     n_steps: int = 50,
+    noise: float = 0.1,
+    n_samples: int = 25,
+    window: tuple[int, int] = (1, 10),
+    layer: str | None = None,
+    relu: bool = True,
     batch_size: int = 64,
+    seed: int = 0,
     device: str = "auto",
     verbose: bool | str | int | None = None,
 ) -> Attributions:
@@ -71,18 +162,44 @@ def attribute(
         The epochs to explain (for a result: the epochs it was decoded from).
     method : str
         ``'saliency'`` (signed gradient, unlike Captum's absolute default),
-        ``'input_x_gradient'``, or ``'integrated_gradients'`` (zero baseline;
-        Sundararajan et al., 2017).
+        ``'input_x_gradient'``, ``'integrated_gradients'`` (Sundararajan et al.,
+        2017), ``'smoothgrad'`` (mean signed gradient under Gaussian input
+        noise; Smilkov et al., 2017), ``'deeplift'`` (Shrikumar et al., 2017),
+        ``'occlusion'`` (change of the target when a channel x time window is
+        replaced by the baseline; Zeiler & Fergus, 2014) or ``'gradcam'``
+        (Selvaraju et al., 2017) at ``layer``.
     target : str
         What is explained: the class ``'logit'``, its softmax ``'probability'``,
-        or ``'log_probability'``.
+        ``'log_probability'``, or ``'contrast'`` (the class's logit minus the
+        mean of the other classes' logits: for two classes, the log-odds).
     label : str | int
         Which class: ``'true'`` (the epoch's label; needs a result),
         ``'predicted'``, or a fixed class index.
+    baseline : str | ndarray
+        Reference input of IG, DeepLIFT and occlusion: ``'zeros'``, ``'mean'``
+        (per-channel mean of the training folds, read from the fitted model's
+        standardizing layer; for a bare model, of ``epochs``), or an array of
+        shape (n_chans,) or (n_chans, n_times) in µV.
     n_steps : int
         Steps of the integrated-gradients path.
+    noise : float
+        SmoothGrad noise level, in units of the standard deviation of the data.
+    n_samples : int
+        SmoothGrad noisy samples per epoch.
+    window : tuple of int
+        Occlusion window (channels, samples), moved with the same strides.
+    layer : str | None
+        Grad-CAM layer; None takes the model's first layer that keeps the
+        electrode axis (``temporal_conv`` for eegsal's models), which gives a
+        channels x time map. A layer after the spatial convolution gives a time
+        course only (``spatially_resolved=False``, data of shape
+        (n_epochs, 1, n_times)).
+    relu : bool
+        Grad-CAM: keep positive evidence only (the published rule).
     batch_size : int
         Epochs per batch (memory is bounded by it).
+    seed : int
+        Seed of SmoothGrad's noise.
     device : str
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     verbose : bool | str | int | None
@@ -91,8 +208,11 @@ def attribute(
     Returns
     -------
     attr : Attributions
-        Values of shape (n_epochs, n_channels, n_times), in units of the
-        target per µV (saliency) or of the target (input x gradient, IG).
+        Values of shape (n_epochs, n_channels, n_times): target per µV
+        (saliency, SmoothGrad) or target units (the others). Integrated
+        gradients add a metadata column ``completeness_error``:
+        ``sum(attr) - (f(x) - f(baseline))`` per epoch (Captum's convergence
+        delta), a saturation diagnostic.
 
     References
     ----------
@@ -100,6 +220,14 @@ def attribute(
        networks. ICLR workshop.
     .. [2] Sundararajan M, Taly A, Yan Q (2017). Axiomatic attribution for deep
        networks. ICML.
+    .. [3] Smilkov D et al. (2017). SmoothGrad: removing noise by adding noise.
+       arXiv:1706.03825.
+    .. [4] Shrikumar A, Greenside P, Kundaje A (2017). Learning important features
+       through propagating activation differences. ICML.
+    .. [5] Zeiler MD, Fergus R (2014). Visualizing and understanding
+       convolutional networks. ECCV.
+    .. [6] Selvaraju RR et al. (2017). Grad-CAM: visual explanations from deep
+       networks via gradient-based localization. ICCV.
 
     Examples
     --------
@@ -110,7 +238,7 @@ def attribute(
     check_option("method", method, METHODS)
     check_option("target", target, TARGETS)
     X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
-    n = len(X)
+    n, n_chans, n_times = X.shape
     if isinstance(result_or_model, DecodingResult):
         res = result_or_model
         if len(res.predictions) != n:
@@ -130,7 +258,31 @@ def attribute(
         )
     if not (label in ("true", "predicted") or isinstance(label, int | np.integer)):
         raise ValueError(f"label must be 'true', 'predicted' or an int, got {label!r}.")
+    if method == "occlusion" and (
+        len(window) != 2
+        or not (1 <= window[0] <= n_chans and 1 <= window[1] <= n_times)
+    ):
+        raise ValueError(
+            f"window must be (channels, samples) within ({n_chans}, {n_times}), "
+            f"got {window!r}."
+        )
     dev = get_device(device)
+    opts = dict(
+        n_steps=n_steps,
+        noise=noise,
+        n_samples=n_samples,
+        data_std=X.std(),
+        window=tuple(int(w) for w in window),
+        relu=relu,
+    )
+    spatial = True
+    if method == "gradcam":
+        layer = default_layer(models[0]) if layer is None else layer
+        _, chan_axis, _ = layer_axes(
+            models[0], find_layer(models[0], layer), torch.from_numpy(X[:1])
+        )
+        spatial = chan_axis is not None
+        opts["chan_axis"] = chan_axis
     logger.info(
         "Computing %s (%s) for %d epochs with %d model(s) on %s",
         method,
@@ -139,11 +291,18 @@ def attribute(
         len(models),
         dev,
     )
-    out = np.zeros(X.shape, np.float32)
+    out = np.zeros((n, n_chans if spatial else 1, n_times), np.float32)
+    delta = np.full(n, np.nan)
+    torch.manual_seed(seed)
     for k, model in enumerate(models):
         idx = np.flatnonzero(fold == k)
         model = model.to(dev).eval()
         forward = _Target(model, target)
+        if method == "gradcam":
+            opts["layer_module"] = find_layer(model, layer)
+        base = None
+        if method in _USES_BASELINE:
+            base = torch.from_numpy(_baseline(baseline, model, X)).to(dev)[None]
         batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
         for b in progress(batches, desc=f"{method} (model {k + 1}/{len(models)})"):
             x = torch.from_numpy(X[b]).to(dev)
@@ -154,14 +313,35 @@ def attribute(
                     cls = model(x).argmax(dim=-1)
             else:
                 cls = int(label)
-            a = _captum(method, forward, x.requires_grad_(), cls, n_steps)
-            out[b] = a.detach().cpu().numpy()
+            bb = None if base is None else base.expand(len(b), -1, -1)
+            a, d = _captum(method, forward, model, x.requires_grad_(), cls, bb, opts)
+            a = a.detach().cpu().numpy()
+            out[b] = to_input_time(a, n_times) if method == "gradcam" else a
+            if d is not None:
+                delta[b] = d.detach().cpu().numpy()
         model.zero_grad(set_to_none=True)
     picks = mne.pick_types(epochs.info, eeg=True)
     info = mne.pick_info(epochs.info, picks)
     meta = (
-        epochs.metadata.reset_index(drop=True) if epochs.metadata is not None else None
+        epochs.metadata.reset_index(drop=True).copy()
+        if epochs.metadata is not None
+        else None
     )
+    if method == "integrated_gradients":
+        meta = pd.DataFrame(index=range(n)) if meta is None else meta
+        meta["completeness_error"] = delta
+    params = dict(label=str(label), spatially_resolved=spatial)
+    if method in _USES_BASELINE:
+        params["baseline"] = baseline if isinstance(baseline, str) else "array"
+    params.update(
+        {
+            "integrated_gradients": dict(n_steps=n_steps),
+            "smoothgrad": dict(noise=noise, n_samples=n_samples, seed=seed),
+            "occlusion": dict(window=list(opts["window"])),
+            "gradcam": dict(layer=layer, relu=relu),
+        }.get(method, {})
+    )
+    sign = "positive" if method == "gradcam" and relu else "signed"
     return Attributions(
         out,
         info,
@@ -169,7 +349,6 @@ def attribute(
         metadata=meta,
         method=method,
         target=target,
-        sign="signed",
-        label=str(label),
-        n_steps=n_steps if method == "integrated_gradients" else None,
+        sign=sign,
+        **params,
     )

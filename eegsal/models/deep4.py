@@ -81,6 +81,7 @@ class Deep4Net(nn.Module):
         self.temporal_conv = nn.Conv2d(1, f1, (filter_length, 1))
         self.spatial_conv = nn.Conv2d(f1, f1, (1, n_chans), bias=False)
         self.bn_1 = nn.BatchNorm2d(f1)
+        self.act_1 = nn.ELU()
         self.pool_1 = nn.MaxPool2d((pool_length, 1))
         blocks = [(f1, f2), (f2, f3), (f3, f4)]
         for i, (c_in, c_out) in enumerate(blocks, start=2):
@@ -91,15 +92,18 @@ class Deep4Net(nn.Module):
                 nn.Conv2d(c_in, c_out, (filter_length, 1), bias=False),
             )
             setattr(self, f"bn_{i}", nn.BatchNorm2d(c_out))
+            # one activation module per use: DeepLIFT rules attach to modules
+            setattr(self, f"act_{i}", nn.ELU())
             setattr(self, f"pool_{i}", nn.MaxPool2d((pool_length, 1)))
-        self.act = nn.ELU()
         self.classifier = nn.Conv2d(f4, n_classes, (length, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``."""
         x = x.transpose(1, 2).unsqueeze(1)  # (batch, 1, time, electrodes)
-        x = self.pool_1(self.act(self.bn_1(self.spatial_conv(self.temporal_conv(x)))))
+        x = self.pool_1(self.act_1(self.bn_1(self.spatial_conv(self.temporal_conv(x)))))
         for i in (2, 3, 4):
             x = getattr(self, f"conv_{i}")(getattr(self, f"drop_{i}")(x))
-            x = getattr(self, f"pool_{i}")(self.act(getattr(self, f"bn_{i}")(x)))
+            x = getattr(self, f"pool_{i}")(
+                getattr(self, f"act_{i}")(getattr(self, f"bn_{i}")(x))
+            )
         return self.classifier(x).flatten(1)

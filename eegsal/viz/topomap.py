@@ -55,8 +55,9 @@ def plot_topomap(
     """
     if not attr.params.get("spatially_resolved", True):
         raise ValueError(
-            f"{attr.method} attributions have no electrode axis; they cannot be "
-            "shown as topographic maps."
+            f"{attr.method} at layer {attr.params.get('layer')!r} has no electrode "
+            "axis (a time course per epoch); choose a layer before the spatial "
+            "convolution (e.g. layer='temporal_conv') for topographic maps."
         )
     times = np.atleast_1d(np.asarray(times, float))
     lo, hi = attr.times[0], attr.times[-1]
