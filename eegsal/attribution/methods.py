@@ -79,7 +79,7 @@ def _baseline(baseline, model: nn.Module, X: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _captum(method, forward, model, x, cls, base, opts):
+def _captum(method, forward, x, cls, base, opts):
     """One batch of attributions: (batch, C, T) or (batch, 1, T), and IG deltas."""
     from captum import attr as ca
 
@@ -314,7 +314,7 @@ def attribute(
             else:
                 cls = int(label)
             bb = None if base is None else base.expand(len(b), -1, -1)
-            a, d = _captum(method, forward, model, x.requires_grad_(), cls, bb, opts)
+            a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
             a = a.detach().cpu().numpy()
             out[b] = to_input_time(a, n_times) if method == "gradcam" else a
             if d is not None:
