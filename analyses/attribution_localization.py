@@ -7,7 +7,8 @@ absolute attribution that falls in the ground-truth content cells (channels x
 window), in the content channels (all times) and in the content window (all
 channels), next to the share of the map those cells occupy (what a map that
 ignores the signal would score). Grad-CAM is computed at ``temporal_conv``
-(channels x time) and at ``spatial_conv`` (time only: no channel share).
+(channels x time) and at ``spatial_conv`` (time only: no channel share), and
+guided Grad-CAM at ``spatial_conv`` takes its electrodes from the input gradient.
 
 Run: python analyses/attribution_localization.py [OUT_DIR]
 """
@@ -37,6 +38,10 @@ runs = {
     "occlusion": {"window": (1, 20)},
     "gradcam @ temporal_conv": {"method": "gradcam", "layer": "temporal_conv"},
     "gradcam @ spatial_conv": {"method": "gradcam", "layer": "spatial_conv"},
+    "guided gradcam @ spatial_conv": {
+        "method": "guided_gradcam",
+        "layer": "spatial_conv",
+    },
 }
 chans = truth.content_mask.any(axis=1)
 window = truth.content_mask.any(axis=0)

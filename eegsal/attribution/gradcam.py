@@ -11,7 +11,6 @@ rather than interpolating an electrode axis into existence.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -121,31 +120,3 @@ def layer_axes(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple:
         f"cannot tell electrodes from time in the layer output {shape} "
         f"({n_chans} channels); choose another layer."
     )
-
-
-def to_input_time(cam: np.ndarray, n_times: int) -> np.ndarray:
-    """Place a layer's time axis onto the input samples (linear interpolation).
-
-    A layer with ``m < n_times`` time steps (valid convolutions, pooling) is
-    assumed to cover the epoch evenly; step ``j`` sits at the centre of its
-    span. Only time is interpolated, never electrodes.
-
-    Parameters
-    ----------
-    cam : ndarray, shape (..., m)
-        Maps on the layer's time steps.
-    n_times : int
-        Number of input samples.
-
-    Returns
-    -------
-    cam : ndarray, shape (..., n_times)
-        Maps on the input samples.
-    """
-    m = cam.shape[-1]
-    if m == n_times:
-        return cam
-    centres = (np.arange(m) + 0.5) * n_times / m - 0.5
-    flat = cam.reshape(-1, m)
-    out = np.stack([np.interp(np.arange(n_times), centres, row) for row in flat])
-    return out.reshape(*cam.shape[:-1], n_times)

@@ -13,12 +13,7 @@ from torch import nn
 from eegsal._check import check_option, validate_type
 from eegsal._logging import logger, progress, verbose
 from eegsal.attribution.container import Attributions
-from eegsal.attribution.gradcam import (
-    default_layer,
-    find_layer,
-    layer_axes,
-    to_input_time,
-)
+from eegsal.attribution.gradcam import default_layer, find_layer, layer_axes
 from eegsal.decoding import DecodingResult, Standardize, get_device
 
 __all__ = ["METHODS", "attribute"]
@@ -31,6 +26,7 @@ METHODS = (
     "deeplift",
     "occlusion",
     "gradcam",
+    "guided_gradcam",
 )
 TARGETS = ("logit", "probability", "log_probability", "contrast")
 _USES_BASELINE = ("integrated_gradients", "deeplift", "occlusion")
@@ -127,6 +123,14 @@ def _captum(method, forward, x, cls, base, opts):
         cam = cam.transpose(1, 2)
     elif chan_axis is None:  # (batch, 1, time) or (batch, time, 1)
         cam = cam.reshape(cam.shape[0], 1, -1)
+    # the layer's time steps onto the input samples (time only, never electrodes);
+    # half-sample-centred linear interpolation, constant beyond the ends
+    cam = nn.functional.interpolate(cam, size=x.shape[-1], mode="linear")
+    if method == "guided_gradcam":  # electrodes from the guided input gradient
+        with warnings.catch_warnings():  # Captum's note that it hooks ReLUs
+            warnings.filterwarnings("ignore", r"\s*Setting backward hooks on ReLU")
+            guided = ca.GuidedBackprop(forward).attribute(x, target=cls)
+        return guided * cam, None
     return cam, None
 
 
@@ -167,7 +171,9 @@ def attribute(
         noise; Smilkov et al., 2017), ``'deeplift'`` (Shrikumar et al., 2017),
         ``'occlusion'`` (change of the target when a channel x time window is
         replaced by the baseline; Zeiler & Fergus, 2014) or ``'gradcam'``
-        (Selvaraju et al., 2017) at ``layer``.
+        (Selvaraju et al., 2017) at ``layer``, or ``'guided_gradcam'``: the
+        Grad-CAM time course (or map) times guided backpropagation, which gives
+        a later layer's Grad-CAM its electrode axis from the input gradient.
     target : str
         What is explained: the class ``'logit'``, its softmax ``'probability'``,
         ``'log_probability'``, or ``'contrast'`` (the class's logit minus the
@@ -276,13 +282,20 @@ def attribute(
         relu=relu,
     )
     spatial = True
-    if method == "gradcam":
+    if method in ("gradcam", "guided_gradcam"):
         layer = default_layer(models[0]) if layer is None else layer
         _, chan_axis, _ = layer_axes(
             models[0], find_layer(models[0], layer), torch.from_numpy(X[:1])
         )
-        spatial = chan_axis is not None
+        spatial = chan_axis is not None or method == "guided_gradcam"
         opts["chan_axis"] = chan_axis
+    params_of = {
+        "integrated_gradients": dict(n_steps=n_steps),
+        "smoothgrad": dict(noise=noise, n_samples=n_samples, seed=seed),
+        "occlusion": dict(window=list(opts["window"])),
+        "gradcam": dict(layer=layer, relu=relu),
+        "guided_gradcam": dict(layer=layer, relu=relu),
+    }
     logger.info(
         "Computing %s (%s) for %d epochs with %d model(s) on %s",
         method,
@@ -298,7 +311,7 @@ def attribute(
         idx = np.flatnonzero(fold == k)
         model = model.to(dev).eval()
         forward = _Target(model, target)
-        if method == "gradcam":
+        if "layer" in params_of.get(method, {}):
             opts["layer_module"] = find_layer(model, layer)
         base = None
         if method in _USES_BASELINE:
@@ -316,7 +329,7 @@ def attribute(
             bb = None if base is None else base.expand(len(b), -1, -1)
             a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
             a = a.detach().cpu().numpy()
-            out[b] = to_input_time(a, n_times) if method == "gradcam" else a
+            out[b] = a
             if d is not None:
                 delta[b] = d.detach().cpu().numpy()
         model.zero_grad(set_to_none=True)
@@ -333,14 +346,7 @@ def attribute(
     params = dict(label=str(label), spatially_resolved=spatial)
     if method in _USES_BASELINE:
         params["baseline"] = baseline if isinstance(baseline, str) else "array"
-    params.update(
-        {
-            "integrated_gradients": dict(n_steps=n_steps),
-            "smoothgrad": dict(noise=noise, n_samples=n_samples, seed=seed),
-            "occlusion": dict(window=list(opts["window"])),
-            "gradcam": dict(layer=layer, relu=relu),
-        }.get(method, {})
-    )
+    params.update(params_of.get(method, {}))
     sign = "positive" if method == "gradcam" and relu else "signed"
     return Attributions(
         out,

@@ -169,3 +169,28 @@ def test_contrast_target_is_the_log_odds_for_two_classes(model, study):
     out = model(x)
     (out[:, 1] - out[:, 0]).sum().backward()
     np.testing.assert_allclose(attr.data, x.grad.numpy(), rtol=1e-4, atol=1e-8)
+
+
+def test_guided_gradcam_gives_a_later_layer_its_electrodes(model, study):
+    from captum.attr import GuidedBackprop
+
+    epochs, _ = study
+    x = _x(epochs)
+    attr = attribute(model, epochs[:6], method="guided_gradcam", label=1,
+                     layer="spatial_conv")  # fmt: skip
+    assert attr.data.shape == x.shape and attr.params["spatially_resolved"]
+    cam = LayerGradCam(model, model.spatial_conv).attribute(
+        x, target=1, relu_attributions=True
+    )
+    cam = nn.functional.interpolate(cam[:, 0], size=x.shape[-1], mode="linear")
+    with pytest.warns(UserWarning, match="Setting backward hooks on ReLU"):
+        guided = GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=1)
+    ref = guided * cam
+    np.testing.assert_allclose(attr.data, ref.detach().numpy(), rtol=1e-4, atol=1e-9)
+    # time-only Grad-CAM, interpolated onto the samples, is the same time course
+    t_only = attribute(
+        model, epochs[:6], method="gradcam", label=1, layer="spatial_conv"
+    )
+    np.testing.assert_allclose(t_only.data, cam.detach().numpy(), rtol=1e-5, atol=1e-9)
+    fig = attr.plot_topomap([0.5])  # spatially resolved: maps work
+    assert fig.axes
