@@ -205,6 +205,27 @@ class Attributions:
 
         save_attributions(self, fname, overwrite=overwrite)
 
+    def plot_image(self, *, by: str | None = None, absolute: bool = False, **kwargs):
+        """Plot the mean attribution as a channels x time image.
+
+        Parameters
+        ----------
+        by : str | None
+            Metadata column: one panel per value.
+        absolute : bool
+            Average absolute values.
+        **kwargs
+            Passed to :func:`eegsal.viz.plot_image` (``mask``, ``cmap``, ``title``).
+
+        Returns
+        -------
+        fig : matplotlib.figure.Figure
+            The figure.
+        """
+        from eegsal.viz import plot_image
+
+        return plot_image(self, by=by, absolute=absolute, **kwargs)
+
     def plot_topomap(
         self, times, *, by: str | None = None, absolute: bool = True, **kwargs
     ):

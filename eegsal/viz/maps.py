@@ -1,0 +1,106 @@
+"""Channel x time images of attributions."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["plot_image"]
+
+
+def plot_image(
+    attr,
+    *,
+    by: str | None = None,
+    absolute: bool = False,
+    mask: np.ndarray | None = None,
+    cmap: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Plot the mean attribution as a channels x time image, one panel per group.
+
+    Parameters
+    ----------
+    attr : Attributions
+        Attributions (spatially resolved or time courses).
+    by : str | None
+        Metadata column giving one panel per value.
+    absolute : bool
+        Average absolute values (magnitude) instead of signed values.
+    mask : ndarray of bool, shape (n_channels, n_times) | None
+        Cells to outline (e.g. significant clusters, or the simulator's
+        ``GroundTruth.content_mask``).
+    cmap : str | None
+        Colour map; default ``'viridis'`` for magnitudes, ``'RdBu_r'`` for signed
+        maps (both colour-blind safe), with a symmetric scale when signed.
+    title : str | None
+        Figure title; default names the method and target.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure.
+    """
+    evokeds = attr.average(by=by, absolute=absolute)
+    if not isinstance(evokeds, dict):
+        evokeds = {"all epochs": evokeds}
+    data = {k: v.data for k, v in evokeds.items()}
+    n_rows = next(iter(data.values())).shape[0]
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != (n_rows, len(attr.times)):
+            raise ValueError(
+                f"mask must have shape ({n_rows}, {len(attr.times)}), got {mask.shape}."
+            )
+    values = np.concatenate([d.ravel() for d in data.values()])
+    if absolute:
+        vmin, vmax, cmap = 0.0, float(values.max()), cmap or "viridis"
+    else:
+        m = float(np.abs(values).max())
+        vmin, vmax, cmap = -m, m, cmap or "RdBu_r"
+    names = attr.ch_names if n_rows == len(attr.ch_names) else ["time course"]
+    dt = (attr.times[1] - attr.times[0]) if len(attr.times) > 1 else 1.0
+    extent = (attr.times[0] - dt / 2, attr.times[-1] + dt / 2, n_rows - 0.5, -0.5)
+    fig, axes = plt.subplots(
+        1,
+        len(data),
+        figsize=(4.2 * len(data) + 1, 0.22 * n_rows + 1.8),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    im = None
+    for ax, (name, d) in zip(axes[0], data.items(), strict=True):
+        im = ax.imshow(
+            d,
+            aspect="auto",
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            extent=extent,
+            interpolation="nearest",
+        )
+        if mask is not None and mask.any():
+            # pad with a ring of False cells so the outline closes at the edges;
+            # the 0.5 level then runs along the cell borders
+            t_pad = np.concatenate(
+                [[attr.times[0] - dt], attr.times, [attr.times[-1] + dt]]
+            )
+            ax.contour(
+                t_pad,
+                np.arange(-1, n_rows + 1),
+                np.pad(mask, 1).astype(float),
+                levels=[0.5],
+                colors="k",
+                linewidths=1.0,
+            )
+        ax.set_xlim(extent[0], extent[1])  # the padded outline must not widen them
+        ax.set_ylim(extent[2], extent[3])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("time (s)")
+        ax.set_yticks(np.arange(n_rows), names, fontsize=7)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.8)
+    cbar.set_label(("|attribution|" if absolute else "attribution") + " (a.u.)")
+    fig.suptitle(title or f"{attr.method} → {attr.target}", fontsize=10)
+    return fig
