@@ -24,15 +24,10 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
-from eegsal.data import load_eegbci
+from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.decoding import decode
 
 mne.set_log_level("warning")
-
-SENSORIMOTOR = [
-    "FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "C5", "C3", "C1", "Cz", "C2",
-    "C4", "C6", "CP5", "CP3", "CP1", "CPz", "CP2", "CP4", "CP6",
-]  # fmt: skip
 
 
 def csp_lda():

@@ -22,6 +22,7 @@ from sklearn.model_selection import (
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping, LRScheduler
+from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -238,7 +239,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             )
         split = False
         if valid is not None:
-            split = predefined_split(_Dataset(X[valid], y_idx[valid].astype(np.int64)))
+            split = predefined_split(Dataset(X[valid], y_idx[valid].astype(np.int64)))
             callbacks.append(
                 _EarlyStopping(
                     patience=self.patience,
@@ -311,17 +312,6 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             Labels from ``classes_``.
         """
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-
-class _Dataset(torch.utils.data.Dataset):
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return self.X[i], self.y[i]
 
 
 def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:

@@ -7,22 +7,14 @@ predictions, 1,000 times), the 99th percentile of the null distribution.
 
 import numpy as np
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 
+from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.decoding import decode
 from eegsal.simulate import simulate_sleep_study
 from tests.conftest import shared_data_or_skip
 
 pytestmark = pytest.mark.slow
-
-SENSORIMOTOR = [
-    "FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "C5", "C3", "C1", "Cz", "C2",
-    "C4", "C6", "CP5", "CP3", "CP1", "CPz", "CP2", "CP4", "CP6",
-]  # fmt: skip
-
-
-def _balanced_accuracy(y_true, y_pred):
-    classes = np.unique(y_true)
-    return np.mean([(y_pred[y_true == c] == c).mean() for c in classes])
 
 
 def permutation_threshold(result, q=99, n_permutations=1000, seed=0):
@@ -36,8 +28,8 @@ def permutation_threshold(result, q=99, n_permutations=1000, seed=0):
         perm = y.copy()
         for idx in groups:
             perm[idx] = rng.permutation(perm[idx])
-        null[i] = _balanced_accuracy(perm, y_hat)
-    return np.percentile(null, q), _balanced_accuracy(y, y_hat)
+        null[i] = balanced_accuracy_score(perm, y_hat)
+    return np.percentile(null, q), balanced_accuracy_score(y, y_hat)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +59,6 @@ def test_null_scenario_is_not(scenario_results):
 
 
 def test_real_motor_movement_vs_rest_across_subjects():
-    from eegsal.data import load_eegbci
-
     root = shared_data_or_skip("eegmmidb", "MNE-eegbci-data").parent
     epochs = load_eegbci(
         root, runs=(3, 7, 11), contrast="movement_rest", picks=SENSORIMOTOR, sfreq=80.0

@@ -52,20 +52,20 @@ def saturation(
     kw = dict(label=label, batch_size=batch_size, device=device, method="saliency")
     logit = attribute(result_or_model, epochs, target="logit", **kw)
     prob = attribute(result_or_model, epochs, target="probability", **kw)
-    X = torch.from_numpy(epochs.get_data(picks="eeg", units="uV").astype(np.float32))
-    if isinstance(result_or_model, DecodingResult):
-        models, fold = result_or_model.models, result_or_model.predictions["fold"]
-        fold = fold.to_numpy()
+    if isinstance(result_or_model, DecodingResult):  # out-of-fold, already computed
+        res = result_or_model
+        proba = res.predictions[[f"proba_{c}" for c in res.classes]].to_numpy()
     else:
-        models, fold = [result_or_model], np.zeros(len(X), int)
-    rows = []
-    for k, model in enumerate(models):
-        idx = np.flatnonzero(fold == k)
+        X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
+        model = result_or_model.cpu().eval()
         with torch.no_grad():
-            rows.append((idx, model.cpu().eval()(X[idx]).softmax(-1).numpy()))
-    proba = np.empty((len(X), rows[0][1].shape[1]))
-    for idx, p in rows:
-        proba[idx] = p
+            proba = np.concatenate(
+                [
+                    model(torch.from_numpy(X[i : i + batch_size])).softmax(-1).numpy()
+                    for i in range(0, len(X), batch_size)
+                ]
+            )
+    n = len(proba)
     if label == "true":
         classes = result_or_model.classes
         y = result_or_model.predictions["y_true"].to_numpy()
@@ -73,14 +73,14 @@ def saturation(
     elif label == "predicted":
         cls = proba.argmax(1)
     else:
-        cls = np.full(len(X), int(label))
+        cls = np.full(n, int(label))
     out = (
         epochs.metadata.reset_index(drop=True).copy()
         if epochs.metadata is not None
-        else pd.DataFrame(index=range(len(X)))
+        else pd.DataFrame(index=range(n))
     )
-    out["probability"] = proba[np.arange(len(X)), cls]
-    out["logit_norm"] = np.linalg.norm(logit.data.reshape(len(X), -1), axis=1)
-    out["probability_norm"] = np.linalg.norm(prob.data.reshape(len(X), -1), axis=1)
+    out["probability"] = proba[np.arange(n), cls]
+    out["logit_norm"] = np.linalg.norm(logit.data.reshape(n, -1), axis=1)
+    out["probability_norm"] = np.linalg.norm(prob.data.reshape(n, -1), axis=1)
     out["ratio"] = out["probability_norm"] / out["logit_norm"]
     return out

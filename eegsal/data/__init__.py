@@ -1,5 +1,5 @@
 """Loading real recordings into epochs with content, context and subject metadata."""
 
-from eegsal.data.eegbci import load_eegbci
+from eegsal.data.eegbci import SENSORIMOTOR, load_eegbci
 
-__all__ = ["load_eegbci"]
+__all__ = ["SENSORIMOTOR", "load_eegbci"]

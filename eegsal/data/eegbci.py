@@ -13,12 +13,17 @@ from mne.datasets import eegbci
 from eegsal._check import check_option
 from eegsal._logging import logger, progress, verbose
 
-__all__ = ["load_eegbci"]
+__all__ = ["SENSORIMOTOR", "load_eegbci"]
 
 #: runs with left/right fist tasks: executed (3, 7, 11) and imagined (4, 8, 12)
 EXECUTED_RUNS = (3, 7, 11)
 IMAGINED_RUNS = (4, 8, 12)
 _EVENTS = {"T0": "rest", "T1": "left", "T2": "right"}
+#: the 21 fronto-centro-parietal channels over the sensorimotor cortices
+SENSORIMOTOR = (
+    "FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "C5", "C3", "C1", "Cz", "C2",
+    "C4", "C6", "CP5", "CP3", "CP1", "CPz", "CP2", "CP4", "CP6",
+)  # fmt: skip
 
 
 @verbose
