@@ -8,7 +8,9 @@ window), in the content channels (all times) and in the content window (all
 channels), next to the share of the map those cells occupy (what a map that
 ignores the signal would score). Grad-CAM is computed at ``temporal_conv``
 (channels x time) and at ``spatial_conv`` (time only: no channel share), and
-guided Grad-CAM at ``spatial_conv`` takes its electrodes from the input gradient.
+guided Grad-CAM at ``spatial_conv`` takes its electrodes from the input gradient;
+``projection='pattern'`` takes them from the activation patterns of the layer's
+features (Haufe et al., 2014), at ``spatial_conv`` and at the last convolution.
 
 Run: python analyses/attribution_localization.py [OUT_DIR]
 """
@@ -41,6 +43,16 @@ runs = {
     "guided gradcam @ spatial_conv": {
         "method": "guided_gradcam",
         "layer": "spatial_conv",
+    },
+    "gradcam @ spatial_conv, pattern": {
+        "method": "gradcam",
+        "layer": "spatial_conv",
+        "projection": "pattern",
+    },
+    "gradcam @ separable_pointwise, pattern": {
+        "method": "gradcam",
+        "layer": "separable_pointwise",
+        "projection": "pattern",
     },
 }
 chans = truth.content_mask.any(axis=1)

@@ -28,6 +28,7 @@ _LAZY = {
     "read_attributions": "eegsal.attribution",
     "models": "eegsal.models",
     "viz": "eegsal.viz",
+    "stats": "eegsal.stats",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "read_attributions",
     "set_log_level",
     "simulate",
+    "stats",
     "viz",
 ]
 

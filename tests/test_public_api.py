@@ -10,6 +10,7 @@ DESIGN_NAMES_SO_FAR = {
     "Attributions",
     "DecodingResult",
     "read_attributions",
+    "stats",
 }
 
 

@@ -14,8 +14,9 @@ class Attributions:
 
     Parameters
     ----------
-    data : ndarray, shape (n_epochs, n_channels, n_times)
-        Attribution values (a.u.).
+    data : ndarray | h5py.Dataset, shape (n_epochs, n_channels, n_times)
+        Attribution values (a.u.); an HDF5 dataset keeps them on disk (see
+        :func:`eegsal.read_attributions` with ``preload=False``).
     info : mne.Info
         Channel information (positions for topographic maps).
     times : ndarray, shape (n_times,)
@@ -44,7 +45,8 @@ class Attributions:
         sign: str = "signed",
         **params,
     ):
-        data = np.asarray(data, dtype=np.float32)
+        if not _is_lazy(data):
+            data = np.asarray(data, dtype=np.float32)
         # time-only maps (Grad-CAM after spatial mixing) have one row, no electrodes
         n_rows = len(info["ch_names"]) if params.get("spatially_resolved", True) else 1
         if data.ndim != 3 or data.shape[1:] != (n_rows, len(times)):
@@ -78,6 +80,50 @@ class Attributions:
         return len(self.data)
 
     @property
+    def preload(self) -> bool:
+        """Whether the maps are in memory (False: read from HDF5 on demand)."""
+        return not _is_lazy(self.data)
+
+    def load_data(self) -> Attributions:
+        """Read lazily stored maps into memory (in place).
+
+        Returns
+        -------
+        self : Attributions
+            The attributions, now in memory.
+        """
+        if not self.preload:
+            self.data = self.data[()]
+        return self
+
+    def iter_blocks(self, idx=None, block_size: int = 256):
+        """Yield ``(start, maps)`` over blocks of epochs, reading lazily stored data.
+
+        Parameters
+        ----------
+        idx : array-like of int | None
+            Sorted epoch indices to visit; None visits all.
+        block_size : int
+            Epochs per block.
+
+        Yields
+        ------
+        start : int
+            Position of the block's first epoch in ``idx``.
+        maps : ndarray, shape (n_block, n_rows, n_times)
+            The block's maps, in memory.
+        """
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx)
+        for start in range(0, len(idx), block_size):
+            sel = idx[start : start + block_size]
+            if self.preload:
+                yield start, self.data[sel]
+            elif len(sel) and sel[-1] - sel[0] == len(sel) - 1:  # contiguous
+                yield start, self.data[sel[0] : sel[-1] + 1]
+            else:
+                yield start, self.data[sel]
+
+    @property
     def ch_names(self) -> list[str]:
         """Channel names."""
         return list(self.info["ch_names"])
@@ -91,13 +137,18 @@ class Attributions:
         else:
             idx = np.arange(len(self))[item]
         idx = np.atleast_1d(idx)
+        if self.preload:
+            data = self.data[idx]
+        else:  # HDF5 reads sorted, unique indices; put the order back after
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            data = self.data[uniq][inverse] if len(uniq) else self.data[:0]
         meta = (
             None
             if self.metadata is None
             else self.metadata.iloc[idx].reset_index(drop=True)
         )
         return Attributions(
-            self.data[idx],
+            data,
             self.info,
             self.times,
             metadata=meta,
@@ -136,7 +187,12 @@ class Attributions:
         }
 
     def _evoked(self, idx, label, absolute):
-        values = np.abs(self.data[idx]) if absolute else self.data[idx]
+        total = np.zeros(self.data.shape[1:], np.float64)
+        for _, block in self.iter_blocks(np.sort(idx)):
+            total += (np.abs(block) if absolute else block).sum(
+                axis=0, dtype=np.float64
+            )
+        values = (total / max(len(idx), 1)).astype(np.float32)
         comment = (
             f"{self.method} | {'|' if absolute else ''}{label}{'|' if absolute else ''}"
         )
@@ -146,7 +202,7 @@ class Attributions:
                 [f"{self.method} (time only)"], info["sfreq"], "misc"
             )
         return mne.EvokedArray(
-            values.mean(axis=0),
+            values,
             info,
             tmin=self.times[0],
             nave=len(idx),
@@ -184,7 +240,7 @@ class Attributions:
                 "epoch": np.repeat(np.arange(n), c * t),
                 "channel": np.tile(np.repeat(names, t), n),
                 "time": np.tile(self.times, n * c),
-                "value": self.data.ravel(),
+                "value": np.asarray(self.data).ravel(),
             }
         )
         if self.metadata is not None:
@@ -250,3 +306,9 @@ class Attributions:
         from eegsal.viz import plot_topomap
 
         return plot_topomap(self, times, by=by, absolute=absolute, **kwargs)
+
+
+def _is_lazy(data) -> bool:
+    import h5py
+
+    return isinstance(data, h5py.Dataset)

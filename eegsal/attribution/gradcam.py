@@ -7,6 +7,18 @@ filter has mixed the electrodes (EEGNet, ShallowConvNet and Deep4Net: their
 the spatial convolution the electrode axis is gone (size 1): Grad-CAM is a
 time course, and eegsal returns it as such (``spatially_resolved=False``)
 rather than interpolating an electrode axis into existence.
+
+Two principled ways give such a later layer its electrodes back:
+
+- guided Grad-CAM: the time course times guided backpropagation, i.e. the
+  electrodes come from the (guided) input gradient, which reflects the
+  *filters* the model applies: it may weight channels that the model uses
+  only to cancel noise;
+- ``projection='pattern'``: each feature is spread over the electrodes by its
+  activation *pattern* (Haufe et al., 2014), estimated on the explained
+  epochs: the electrodes whose signal the feature carries. Use it when the
+  question is "where on the scalp is the evidence", the gradient-based maps
+  when it is "which inputs does the model read".
 """
 
 from __future__ import annotations
@@ -14,7 +26,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["find_layer", "layer_axes"]
+__all__ = [
+    "PatternAccumulator",
+    "default_layer",
+    "find_layer",
+    "fit_patterns",
+    "layer_axes",
+    "pattern_gradcam",
+]
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
@@ -120,3 +139,137 @@ def layer_axes(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple:
         f"cannot tell electrodes from time in the layer output {shape} "
         f"({n_chans} channels); choose another layer."
     )
+
+
+def _time_only(a: torch.Tensor, time_axis: int) -> torch.Tensor:
+    """(batch, K, 1, T') or (batch, K, T', 1) -> (batch, K, T')."""
+    return a.squeeze(5 - time_axis)
+
+
+class _Recorder:
+    """Forward hook that keeps a layer's output (with its graph)."""
+
+    def __init__(self, layer: nn.Module):
+        self.out = None
+        self._handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.out = output
+
+    def remove(self):
+        self._handle.remove()
+
+
+def _upsample(a: torch.Tensor, n_times: int) -> torch.Tensor:
+    """Map a layer's time steps onto the input samples, as Grad-CAM does."""
+    return nn.functional.interpolate(a, size=n_times, mode="linear")
+
+
+class PatternAccumulator:
+    """Activation patterns of a layer's features (Haufe et al., 2014).
+
+    A feature map ``s_k(t)`` computed after spatial mixing is a *filter*
+    output; the electrodes it reflects are given by its *pattern*, the
+    regression of the data on the features:
+    ``P = Cov(x, s) Cov(s)^-1`` (n_channels x n_features), estimated over all
+    epochs and time points passed to :meth:`update`. Unlike the filter
+    weights, a pattern is zero on a channel that the filter only uses to
+    cancel noise.
+
+    Parameters
+    ----------
+    n_chans : int
+        Electrodes of the input.
+    """
+
+    def __init__(self, n_chans: int):
+        self.n_chans = n_chans
+        self._sums = None
+
+    def update(self, x: torch.Tensor, s: torch.Tensor) -> None:
+        """Add a batch: input ``x`` (B, C, T) and upsampled features (B, K, T)."""
+        x = x.detach().double().transpose(1, 2).reshape(-1, x.shape[1])
+        s = s.detach().double().transpose(1, 2).reshape(-1, s.shape[1])
+        sums = (len(x), x.sum(0), s.sum(0), x.T @ s, s.T @ s)
+        if self._sums is None:
+            self._sums = list(sums)
+        else:
+            self._sums = [a + b for a, b in zip(self._sums, sums, strict=True)]
+
+    def patterns(self) -> torch.Tensor:
+        """Return the patterns, shape (n_channels, n_features), float32."""
+        n, sx, ss, sxs, sss = self._sums
+        cxs = sxs / n - torch.outer(sx, ss) / n**2
+        css = sss / n - torch.outer(ss, ss) / n**2
+        # least squares, so that features that never vary (dead units) get 0
+        sol = torch.linalg.lstsq(css.cpu(), cxs.T.cpu(), driver="gelsd").solution
+        return sol.T.float()
+
+
+def pattern_gradcam(
+    forward: nn.Module,
+    layer: nn.Module,
+    time_axis: int,
+    x: torch.Tensor,
+    cls,
+    patterns: torch.Tensor,
+    relu: bool,
+) -> torch.Tensor:
+    """Grad-CAM at a time-only layer, back-projected onto the electrodes.
+
+    Each feature's Grad-CAM term ``alpha_k * s_k(t)`` is spread over the
+    electrodes by its activation pattern: ``map(c, t) = sum_k P[c, k] alpha_k
+    s_k(t)``, i.e. the part of the data that the evidence-weighted features
+    explain.
+
+    Returns
+    -------
+    cam : torch.Tensor, shape (batch, n_chans, n_times)
+    """
+    rec = _Recorder(layer)
+    try:
+        out = forward(x)
+    finally:
+        rec.remove()
+    idx = torch.as_tensor(cls, device=out.device).reshape(-1, 1)
+    sel = out.gather(1, idx.expand(out.shape[0], 1)).sum()
+    (grad,) = torch.autograd.grad(sel, rec.out)
+    alpha = _time_only(grad, time_axis).mean(dim=-1, keepdim=True)  # (B, K, 1)
+    s = _upsample(_time_only(rec.out, time_axis), x.shape[-1])  # (B, K, T)
+    cam = torch.einsum("ck,bkt->bct", patterns.to(x.device), alpha * s)
+    return cam.clamp(min=0) if relu else cam
+
+
+def fit_patterns(
+    model: nn.Module, layer: nn.Module, time_axis: int, batches
+) -> torch.Tensor:
+    """Activation patterns of ``layer``'s features over input ``batches``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (in eval mode).
+    layer : torch.nn.Module
+        A layer after spatial mixing (time-only output).
+    time_axis : int
+        2 or 3, the time axis of the layer's 4-D output.
+    batches : iterable of torch.Tensor
+        Inputs (batch, n_chans, n_times).
+
+    Returns
+    -------
+    patterns : torch.Tensor, shape (n_chans, n_features)
+    """
+    acc = None
+    rec = _Recorder(layer)
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+                s = _upsample(_time_only(rec.out, time_axis), x.shape[-1])
+                if acc is None:
+                    acc = PatternAccumulator(x.shape[1])
+                acc.update(x, s)
+    finally:
+        rec.remove()
+    return acc.patterns()

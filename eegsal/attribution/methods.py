@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import mne
@@ -13,7 +14,14 @@ from torch import nn
 from eegsal._check import check_option, validate_type
 from eegsal._logging import logger, progress, verbose
 from eegsal.attribution.container import Attributions
-from eegsal.attribution.gradcam import default_layer, find_layer, layer_axes
+from eegsal.attribution.gradcam import (
+    default_layer,
+    find_layer,
+    fit_patterns,
+    layer_axes,
+    pattern_gradcam,
+)
+from eegsal.attribution.io import AttributionsWriter
 from eegsal.decoding import DecodingResult, Standardize, get_device
 
 __all__ = ["METHODS", "attribute"]
@@ -51,9 +59,10 @@ class _Target(nn.Module):
         return logits
 
 
-def _baseline(baseline, model: nn.Module, X: np.ndarray) -> np.ndarray:
+def _baseline(
+    baseline, model: nn.Module, data_mean: np.ndarray | None, n_chans: int, n_times: int
+) -> np.ndarray:
     """Build the reference input (n_chans, n_times), µV, of IG, DeepLIFT, occlusion."""
-    n_chans, n_times = X.shape[1:]
     if isinstance(baseline, str):
         check_option("baseline", baseline, ("zeros", "mean"))
         if baseline == "zeros":
@@ -62,7 +71,7 @@ def _baseline(baseline, model: nn.Module, X: np.ndarray) -> np.ndarray:
         if isinstance(first, Standardize):  # the training folds' channel means
             mean = first.mean.detach().cpu().numpy()[:, 0]
         else:
-            mean = X.mean(axis=(0, 2))
+            mean = data_mean
         return np.repeat(mean[:, None], n_times, axis=1).astype(np.float32)
     arr = np.asarray(baseline, dtype=np.float32)
     if arr.shape == (n_chans,):
@@ -115,6 +124,11 @@ def _captum(method, forward, x, cls, base, opts):
         ), None
     # Grad-CAM at a layer; electrodes kept where the layer has them
     layer = opts["layer_module"]
+    if opts["projection"] == "pattern":
+        cam = pattern_gradcam(
+            forward, layer, opts["time_axis"], x, cls, opts["patterns"], opts["relu"]
+        )
+        return cam, None
     cam = ca.LayerGradCam(forward, layer).attribute(
         x, target=cls, relu_attributions=opts["relu"]
     )[:, 0]
@@ -149,9 +163,12 @@ def attribute(
     window: tuple[int, int] = (1, 10),
     layer: str | None = None,
     relu: bool = True,
+    projection: str | None = None,
     batch_size: int = 64,
     seed: int = 0,
     device: str = "auto",
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
     verbose: bool | str | int | None = None,
 ) -> Attributions:
     """Attribute each epoch's decision to channels and time points.
@@ -202,12 +219,28 @@ def attribute(
         (n_epochs, 1, n_times)).
     relu : bool
         Grad-CAM: keep positive evidence only (the published rule).
+    projection : None | 'pattern'
+        Grad-CAM at a layer after spatial mixing: ``'pattern'`` spreads each
+        feature's Grad-CAM term over the electrodes by its activation pattern
+        (Haufe et al., 2014; estimated on the explained epochs, per fold
+        model), giving a channels x time map of where on the scalp the
+        evidence lies. None keeps the time course.
     batch_size : int
-        Epochs per batch (memory is bounded by it).
+        Epochs per batch: the data are read, and the maps computed, one batch
+        at a time, so memory is bounded by it (plus the output, unless
+        ``out`` is given).
     seed : int
         Seed of SmoothGrad's noise.
     device : str
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
+    out : path-like | None
+        Write the maps batch by batch to this HDF5 file (the format of
+        :meth:`Attributions.save`) instead of holding them in memory; the
+        returned attributions then read it lazily. For studies larger than
+        memory (with ``epochs`` read with ``preload=False``). The file appears
+        only once complete.
+    overwrite : bool
+        Replace an existing ``out`` file.
     verbose : bool | str | int | None
         Control verbosity of the logging output.
 
@@ -234,6 +267,8 @@ def attribute(
        convolutional networks. ECCV.
     .. [6] Selvaraju RR et al. (2017). Grad-CAM: visual explanations from deep
        networks via gradient-based localization. ICCV.
+    .. [7] Haufe S et al. (2014). On the interpretation of weight vectors of
+       linear models in multivariate neuroimaging. NeuroImage 87:96-110.
 
     Examples
     --------
@@ -243,8 +278,14 @@ def attribute(
     validate_type(epochs, mne.BaseEpochs, "epochs")
     check_option("method", method, METHODS)
     check_option("target", target, TARGETS)
-    X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
-    n, n_chans, n_times = X.shape
+    check_option("projection", projection, (None, "pattern"))
+    picks = mne.pick_types(epochs.info, eeg=True)
+    n, n_chans, n_times = len(epochs), len(picks), len(epochs.times)
+
+    def get(idx) -> np.ndarray:  # one batch in memory at a time, µV, float32
+        x = epochs.get_data(picks=picks, item=idx, units="uV", verbose=False)
+        return x.astype(np.float32, copy=False)
+
     if isinstance(result_or_model, DecodingResult):
         res = result_or_model
         if len(res.predictions) != n:
@@ -272,28 +313,46 @@ def attribute(
             f"window must be (channels, samples) within ({n_chans}, {n_times}), "
             f"got {window!r}."
         )
+    if projection is not None and method != "gradcam":
+        raise ValueError(
+            f"projection={projection!r} applies to method='gradcam' only, "
+            f"got method={method!r}."
+        )
     dev = get_device(device)
     opts = dict(
         n_steps=n_steps,
         noise=noise,
         n_samples=n_samples,
-        data_std=X.std(),
         window=tuple(int(w) for w in window),
         relu=relu,
     )
+    chunks = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if method == "smoothgrad" or (
+        isinstance(baseline, str)
+        and baseline == "mean"
+        and not isinstance(result_or_model, DecodingResult)
+    ):
+        opts["data_mean"], opts["data_std"] = _moments(map(get, chunks))
     spatial = True
     if method in ("gradcam", "guided_gradcam"):
         layer = default_layer(models[0]) if layer is None else layer
-        _, chan_axis, _ = layer_axes(
-            models[0], find_layer(models[0], layer), torch.from_numpy(X[:1])
+        _, chan_axis, time_axis = layer_axes(
+            models[0], find_layer(models[0], layer), torch.from_numpy(get([0]))
         )
+        if projection is not None and chan_axis is not None:
+            raise ValueError(
+                f"layer={layer!r} keeps the electrode axis, so its Grad-CAM is "
+                "already channels x time; projection='pattern' is for a layer "
+                "after spatial mixing."
+            )
         spatial = chan_axis is not None or method == "guided_gradcam"
-        opts["chan_axis"] = chan_axis
+        spatial = spatial or projection is not None
+        opts.update(chan_axis=chan_axis, time_axis=time_axis, projection=projection)
     params_of = {
         "integrated_gradients": dict(n_steps=n_steps),
         "smoothgrad": dict(noise=noise, n_samples=n_samples, seed=seed),
         "occlusion": dict(window=list(opts["window"])),
-        "gradcam": dict(layer=layer, relu=relu),
+        "gradcam": dict(layer=layer, relu=relu, projection=projection),
         "guided_gradcam": dict(layer=layer, relu=relu),
     }
     logger.info(
@@ -304,57 +363,108 @@ def attribute(
         len(models),
         dev,
     )
-    out = np.zeros((n, n_chans if spatial else 1, n_times), np.float32)
-    delta = np.full(n, np.nan)
-    torch.manual_seed(seed)
-    for k, model in enumerate(models):
-        idx = np.flatnonzero(fold == k)
-        model = model.to(dev).eval()
-        forward = _Target(model, target)
-        if "layer" in params_of.get(method, {}):
-            opts["layer_module"] = find_layer(model, layer)
-        base = None
-        if method in _USES_BASELINE:
-            base = torch.from_numpy(_baseline(baseline, model, X)).to(dev)[None]
-        batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
-        for b in progress(batches, desc=f"{method} (model {k + 1}/{len(models)})"):
-            x = torch.from_numpy(X[b]).to(dev)
-            if label == "true":
-                cls = torch.from_numpy(np.searchsorted(classes, y_true[b])).to(dev)
-            elif label == "predicted":
-                with torch.no_grad():
-                    cls = model(x).argmax(dim=-1)
-            else:
-                cls = int(label)
-            bb = None if base is None else base.expand(len(b), -1, -1)
-            a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
-            a = a.detach().cpu().numpy()
-            out[b] = a
-            if d is not None:
-                delta[b] = d.detach().cpu().numpy()
-        model.zero_grad(set_to_none=True)
-    picks = mne.pick_types(epochs.info, eeg=True)
-    info = mne.pick_info(epochs.info, picks)
     meta = (
         epochs.metadata.reset_index(drop=True).copy()
         if epochs.metadata is not None
         else None
     )
-    if method == "integrated_gradients":
-        meta = pd.DataFrame(index=range(n)) if meta is None else meta
-        meta["completeness_error"] = delta
     params = dict(label=str(label), spatially_resolved=spatial)
     if method in _USES_BASELINE:
         params["baseline"] = baseline if isinstance(baseline, str) else "array"
     params.update(params_of.get(method, {}))
     sign = "positive" if method == "gradcam" and relu else "signed"
-    return Attributions(
-        out,
-        info,
-        epochs.times.copy(),
-        metadata=meta,
+    header = dict(
+        info=mne.pick_info(epochs.info, picks),
+        times=epochs.times.copy(),
         method=method,
         target=target,
         sign=sign,
-        **params,
+        params=params,
     )
+    shape = (n, n_chans if spatial else 1, n_times)
+    sink = (
+        _MemorySink(shape) if out is None else AttributionsWriter(out, shape, overwrite)
+    )
+    delta = np.full(n, np.nan)
+    torch.manual_seed(seed)
+    with sink:
+        for k, model in enumerate(models):
+            idx = np.flatnonzero(fold == k)
+            model = model.to(dev).eval()
+            forward = _Target(model, target)
+            batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
+            if "layer" in params_of.get(method, {}):
+                opts["layer_module"] = find_layer(model, layer)
+            if projection == "pattern":
+                opts["patterns"] = fit_patterns(
+                    model,
+                    opts["layer_module"],
+                    time_axis,
+                    (torch.from_numpy(get(b)).to(dev) for b in batches),
+                )
+            base = None
+            if method in _USES_BASELINE:
+                base = _baseline(
+                    baseline, model, opts.get("data_mean"), n_chans, n_times
+                )
+                base = torch.from_numpy(base).to(dev)[None]
+            for b in progress(batches, desc=f"{method} (model {k + 1}/{len(models)})"):
+                x = torch.from_numpy(get(b)).to(dev)
+                if label == "true":
+                    cls = torch.from_numpy(np.searchsorted(classes, y_true[b])).to(dev)
+                elif label == "predicted":
+                    with torch.no_grad():
+                        cls = model(x).argmax(dim=-1)
+                else:
+                    cls = int(label)
+                bb = None if base is None else base.expand(len(b), -1, -1)
+                a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
+                sink.write(b, a.detach().cpu().numpy())
+                if d is not None:
+                    delta[b] = d.detach().cpu().numpy()
+            model.zero_grad(set_to_none=True)
+        if method == "integrated_gradients":
+            meta = pd.DataFrame(index=range(n)) if meta is None else meta
+            meta["completeness_error"] = delta
+        return sink.finish(metadata=meta, **header)
+
+
+def _moments(batches) -> tuple[np.ndarray, float]:
+    """Per-channel mean and overall standard deviation, streamed over batches."""
+    n = s_c = s2 = 0
+    for x in batches:
+        x = x.astype(np.float64)
+        n_c = x.shape[0] * x.shape[2]
+        n, s_c, s2 = n + n_c, s_c + x.sum(axis=(0, 2)), s2 + (x**2).sum()
+    mean_c = s_c / (n or 1)
+    grand = mean_c.mean()
+    var = s2 / (n * len(mean_c)) - grand**2
+    return mean_c.astype(np.float32), float(np.sqrt(max(var, 0.0)))
+
+
+class _MemorySink:
+    """Collect attributions in memory (the counterpart of AttributionsWriter)."""
+
+    def __init__(self, shape):
+        self.data = np.zeros(shape, np.float32)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, idx, values):
+        self.data[idx] = values
+
+    def finish(self, *, info, times, metadata, method, target, sign, params):
+        return Attributions(
+            self.data,
+            info,
+            times,
+            metadata=metadata,
+            method=method,
+            target=target,
+            sign=sign,
+            **params,
+        )

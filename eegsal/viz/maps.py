@@ -17,13 +17,15 @@ def plot_image(
     mask: np.ndarray | None = None,
     cmap: str | None = None,
     title: str | None = None,
+    label: str | None = None,
 ) -> Figure:
     """Plot the mean attribution as a channels x time image, one panel per group.
 
     Parameters
     ----------
-    attr : Attributions
-        Attributions (spatially resolved or time courses).
+    attr : Attributions | dict of str to mne.Evoked
+        Attributions (spatially resolved or time courses), or ready-made maps,
+        one panel each (e.g. :meth:`eegsal.stats.LMMResult.to_evoked`).
     by : str | None
         Metadata column giving one panel per value.
     absolute : bool
@@ -36,22 +38,32 @@ def plot_image(
         maps (both colour-blind safe), with a symmetric scale when signed.
     title : str | None
         Figure title; default names the method and target.
+    label : str | None
+        Colour bar label; default ``'attribution (a.u.)'``.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
         The figure.
     """
-    evokeds = attr.average(by=by, absolute=absolute)
-    if not isinstance(evokeds, dict):
-        evokeds = {"all epochs": evokeds}
+    if isinstance(attr, dict):
+        evokeds = attr
+        first = next(iter(evokeds.values()))
+        times, ch_names = first.times, first.ch_names
+        title = title or ""
+    else:
+        evokeds = attr.average(by=by, absolute=absolute)
+        if not isinstance(evokeds, dict):
+            evokeds = {"all epochs": evokeds}
+        times, ch_names = attr.times, attr.ch_names
+        title = title or f"{attr.method} → {attr.target}"
     data = {k: v.data for k, v in evokeds.items()}
     n_rows = next(iter(data.values())).shape[0]
     if mask is not None:
         mask = np.asarray(mask, bool)
-        if mask.shape != (n_rows, len(attr.times)):
+        if mask.shape != (n_rows, len(times)):
             raise ValueError(
-                f"mask must have shape ({n_rows}, {len(attr.times)}), got {mask.shape}."
+                f"mask must have shape ({n_rows}, {len(times)}), got {mask.shape}."
             )
     values = np.concatenate([d.ravel() for d in data.values()])
     if absolute:
@@ -59,9 +71,9 @@ def plot_image(
     else:
         m = float(np.abs(values).max())
         vmin, vmax, cmap = -m, m, cmap or "RdBu_r"
-    names = attr.ch_names if n_rows == len(attr.ch_names) else ["time course"]
-    dt = (attr.times[1] - attr.times[0]) if len(attr.times) > 1 else 1.0
-    extent = (attr.times[0] - dt / 2, attr.times[-1] + dt / 2, n_rows - 0.5, -0.5)
+    names = ch_names if n_rows == len(ch_names) else ["time course"]
+    dt = (times[1] - times[0]) if len(times) > 1 else 1.0
+    extent = (times[0] - dt / 2, times[-1] + dt / 2, n_rows - 0.5, -0.5)
     fig, axes = plt.subplots(
         1,
         len(data),
@@ -84,9 +96,7 @@ def plot_image(
         if mask is not None and mask.any():
             # pad with a ring of False cells so the outline closes at the edges;
             # the 0.5 level then runs along the cell borders
-            t_pad = np.concatenate(
-                [[attr.times[0] - dt], attr.times, [attr.times[-1] + dt]]
-            )
+            t_pad = np.concatenate([[times[0] - dt], times, [times[-1] + dt]])
             ax.contour(
                 t_pad,
                 np.arange(-1, n_rows + 1),
@@ -101,6 +111,7 @@ def plot_image(
         ax.set_xlabel("time (s)")
         ax.set_yticks(np.arange(n_rows), names, fontsize=7)
     cbar = fig.colorbar(im, ax=axes, shrink=0.8)
-    cbar.set_label(("|attribution|" if absolute else "attribution") + " (a.u.)")
-    fig.suptitle(title or f"{attr.method} → {attr.target}", fontsize=10)
+    default = ("|attribution|" if absolute else "attribution") + " (a.u.)"
+    cbar.set_label(label or default)
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -46,3 +46,57 @@ def test_read_errors(tmp_path):
         f["x"] = 1
     with pytest.raises(ValueError, match="not an eegsal attributions file"):
         read_attributions(tmp_path / "other.h5")
+
+
+def test_streamed_file_equals_in_memory_and_reads_lazily(tiny_result, study, tmp_path):
+    epochs, _ = study
+    mem = attribute(tiny_result, epochs, method="integrated_gradients", n_steps=4)
+    fname = tmp_path / "streamed.h5"
+    lazy = attribute(tiny_result, epochs, method="integrated_gradients", n_steps=4,
+                     batch_size=16, out=fname)  # fmt: skip
+    assert not lazy.preload and "completeness_error" in lazy.metadata
+    import h5py
+
+    assert isinstance(lazy.data, h5py.Dataset)
+    assert lazy.data.chunks == (1,) + mem.data.shape[1:]  # one chunk per epoch
+    np.testing.assert_array_equal(lazy.data[()], mem.data)
+    pd.testing.assert_frame_equal(lazy.metadata, mem.metadata)
+    # averages stream over blocks; selections read only what they need
+    np.testing.assert_allclose(
+        lazy.average(by="stage")["REM"].data, mem.average(by="stage")["REM"].data,
+        rtol=1e-6, atol=1e-12,
+    )  # fmt: skip
+    order = [7, 2, 2, 30]
+    np.testing.assert_array_equal(lazy[order].data, mem.data[order])
+    np.testing.assert_array_equal(
+        lazy["stage == 'REM'"].data, mem["stage == 'REM'"].data
+    )
+    lazy.save(tmp_path / "copy.h5")  # streams too
+    np.testing.assert_array_equal(
+        read_attributions(tmp_path / "copy.h5").data, mem.data
+    )
+    assert lazy.load_data().preload
+    np.testing.assert_array_equal(lazy.data, mem.data)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        attribute(tiny_result, epochs, method="saliency", out=fname)
+
+
+def test_interrupted_streaming_leaves_no_file(tiny_result, study, tmp_path):
+    epochs, _ = study
+    fname = tmp_path / "broken.h5"
+    with pytest.raises(ValueError, match="window must be"):
+        attribute(tiny_result, epochs, method="occlusion", window=(0, 5), out=fname)
+
+    class Boom(RuntimeError):
+        pass
+
+    model = tiny_result.models[0]  # fails after the file was opened
+    handle = model.register_forward_hook(
+        lambda *a: (_ for _ in ()).throw(Boom("disk full"))
+    )
+    try:
+        with pytest.raises(Boom):
+            attribute(tiny_result, epochs, method="saliency", out=fname)
+    finally:
+        handle.remove()
+    assert list(tmp_path.iterdir()) == []

@@ -90,12 +90,14 @@ def test_container(tiny_result, study):
     attr = attribute(tiny_result, epochs, method="saliency")
     assert "saliency" in repr(attr) and "signed" in repr(attr)
     evk = attr.average()
-    np.testing.assert_allclose(evk.data, attr.data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(evk.data, attr.data.mean(0, dtype=float), rtol=1e-6)
     assert evk.nave == len(epochs)
     by = attr.average(by="content")
     assert set(by) == {"flying", "other"}
     sub = attr["content == 'flying'"]
-    np.testing.assert_allclose(by["flying"].data, sub.data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        by["flying"].data, sub.data.mean(0, dtype=float), rtol=1e-6
+    )
     df = attr[:2].to_data_frame()
     assert len(df) == 2 * attr.data.shape[1] * attr.data.shape[2]
     assert {"epoch", "channel", "time", "value", "stage", "content"} <= set(df.columns)

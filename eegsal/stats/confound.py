@@ -1,0 +1,312 @@
+"""Decoding-level controls: does the decoder read the content or the context."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score
+
+from eegsal._check import check_random_state, validate_type
+from eegsal._logging import logger, progress, verbose
+from eegsal.decoding import DecodingResult
+
+__all__ = ["content_verdict", "explanation_similarity", "within_context_scores"]
+
+
+def _column(result: DecodingResult, name: str) -> np.ndarray:
+    if name not in result.predictions:
+        raise ValueError(
+            f"{name!r} is not a column of the result's predictions; have "
+            f"{list(result.predictions.columns)}."
+        )
+    return result.predictions[name].to_numpy()
+
+
+def _strata(*cols: np.ndarray) -> list[np.ndarray]:
+    keys = pd.MultiIndex.from_arrays([pd.Index(c) for c in cols])
+    return list(
+        pd.Series(np.arange(len(keys))).groupby(keys, sort=False).indices.values()
+    )
+
+
+def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
+    """Balanced accuracy within each context (NaN where one class only)."""
+    out = np.full(len(contexts), np.nan)
+    for k, rows in enumerate(contexts):
+        if len(np.unique(y_true[rows])) == len(labels):
+            out[k] = balanced_accuracy_score(y_true[rows], y_pred[rows])
+    return out
+
+
+@verbose
+def within_context_scores(
+    result: DecodingResult,
+    context: str = "stage",
+    *,
+    groups: str = "subject",
+    n_permutations: int = 1000,
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+) -> pd.DataFrame:
+    """Balanced accuracy within each context, with restricted permutation p-values.
+
+    A decoder that reads only the context (e.g. the sleep stage that
+    co-occurs with the content) has no information left once the context is
+    held fixed: within each context it scores at chance. The null
+    distribution shuffles the true labels within subject x context strata,
+    keeping the predictions, so neither the subject nor the context of any
+    label moves.
+
+    Parameters
+    ----------
+    result : DecodingResult
+        Out-of-fold predictions whose table holds ``context`` and ``groups``.
+    context : str
+        The context column (``'stage'``, task, session...).
+    groups : str
+        The subject column.
+    n_permutations : int
+        Permutations.
+    seed : int | numpy.random.Generator | None
+        Seed of the permutations.
+    %(verbose)s
+
+    Returns
+    -------
+    scores : pandas.DataFrame
+        One row per context value and a last row ``'all (within-context)'``,
+        the mean of the within-context scores weighted by their epochs:
+        ``n, balanced_accuracy, null_mean, null_95, p``. ``p`` is
+        ``(1 + #{null >= observed}) / (1 + n_permutations)``, one-sided.
+
+    Examples
+    --------
+    >>> eegsal.stats.within_context_scores(result, "stage")  # doctest: +SKIP
+    """
+    validate_type(result, DecodingResult, "result")
+    y_true = _column(result, "y_true").astype(str)
+    y_pred = _column(result, "y_pred").astype(str)
+    ctx, subj = _column(result, context), _column(result, groups)
+    values = sorted(pd.unique(ctx), key=str)
+    contexts = [np.flatnonzero(ctx == v) for v in values]
+    sizes = np.array([len(r) for r in contexts], float)
+    labels = np.unique(y_true)
+    strata = _strata(subj, ctx)
+
+    def scores(y):
+        ba = _ba_by(y, y_pred, labels, contexts)
+        ok = ~np.isnan(ba)
+        pooled = np.average(ba[ok], weights=sizes[ok]) if ok.any() else np.nan
+        return np.append(ba, pooled)
+
+    observed = scores(y_true)
+    rng = check_random_state(seed)
+    null = np.empty((n_permutations, len(observed)))
+    perm = y_true.copy()
+    for i in progress(range(n_permutations), desc="within-context permutations"):
+        for rows in strata:
+            perm[rows] = y_true[rng.permutation(rows)]
+        null[i] = scores(perm)
+    p = (1 + (null >= observed - 1e-12).sum(0)) / (1 + n_permutations)
+    table = pd.DataFrame(
+        {
+            context: [*map(str, values), "all (within-context)"],
+            "n": [*sizes.astype(int), len(y_true)],
+            "balanced_accuracy": observed,
+            "null_mean": np.nanmean(null, axis=0),
+            "null_95": np.nanpercentile(null, 95, axis=0),
+            "p": np.where(np.isnan(observed), np.nan, p),
+        }
+    )
+    logger.info("Within-%s scores:\n%s", context, table.round(3).to_string(index=False))
+    return table
+
+
+@verbose
+def content_verdict(
+    result: DecodingResult,
+    context: str = "stage",
+    *,
+    groups: str = "subject",
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+) -> pd.DataFrame:
+    """One table that says whether the content effect holds beyond the context.
+
+    Rows: the decoder's overall balanced accuracy; its score within each
+    context and pooled within contexts (:func:`within_context_scores`); and
+    across subjects, each subject's within-context balanced accuracy tested
+    against 0.5 with a one-sided Wilcoxon signed-rank test over subjects.
+
+    Parameters
+    ----------
+    result : DecodingResult
+        Out-of-fold predictions.
+    context : str
+        The context column.
+    groups : str
+        The subject column.
+    n_permutations : int
+        Permutations of the within-context test.
+    alpha : float
+        Significance level of the ``holds`` column.
+    seed : int | numpy.random.Generator | None
+        Seed.
+    %(verbose)s
+
+    Returns
+    -------
+    verdict : pandas.DataFrame
+        ``test, n, balanced_accuracy, p, holds, reading``, where ``reading``
+        spells out the conclusion.
+    """
+    within = within_context_scores(
+        result, context, groups=groups, n_permutations=n_permutations, seed=seed
+    )
+    y_true = _column(result, "y_true").astype(str)
+    y_pred = _column(result, "y_pred").astype(str)
+    ctx, subj = _column(result, context), _column(result, groups)
+    labels = np.unique(y_true)
+    per_subject = []
+    for s in pd.unique(subj):
+        rows = np.flatnonzero(subj == s)
+        ctxs = [rows[ctx[rows] == v] for v in pd.unique(ctx[rows])]
+        ba = _ba_by(y_true, y_pred, labels, ctxs)
+        w = np.array([len(c) for c in ctxs], float)
+        ok = ~np.isnan(ba)
+        if ok.any():
+            per_subject.append(np.average(ba[ok], weights=w[ok]))
+    per_subject = np.asarray(per_subject)
+    if len(per_subject) >= 2 and np.any(per_subject != 0.5):
+        p_subj = stats.wilcoxon(per_subject - 0.5, alternative="greater").pvalue
+    else:
+        p_subj = np.nan
+    rows = [
+        dict(
+            test="overall (ignores the context)",
+            n=len(y_true),
+            balanced_accuracy=balanced_accuracy_score(y_true, y_pred),
+            p=np.nan,
+        )
+    ]
+    for _, r in within.iterrows():
+        rows.append(
+            dict(
+                test=f"within {context} = {r[context]}",
+                n=r["n"],
+                balanced_accuracy=r["balanced_accuracy"],
+                p=r["p"],
+            )
+        )
+    rows.append(
+        dict(
+            test=f"across subjects (within-{context}, Wilcoxon > 0.5)",
+            n=len(per_subject),
+            balanced_accuracy=per_subject.mean() if len(per_subject) else np.nan,
+            p=p_subj,
+        )
+    )
+    table = pd.DataFrame(rows)
+    table["holds"] = table["p"] < alpha
+    pooled = within.iloc[-1]
+    if pooled["p"] < alpha and p_subj < alpha:
+        reading = (
+            f"content is decoded within {context} (balanced accuracy "
+            f"{pooled['balanced_accuracy']:.3f}, p = {pooled['p']:.3g}) and across "
+            f"subjects (p = {p_subj:.3g}): the decoder reads more than the {context}"
+        )
+    elif pooled["p"] < alpha:
+        reading = (
+            f"content is decoded within {context} (p = {pooled['p']:.3g}) but not "
+            f"consistently across subjects (p = {p_subj:.3g})"
+        )
+    else:
+        reading = (
+            f"no content information once the {context} is held fixed (balanced "
+            f"accuracy {pooled['balanced_accuracy']:.3f}, p = {pooled['p']:.3g}): "
+            f"the decoder's score may come from the {context} alone"
+        )
+    table["reading"] = ""
+    table.loc[table.index[-1], "reading"] = reading
+    logger.info("Verdict: %s", reading)
+    return table
+
+
+def explanation_similarity(
+    attr_a,
+    attr_b,
+    *,
+    by: str = "subject",
+    absolute: bool = True,
+    n_boot: int = 2000,
+    seed: int | np.random.Generator | None = 0,
+) -> pd.DataFrame:
+    """How alike two decoders' explanations are, per subject, with bootstrap CIs.
+
+    For each subject, the mean attribution maps of ``attr_a`` (e.g. the
+    content decoder) and ``attr_b`` (e.g. a stage decoder) on the same epochs
+    are compared: the Pearson correlation of their channel profiles (mean
+    over time: *spatial*), of their time courses (mean over channels:
+    *temporal*) and of the whole maps (*map*).
+
+    Parameters
+    ----------
+    attr_a, attr_b : Attributions
+        Maps of the same epochs (same channels and times).
+    by : str
+        Metadata column of the units of the bootstrap (subjects).
+    absolute : bool
+        Compare magnitudes (mean |attribution|), the usual question "do they
+        look at the same places"; False compares signed maps.
+    n_boot : int
+        Bootstrap resamples of the subjects.
+    seed : int | numpy.random.Generator | None
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    similarity : pandas.DataFrame
+        One row per subject and a last row ``'mean'`` with columns
+        ``spatial, temporal, map`` and, on the last row, their 95 %
+        percentile bootstrap intervals (``*_ci_low``, ``*_ci_high``).
+
+    Examples
+    --------
+    >>> eegsal.stats.explanation_similarity(attr_content, attr_stage)  # doctest: +SKIP
+    """
+    from eegsal.attribution.container import Attributions
+
+    validate_type(attr_a, Attributions, "attr_a")
+    validate_type(attr_b, Attributions, "attr_b")
+    if attr_a.data.shape != attr_b.data.shape:
+        raise ValueError(
+            f"attr_a and attr_b must explain the same epochs, channels and times; "
+            f"shapes {attr_a.data.shape} and {attr_b.data.shape}."
+        )
+    ea = attr_a.average(by=by, absolute=absolute)
+    eb = attr_b.average(by=by, absolute=absolute)
+    rows = []
+    for unit in ea:
+        a, b = ea[unit].data, eb[unit].data
+        rows.append(
+            {
+                by: unit,
+                "spatial": stats.pearsonr(a.mean(1), b.mean(1))[0],
+                "temporal": stats.pearsonr(a.mean(0), b.mean(0))[0],
+                "map": stats.pearsonr(a.ravel(), b.ravel())[0],
+            }
+        )
+    table = pd.DataFrame(rows)
+    rng = check_random_state(seed)
+    values = table[["spatial", "temporal", "map"]].to_numpy()
+    boot = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    names = ["spatial", "temporal", "map"]
+    summary = {by: "mean", **dict(zip(names, values.mean(0), strict=True))}
+    for k, name in enumerate(["spatial", "temporal", "map"]):
+        summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = np.percentile(
+            boot[:, k], [2.5, 97.5]
+        )
+    return pd.concat([table, pd.DataFrame([summary])], ignore_index=True)

@@ -1,0 +1,86 @@
+"""Decoding-level controls on decoders that read the stage or the content."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eegsal.attribution import Attributions
+from eegsal.decoding import DecodingResult
+from eegsal.simulate import simulate_sleep_study
+from eegsal.stats import content_verdict, explanation_similarity, within_context_scores
+
+
+@pytest.fixture(scope="module")
+def confounded():
+    """Metadata of a study where 'flying' goes with REM (confound 0.8)."""
+    kw = dict(scenario="confound", confound=0.8, seed=0)
+    epochs, _ = simulate_sleep_study(n_subjects=8, n_epochs=60, epoch_length=1.0, **kw)
+    return epochs.metadata.reset_index(drop=True)
+
+
+def _result(meta, y_pred):
+    pred = meta.copy()
+    pred["fold"] = 0
+    pred["y_true"] = meta["content"].astype(str)
+    pred["y_pred"] = y_pred
+    config = dict(target="content", model="none")
+    return DecodingResult(pred, pd.DataFrame({"balanced_accuracy": [0.5]}), [],
+                          ["flying", "other"], config)  # fmt: skip
+
+
+def test_a_decoder_that_reads_only_the_stage_is_at_chance_within_stage(confounded):
+    y_pred = np.where(confounded["stage"] == "REM", "flying", "other")
+    result = _result(confounded, y_pred)
+    table = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    pooled = table.iloc[-1]
+    assert pooled["balanced_accuracy"] == pytest.approx(0.5)
+    assert pooled["p"] > 0.5
+    verdict = content_verdict(result, "stage", n_permutations=200)
+    overall = verdict.iloc[0]["balanced_accuracy"]
+    assert overall > 0.75  # the confound makes it look good overall
+    assert "no content information" in verdict.iloc[-1]["reading"]
+    assert not verdict["holds"].iloc[1:].any()
+
+
+def test_a_decoder_that_reads_the_content_holds_within_stage(confounded):
+    rng = np.random.default_rng(0)
+    truth = confounded["content"].to_numpy()
+    flip = rng.random(len(truth)) < 0.25
+    other = np.where(truth == "flying", "other", "flying")
+    result = _result(confounded, np.where(flip, other, truth))
+    table = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    pooled = table.iloc[-1]
+    assert pooled["balanced_accuracy"] == pytest.approx(0.75, abs=0.06)
+    assert pooled["p"] == pytest.approx(1 / 201)
+    # chance is not exactly 0.5: the restricted null keeps each subject x stage
+    # stratum's label mix, which predictions that track the labels share
+    assert 0.45 < pooled["null_mean"] < 0.6
+    assert pooled["balanced_accuracy"] > pooled["null_95"]
+    verdict = content_verdict(result, "stage", n_permutations=200)
+    assert "reads more than the stage" in verdict.iloc[-1]["reading"]
+    with pytest.raises(ValueError, match="not a column of the result"):
+        within_context_scores(result, "task")
+
+
+def test_explanation_similarity(study):
+    epochs, _ = study
+    rng = np.random.default_rng(0)
+    shape = (len(epochs), len(epochs.ch_names), 40)
+    base = rng.standard_normal(shape).astype(np.float32)
+    base[:, :5] *= 3  # a shared spatial profile
+
+    def attr(data):
+        meta = epochs.metadata
+        times = np.arange(40) / 100.0
+        return Attributions(data, epochs.info, times, metadata=meta, method="x",
+                            target="logit")  # fmt: skip
+
+    same = explanation_similarity(attr(base), attr(2 * base + 0.01))
+    assert same.iloc[-1]["map"] > 0.99
+    other = rng.standard_normal(shape).astype(np.float32)
+    diff = explanation_similarity(attr(base), attr(other), n_boot=500)
+    last = diff.iloc[-1]
+    assert last["map_ci_low"] < 0.2 and last["map"] < 0.3
+    assert len(diff) == epochs.metadata["subject"].nunique() + 1
+    with pytest.raises(ValueError, match="same epochs"):
+        explanation_similarity(attr(base), attr(base[:, :, :20].repeat(2, axis=2))[:5])
