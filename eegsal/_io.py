@@ -41,3 +41,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_fname(fname: str | os.PathLike, overwrite: bool) -> Path:
+    """Return ``fname`` as a Path; refuse to replace an existing file silently.
+
+    Parameters
+    ----------
+    fname : path-like
+        The file to write.
+    overwrite : bool
+        Whether replacing an existing file is allowed.
+
+    Returns
+    -------
+    fname : pathlib.Path
+        The path.
+    """
+    fname = Path(fname)
+    if fname.exists() and not overwrite:
+        raise FileExistsError(f"{fname} exists; pass overwrite=True to replace it.")
+    return fname

@@ -19,7 +19,7 @@ import mne
 import numpy as np
 import pandas as pd
 
-from eegsal._io import atomic_path
+from eegsal._io import atomic_path, check_fname
 
 __all__ = ["AttributionsWriter", "read_attributions", "save_attributions"]
 
@@ -40,11 +40,6 @@ def _info_from_bytes(blob: bytes) -> mne.Info:
         fname = Path(tmp) / "info-info.fif"
         fname.write_bytes(blob)
         return mne.io.read_info(fname, verbose=False)
-
-
-def _check_target(fname: Path, overwrite: bool) -> None:
-    if fname.exists() and not overwrite:
-        raise FileExistsError(f"{fname} exists; pass overwrite=True to replace it.")
 
 
 def _create_data(f: h5py.File, shape: tuple[int, int, int], data=None):
@@ -79,8 +74,7 @@ def save_attributions(
     overwrite : bool
         Replace an existing file.
     """
-    fname = Path(fname)
-    _check_target(fname, overwrite)
+    fname = check_fname(fname, overwrite)
     with atomic_path(fname) as tmp, h5py.File(tmp, "w") as f:
         dset = _create_data(f, attr.data.shape)
         for start, block in attr.iter_blocks():  # bounded memory for lazy data
@@ -115,8 +109,7 @@ class AttributionsWriter:
     """
 
     def __init__(self, fname, shape, overwrite: bool = False):
-        self.fname = Path(fname)
-        _check_target(self.fname, overwrite)
+        self.fname = check_fname(fname, overwrite)
         self.shape = tuple(int(s) for s in shape)
         self._ctx = None
         self._file = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from pathlib import Path
 
 import mne
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from eegsal._check import check_option, validate_type
-from eegsal._io import atomic_path
+from eegsal._io import atomic_path, check_fname
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml
 
@@ -414,8 +413,5 @@ class LMMResult:
         overwrite : bool
             Replace an existing file.
         """
-        fname = Path(fname)
-        if fname.exists() and not overwrite:
-            raise FileExistsError(f"{fname} exists; pass overwrite=True to replace it.")
-        with atomic_path(fname) as tmp:
+        with atomic_path(check_fname(fname, overwrite)) as tmp:
             self.summary().to_csv(tmp, index=False)
