@@ -41,10 +41,11 @@ def test_unknown_attribute_is_an_attribute_error():
 def test_docstrings_are_filled_and_present():
     import inspect
 
-    from eegsal import data, models
+    from eegsal import data, models, stats
     from eegsal.attribution import container, io, methods
 
     modules = [eegsal.simulate, eegsal.decoding, models, data, container, io, methods]
+    modules += [stats]
     for module in modules:
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)

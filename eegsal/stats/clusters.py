@@ -11,6 +11,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from eegsal._check import check_option, check_random_state
+from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml
 from eegsal.stats.lmm import _variables
@@ -35,12 +36,17 @@ class ClusterTest:
         largest mass first.
     null : ndarray, shape (n_permutations,)
         Largest absolute cluster mass of each permutation.
-    threshold : float
-        Cluster-forming threshold on ``stat``.
+    threshold : float | dict
+        Cluster-forming threshold on ``stat``, or the TFCE settings.
     ch_names : list of str
         Channels.
     times : ndarray
         Times (s).
+    p_cells : ndarray, shape (n_channels, n_times) | None
+        TFCE only: the permutation p-value of each cell (FWER-corrected by
+        the maximum TFCE score of each permutation).
+    tfce : ndarray, shape (n_channels, n_times) | None
+        TFCE only: the observed scores.
     """
 
     name: str
@@ -51,6 +57,8 @@ class ClusterTest:
     threshold: float
     ch_names: list = field(repr=False)
     times: np.ndarray = field(repr=False)
+    p_cells: np.ndarray | None = field(default=None, repr=False)
+    tfce: np.ndarray | None = field(default=None, repr=False)
 
     def mask(self, alpha: float = 0.05) -> np.ndarray:
         """Cells of the clusters with p < ``alpha``.
@@ -65,6 +73,8 @@ class ClusterTest:
         mask : ndarray of bool, shape (n_channels, n_times)
             Significant cells.
         """
+        if self.p_cells is not None:  # TFCE: cell-wise inference
+            return self.p_cells < alpha
         keep = self.clusters.index[self.clusters["p"] < alpha].to_numpy()
         return np.isin(self.labels, keep)
 
@@ -112,6 +122,30 @@ def _clusters(stat: np.ndarray, adj, threshold: float, tail: int):
 def _max_mass(stat, adj, threshold, tail) -> float:
     _, masses = _clusters(stat, adj, threshold, tail)
     return float(np.abs(masses).max()) if len(masses) else 0.0
+
+
+def _tfce(stat: np.ndarray, adj, tfce: dict, tail: int) -> np.ndarray:
+    """Threshold-free cluster enhancement (Smith & Nichols, 2009), signed.
+
+    Each cell scores the sum over thresholds h (from ``start`` by ``step``) of
+    ``extent ** e_power * h ** h_power * dh`` for the cluster holding it at h:
+    the Riemann sum MNE-Python uses, with the sign of the statistic.
+    """
+    start, step = float(tfce["start"]), float(tfce["step"])
+    e_power, h_power = tfce.get("e_power", 0.5), tfce.get("h_power", 2.0)
+    scores = np.zeros(stat.size)
+    for sign in (1, -1) if tail == 0 else (tail,):
+        x = sign * stat
+        heights = np.arange(start, x.max(initial=-np.inf), step)
+        for k, h in enumerate(heights):
+            cells = np.flatnonzero(x > h)
+            if not len(cells):
+                break
+            _, lab = connected_components(adj[cells][:, cells], directed=False)
+            extent = np.bincount(lab)[lab]
+            dh = abs(h) if k == 0 else step
+            scores[cells] += sign * extent**e_power * abs(h) ** h_power * dh
+    return scores
 
 
 def _perm_p(masses, null) -> np.ndarray:
@@ -189,13 +223,14 @@ def permute_within(meta: pd.DataFrame, cols, strata, rng) -> pd.DataFrame:
     return out
 
 
+@fill_doc
 @verbose
 def cluster_test(
     lmm,
     name: str,
     *,
     n_permutations: int = 1000,
-    threshold: float | None = None,
+    threshold: float | dict | None = None,
     tail: int = 0,
     adjacency=None,
     seed: int | np.random.Generator | None = 0,
@@ -222,9 +257,12 @@ def cluster_test(
         Coefficient to test (see :meth:`LMMResult.coef`).
     n_permutations : int
         Permutations.
-    threshold : float | None
+    threshold : float | dict | None
         Cluster-forming threshold on |z|; None uses the two-sided (or
-        one-sided, for ``tail`` = ±1) normal quantile of p = 0.05.
+        one-sided, for ``tail`` = ±1) normal quantile of p = 0.05. A dict
+        ``{'start': 0, 'step': 0.2}`` (optionally ``e_power``, ``h_power``:
+        0.5 and 2) gives threshold-free cluster enhancement (TFCE; Smith &
+        Nichols, 2009) instead, with a p-value per cell (``p_cells``).
     tail : int
         0 (two-sided), 1 (positive clusters) or -1 (negative).
     adjacency : array-like | scipy.sparse matrix | None
@@ -245,6 +283,8 @@ def cluster_test(
     ----------
     .. [1] Maris E, Oostenveld R (2007). Nonparametric statistical testing of
        EEG- and MEG-data. J Neurosci Methods 164:177-190.
+    .. [2] Smith SM, Nichols TE (2009). Threshold-free cluster enhancement.
+       NeuroImage 44:83-98.
 
     Examples
     --------
@@ -262,6 +302,14 @@ def cluster_test(
         )
     j = lmm.coef(name)
     coef_name = lmm.names[j]
+    tfce = threshold if isinstance(threshold, dict) else None
+    if tfce is not None and not {"start", "step"} <= set(tfce):
+        raise ValueError(f"threshold as a dict needs 'start' and 'step', got {tfce}.")
+    if tfce is not None and (tfce["step"] <= 0 or tfce["start"] < 0):
+        raise ValueError(
+            f"TFCE needs start >= 0 and step > 0 (on |z|, whatever the tail), "
+            f"got {tfce}."
+        )
     if threshold is None:
         threshold = float(stats.norm.isf(0.025 if tail == 0 else 0.05))
     attr, meta = lmm.attr, lmm.attr.metadata.reset_index(drop=True)
@@ -293,18 +341,38 @@ def cluster_test(
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
     z = z_of(X)
-    labels, masses = _clusters(z, adj, threshold, tail)
+
+    def score(stat) -> float:  # the statistic whose maximum builds the null
+        if tfce is not None:
+            return float(np.abs(_tfce(stat, adj, tfce, tail)).max(initial=0.0))
+        return _max_mass(stat, adj, threshold, tail)
+
     rng = check_random_state(seed)
     info = lmm.design.design_info
     max_null = np.empty(n_permutations)
     for i in progress(range(n_permutations), desc=f"permutations of {coef_name}"):
         perm = permute_within(meta, tested, strata, rng)
         design = patsy.build_design_matrices([info], perm)[0]
-        max_null[i] = _max_mass(z_of(np.asarray(design)), adj, threshold, tail)
+        max_null[i] = score(z_of(np.asarray(design)))
+    p_cells = scores = None
+    if tfce is not None:
+        scores = _tfce(z, adj, tfce, tail)
+        p_cells = _perm_p(scores, max_null)
+        # report the connected regions of significant cells as "clusters"
+        sig = np.where(p_cells < 0.05, z, 0.0)
+        labels, masses = _clusters(sig, adj, 0.0, tail)
+        p_cluster = np.array([p_cells[labels == k].min() for k in range(len(masses))])
+        scores, p_cells = (
+            scores.reshape(n_rows, n_times),
+            p_cells.reshape(n_rows, n_times),
+        )
+    else:
+        labels, masses = _clusters(z, adj, threshold, tail)
+        p_cluster = _perm_p(masses, max_null)
     table, labels = _table(
         labels,
         masses,
-        _perm_p(masses, max_null),
+        p_cluster,
         lmm.ch_names,
         attr.times,
         n_rows,
@@ -319,9 +387,12 @@ def cluster_test(
         threshold=threshold,
         ch_names=lmm.ch_names,
         times=attr.times,
+        p_cells=p_cells,
+        tfce=scores,
     )
 
 
+@fill_doc
 @verbose
 def two_stage_test(
     attr,

@@ -8,6 +8,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score
 
 from eegsal._check import check_random_state, validate_type
+from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.decoding import DecodingResult
 
@@ -39,6 +40,7 @@ def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
     return out
 
 
+@fill_doc
 @verbose
 def within_context_scores(
     result: DecodingResult,
@@ -123,6 +125,7 @@ def within_context_scores(
     return table
 
 
+@fill_doc
 @verbose
 def content_verdict(
     result: DecodingResult,

@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from eegsal._check import check_option, validate_type
+from eegsal._docs import fill_doc
 from eegsal._io import atomic_path, check_fname
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml
@@ -39,6 +40,7 @@ def _variables(code: str, columns) -> list[str]:
     return [c for c in columns if re.search(rf"(?<![\w.]){re.escape(c)}(?![\w])", code)]
 
 
+@fill_doc
 @verbose
 def fit_lmm(
     attr,
@@ -89,6 +91,15 @@ def fit_lmm(
 
     Notes
     -----
+    Explain one fixed class (``attribute(..., label=<class index>)``, with
+    ``target='contrast'`` for the log-odds) when the decoded label is a term
+    of the formula: with ``label='true'`` each epoch's own class chooses the
+    explained output, so the maps differ by label by construction.
+
+    Standard errors are the GLS formula ``scale * (X' V^-1 X)^-1`` at the
+    REML variance estimates (lme4's ``vcov``); statsmodels inverts the
+    observed Hessian instead, which agrees to 0.5 % once the subject
+    variance is clear of zero and to about 2 % near it.
     P-values are Wald tests against the standard normal, as statsmodels
     reports them (lme4 gives no p-values; lmerTest's Satterthwaite degrees of
     freedom would be more conservative with few subjects). For inference
@@ -114,6 +125,12 @@ def fit_lmm(
         cols = None if meta is None else list(meta.columns)
         raise ValueError(f"groups={groups!r} is not a metadata column; have: {cols}.")
     meta = meta.reset_index(drop=True)
+    if attr.params.get("label") == "true":
+        logger.warning(
+            "These maps explain each epoch's own class (label='true'): a term that "
+            "is the decoded label differs by construction; attribute with "
+            "label=<class index> to test it."
+        )
     X = _design(formula, meta)
     re_formula = re_formula.strip()
     if re_formula != "1":

@@ -86,3 +86,28 @@ def test_permutations_never_move_a_label_across_subject_or_stage(study):
         pd.testing.assert_series_equal(after, before)
         moved += (perm["content"] != meta["content"]).sum()
     assert moved > 0  # it does shuffle
+
+
+def test_tfce_scores_equal_mne_and_find_the_planted_cluster(study):
+    from mne.stats.cluster_level import _find_clusters
+
+    from eegsal.stats.clusters import _adjacency, _tfce
+
+    epochs, _ = study
+    attr, truth = _planted(epochs.info, effect=0.6, seed=0)
+    lmm = fit_lmm(attr, "content + stage")
+    adj = _adjacency(epochs.info, len(epochs.ch_names), N_TIMES, None)
+    z = lmm.t[lmm.coef("content")].ravel()
+    settings = dict(start=0.5, step=0.25)
+    for tail in (0, 1, -1):
+        ours = _tfce(z, adj, settings, tail)
+        ref_threshold = settings if tail >= 0 else dict(start=-0.5, step=-0.25)
+        _, ref = _find_clusters(z, ref_threshold, tail=tail, adjacency=adj.tocoo())
+        np.testing.assert_allclose(np.abs(ours), ref, rtol=1e-10, atol=1e-12)
+    ct = lmm.cluster_test("content", threshold=settings, n_permutations=100)
+    mask = ct.mask(0.05)
+    assert ct.p_cells.shape == truth.shape and ct.p_cells.min() <= 2 / 101
+    assert (mask & truth).sum() / mask.sum() > 0.8
+    assert ct.clusters.iloc[0]["p"] == ct.p_cells[mask].min()
+    with pytest.raises(ValueError, match="needs 'start' and 'step'"):
+        lmm.cluster_test("content", threshold=dict(start=0), n_permutations=2)
