@@ -29,6 +29,7 @@ _LAZY = {
     "models": "eegsal.models",
     "viz": "eegsal.viz",
     "stats": "eegsal.stats",
+    "load_manifest": "eegsal.data",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "__version__",
     "attribute",
     "decode",
+    "load_manifest",
     "models",
     "read_attributions",
     "set_log_level",

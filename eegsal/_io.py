@@ -25,13 +25,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Yields
     ------
     tmp : pathlib.Path
-        Where to write; keeps the suffix of ``path`` (writers that pick a format
-        by extension still work).
+        Where to write; its name ends with the name of ``path``, so writers
+        that pick a format by extension, or check a naming convention such as
+        MNE's ``-epo.fif``, still work.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        prefix=f".{path.stem}.", suffix=f".tmp-{path.name}", dir=path.parent
     )
     os.close(fd)
     try:

@@ -119,6 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-q", "--quiet", action="store_true", help="no progress messages or bars"
     )
+    epochs = sub.add_parser(
+        "epochs",
+        help="load a dataset manifest into epochs and count them",
+        description=(
+            "Read the recordings a YAML manifest describes (see data_manifests/), "
+            "epoch them with their labels, print the epochs per subject and label, "
+            "and optionally save them as MNE's -epo.fif."
+        ),
+    )
+    epochs.add_argument("manifest", metavar="MANIFEST", help="a YAML manifest")
+    epochs.add_argument(
+        "--root",
+        metavar="DIR",
+        help="data root (overrides the manifest and EEGSAL_DATA)",
+    )
+    epochs.add_argument(
+        "--out", metavar="FILE", help="save the epochs here (must end in -epo.fif)"
+    )
+    epochs.add_argument(
+        "--no-cache", action="store_true", help="read every file, ignore the cache"
+    )
+    epochs.add_argument(
+        "-v", "--verbose", action="store_true", help="log details and tracebacks"
+    )
+    epochs.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress messages or bars"
+    )
     return parser
 
 
@@ -136,6 +163,30 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     sys.stdout.write(files["summary"].read_text())
+    return EXIT_OK
+
+
+def _epochs(args: argparse.Namespace) -> int:
+    from eegsal._io import atomic_path, check_fname
+    from eegsal.data import load_manifest
+
+    if args.out and not args.out.endswith("-epo.fif"):
+        raise ValueError(f"--out {args.out}: MNE epochs files end in -epo.fif.")
+    out = check_fname(args.out, overwrite=False) if args.out else None
+    epochs = load_manifest(args.manifest, args.root, cache=not args.no_cache)
+    meta = epochs.metadata
+    label = next((c for c in ("content", "stage") if c in meta), None)
+    sys.stdout.write(
+        f"{len(epochs)} epochs, {len(epochs.ch_names)} channels, "
+        f"{epochs.info['sfreq']:g} Hz, {epochs.tmin:g} to {epochs.tmax:g} s\n"
+    )
+    if label is not None:
+        table = meta.groupby(["subject", label]).size().unstack(fill_value=0)
+        sys.stdout.write(table.to_string() + "\n")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            epochs.save(tmp, overwrite=True, verbose=False)
+        sys.stdout.write(f"saved {out}\n")
     return EXIT_OK
 
 
@@ -171,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.INFO
     )
     try:
-        return {"demo": _demo}[args.command](args)
+        return {"demo": _demo, "epochs": _epochs}[args.command](args)
     except (ValueError, TypeError, OSError) as err:
         if args.verbose:
             raise

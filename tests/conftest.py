@@ -24,6 +24,15 @@ def pytest_configure(config):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory):
+    """Cached epochs go to a temporary folder, never the user's cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EEGSAL_CACHE", str(tmp_path_factory.mktemp("eegsal-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

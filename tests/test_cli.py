@@ -76,3 +76,33 @@ def test_demo_end_to_end(tmp_path, capsys):
     sal = pd.read_csv(out / "saliency_by_channel.csv")
     assert len(sal) == 19 and np.isfinite(sal["mean_abs_saliency"]).all()
     assert (out / "saliency_topomap.png").stat().st_size > 10_000
+
+
+def test_epochs_command_counts_and_saves(tmp_path, capsys):
+    import mne
+
+    from eegsal.simulate import simulate_night
+
+    raw = simulate_night(duration=1800, n_awakenings=1, seed=0)
+    mne.export.export_raw(tmp_path / "night.edf", raw, fmt="edf", verbose=False)
+    manifest = tmp_path / "night.yaml"
+    manifest.write_text(
+        "recordings:\n  - path: night.edf\n    subject: s1\n"
+        "epochs:\n  mode: scored\n  hypnogram: annotations\n"
+    )
+    out = tmp_path / "night-epo.fif"
+    code = main(["epochs", str(manifest), "--root", str(tmp_path), "--out", str(out),
+                 "--no-cache", "-q"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("60 epochs, 19 channels, 100 Hz")
+    stages = pd.Series([d for d in raw.annotations.description if "stage" in d])
+    for stage, n in stages.str.removeprefix("Sleep stage ").value_counts().items():
+        assert f"{stage}" in text.splitlines()[1] and str(n) in text
+    back = mne.read_epochs(out, verbose=False)
+    assert len(back) == 60 and list(back.metadata["stage"][:1]) == ["W"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    code = main(["epochs", str(manifest), "--root", str(tmp_path / "nope"), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "root: " in err and "is not a folder" in err and len(err.splitlines()) == 1

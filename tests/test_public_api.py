@@ -11,6 +11,7 @@ DESIGN_NAMES_SO_FAR = {
     "DecodingResult",
     "read_attributions",
     "stats",
+    "load_manifest",
 }
 
 

@@ -1,0 +1,79 @@
+"""A cache of preprocessed epochs, keyed by what produced them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import mne
+
+from eegsal._io import atomic_path
+from eegsal._logging import logger
+
+__all__ = ["cache_key", "read_cached", "write_cached"]
+
+
+def default_cache_dir() -> Path:
+    """``$EEGSAL_CACHE``, else ``$XDG_CACHE_HOME/eegsal`` (``~/.cache/eegsal``)."""
+    if os.environ.get("EEGSAL_CACHE"):
+        return Path(os.environ["EEGSAL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "eegsal"
+
+
+def cache_key(manifest, recordings: list[dict]) -> str:
+    """Hash of the manifest's settings and of every file it reads.
+
+    Files enter by their path relative to the data root, size and
+    modification time, so editing a recording, a hypnogram or the manifest
+    invalidates the cached epochs; moving the data root does not.
+    """
+    from eegsal import __version__
+
+    files = []
+    for rec in recordings:
+        for key in ("path", "hypnogram", "events"):
+            value = rec.get(key)
+            if isinstance(value, Path):
+                stat = value.stat()
+                rel = value.relative_to(manifest.root).as_posix()
+                files.append((rel, stat.st_size, stat.st_mtime_ns))
+    settings = {
+        k: v for k, v in manifest.raw.items() if k not in ("description", "root")
+    }
+    payload = dict(
+        settings=settings, files=files, eegsal=__version__, mne=mne.__version__
+    )
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _path(name: str, key: str, cache_dir) -> Path:
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"{name}-{key[:16]}-epo.fif"
+
+
+def read_cached(name: str, key: str, cache_dir=None) -> mne.Epochs | None:
+    """Return the cached epochs for ``key``, or None."""
+    path = _path(name, key, cache_dir)
+    if not path.is_file():
+        return None
+    try:
+        with warnings.catch_warnings():  # MNE's metadata reader vs pandas 3.1
+            warnings.filterwarnings("ignore", "The inplace keyword", Warning)
+            return mne.read_epochs(path, preload=True, verbose=False)
+    except (OSError, ValueError, RuntimeError) as err:  # damaged: rebuild it
+        logger.warning("Ignoring the unreadable cache file %s (%s).", path, err)
+        return None
+
+
+def write_cached(epochs: mne.Epochs, name: str, key: str, cache_dir=None) -> Path:
+    """Write ``epochs`` (float64, exactly) to the cache, atomically."""
+    path = _path(name, key, cache_dir)
+    with atomic_path(path) as tmp:  # keeps MNE's -epo.fif ending
+        epochs.save(tmp, fmt="double", overwrite=True, verbose=False)
+    logger.info("Cached the epochs in %s", path)
+    return path

@@ -1,0 +1,574 @@
+"""Recordings named by a manifest -> MNE epochs with subject, content and context."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import mne
+import numpy as np
+import pandas as pd
+
+from eegsal._docs import fill_doc
+from eegsal._logging import logger, progress, verbose
+from eegsal.data.cache import cache_key, read_cached, write_cached
+from eegsal.data.manifest import FORMATS, Manifest, read_manifest
+
+__all__ = ["load_manifest"]
+
+_READERS = {
+    "edf": mne.io.read_raw_edf,
+    "bdf": mne.io.read_raw_bdf,
+    "fif": mne.io.read_raw_fif,
+    "brainvision": mne.io.read_raw_brainvision,
+    "eeglab": mne.io.read_raw_eeglab,
+}
+#: hypnogram codes understood without a ``stages:`` mapping: AASM names, YASA's
+#: integers, and the Rechtschaffen & Kales labels of Sleep-EDF (stage 4 -> N3)
+DEFAULT_STAGES = {
+    "W": "W", "N1": "N1", "N2": "N2", "N3": "N3", "REM": "REM", "R": "REM",
+    "0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "REM",
+    "Sleep stage W": "W", "Sleep stage 1": "N1", "Sleep stage 2": "N2",
+    "Sleep stage 3": "N3", "Sleep stage 4": "N3", "Sleep stage R": "REM",
+    "Sleep stage N1": "N1", "Sleep stage N2": "N2", "Sleep stage N3": "N3",
+    "Sleep stage REM": "REM",
+}  # fmt: skip
+DEFAULT_IGNORED_STAGES = ("Sleep stage ?", "Movement time", "-1", "?")
+
+
+# --------------------------------------------------------------------- recordings
+def _format_of(path: Path, rec: dict) -> str:
+    if "format" in rec:
+        return rec["format"]
+    name = path.name.lower()
+    for ext, fmt in sorted(FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(ext):
+            return fmt
+    return ""
+
+
+def _inside(root: Path, path: Path, m: Manifest, where: str) -> Path:
+    full = (root / path).resolve()
+    if Path(path).is_absolute() or not full.is_relative_to(root.resolve()):
+        raise m.error(
+            where,
+            f"{path} lies outside the data root {root}; manifests name files "
+            "relative to the root (move the file under it, or change root).",
+        )
+    return full
+
+
+def _template(value: str, fields: dict, folder: Path, m: Manifest, where: str) -> Path:
+    """Resolve a recording's companion file (hypnogram, events table)."""
+    try:
+        text = str(value).format(**fields)
+    except KeyError as err:
+        raise m.error(
+            where, f"{value!r} uses {{{err.args[0]}}}, which is not a named group "
+            f"of match: or a field ({sorted(fields)})."
+        ) from None  # fmt: skip
+    if any(c in text for c in "*?["):
+        hits = sorted(folder.glob(text))
+        if len(hits) != 1:
+            raise m.error(
+                where, f"pattern {text!r} matches {len(hits)} files in {folder} "
+                "(need exactly one)."
+            )  # fmt: skip
+        return hits[0]
+    path = folder / text
+    if not path.is_file():
+        raise m.error(where, f"{path} does not exist.")
+    return path
+
+
+def expand_recordings(m: Manifest) -> list[dict]:
+    """Resolve the recording entries of a manifest into files and their fields."""
+    out = []
+    for i, rec in enumerate(m.recordings):
+        where = f"recordings[{i}]"
+        if "path" in rec:
+            path = _inside(m.root, Path(rec["path"]), m, f"{where}.path")
+            if not path.is_file():
+                raise m.error(
+                    f"{where}.path", f"{path} does not exist; check the path and root."
+                )
+            found = [(path, {})]
+        else:
+            pattern = re.compile(rec.get("match", r".*"))
+            found = []
+            for path in sorted(m.root.glob(rec["glob"])):
+                rel = path.relative_to(m.root).as_posix()
+                hit = pattern.search(rel)
+                if hit is None:
+                    continue
+                groups = {k: v for k, v in hit.groupdict().items() if v is not None}
+                include = rec.get("include") or {}
+                if all(
+                    str(groups.get(k)) in {str(v) for v in vals}
+                    for k, vals in include.items()
+                ):
+                    found.append((path, groups))
+            if not found:
+                raise m.error(
+                    f"{where}.glob",
+                    f"no file under {m.root} matches {rec['glob']!r}"
+                    + (f" and match: {rec['match']!r}" if "match" in rec else "")
+                    + (" with include:" if rec.get("include") else "")
+                    + "; check root and the pattern.",
+                )
+        for path, groups in found:
+            fields = dict(groups, stem=path.stem, name=path.name)
+            fmt = _format_of(path, rec)
+            if fmt not in _READERS:
+                raise m.error(
+                    f"{where}.path",
+                    f"{path.name}: unknown format; give format: one of "
+                    f"{sorted(_READERS)} (by extension: {sorted(FORMATS)}).",
+                )
+            subject = rec.get("subject", groups.get("subject"))
+            if subject is None:
+                raise m.error(
+                    f"{where}.subject", "no subject: give subject: or a named group "
+                    "(?P<subject>...) in match:."
+                )  # fmt: skip
+            columns = {}
+            for col, spec in (rec.get("columns") or {}).items():
+                if isinstance(spec, dict):
+                    value = groups.get(spec.get("from"))
+                    mapping = {str(k): v for k, v in (spec.get("map") or {}).items()}
+                    if str(value) not in mapping:
+                        raise m.error(
+                            f"{where}.columns.{col}", f"{spec.get('from')}={value!r} "
+                            f"({path.name}) has no entry in map: {sorted(mapping)}."
+                        )  # fmt: skip
+                    columns[col] = mapping[str(value)]
+                else:
+                    columns[col] = spec
+            entry = dict(
+                path=path,
+                format=fmt,
+                subject=str(subject).format(**fields),
+                groups=groups,
+                columns=columns,
+                where=where,
+            )
+            for key in ("hypnogram", "events"):
+                spec = rec.get(key, m.epochs.get(key))
+                if spec in (None, "annotations", "stim"):
+                    entry[key] = spec
+                else:
+                    entry[key] = _template(
+                        spec, fields, path.parent, m, f"{where}.{key}"
+                    )
+            out.append(entry)
+    return out
+
+
+def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
+    """Read one recording and apply the manifest's preprocessing."""
+    pre, path = m.preprocessing, rec["path"]
+    try:
+        with warnings.catch_warnings():
+            # readers' notes on e.g. EDF highpass fields say nothing about the data
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw = _READERS[rec["format"]](path, preload=True, verbose=False)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise m.error(
+            rec["where"], f"cannot read {path} as {rec['format']}: {err}"
+        ) from None
+    rename = pre.get("rename")
+    if rename == "eegbci":
+        mne.datasets.eegbci.standardize(raw)
+    elif isinstance(rename, dict):
+        missing = sorted(set(rename) - set(raw.ch_names))
+        if missing:
+            raise m.error(
+                "preprocessing.rename", f"{path.name} has no channels {missing}."
+            )
+        raw.rename_channels(rename)
+    if pre.get("channel_types"):
+        raw.set_channel_types(
+            {k: v for k, v in pre["channel_types"].items() if k in raw.ch_names}
+        )
+    drop = [c for c in pre.get("exclude") or [] if c in raw.ch_names]
+    if drop:
+        raw.drop_channels(drop)
+    picks = pre.get("picks")
+    if picks:
+        missing = [c for c in picks if c not in raw.ch_names]
+        if missing:
+            raise m.error(
+                "preprocessing.picks",
+                f"channels {missing} are not in {path.name} (it has "
+                f"{raw.ch_names}); fix picks, or rename the channels.",
+            )
+        raw.pick(list(picks))
+    else:
+        raw.pick(["eeg", "stim"], exclude=())  # the stim channel serves events only
+    eeg = mne.pick_types(raw.info, eeg=True)
+    if not len(eeg):
+        raise m.error("preprocessing.picks", f"{path.name} has no EEG channel left.")
+    data = raw.get_data(picks=eeg)
+    nan = [raw.ch_names[eeg[i]] for i in np.flatnonzero(~np.isfinite(data).all(1))]
+    if nan:
+        raise m.error(
+            rec["where"], f"{path.name}: channels {nan} hold NaN or infinite samples; "
+            "list them under preprocessing.exclude or repair the file."
+        )  # fmt: skip
+    flat = [raw.ch_names[eeg[i]] for i in np.flatnonzero(np.ptp(data, axis=1) == 0)]
+    if flat:
+        raise m.error(
+            rec["where"], f"{path.name}: channels {flat} are flat (constant) over the "
+            "whole recording; list them under preprocessing.exclude."
+        )  # fmt: skip
+    if pre.get("montage"):
+        try:
+            raw.set_montage(pre["montage"], on_missing="raise")
+        except ValueError as err:
+            raise m.error("preprocessing.montage", f"{path.name}: {err}") from None
+    if pre.get("reference"):
+        raw.set_eeg_reference(pre["reference"], projection=False, verbose=False)
+    if pre.get("l_freq") or pre.get("h_freq"):
+        raw.filter(pre.get("l_freq"), pre.get("h_freq"), verbose=False)
+    if pre.get("notch"):
+        raw.notch_filter(pre["notch"], verbose=False)
+    if pre.get("sfreq") and raw.info["sfreq"] != pre["sfreq"]:
+        raw.resample(pre["sfreq"], verbose=False)
+    return raw
+
+
+# --------------------------------------------------------------------- hypnograms
+def _stage_map(m: Manifest) -> tuple[dict, set]:
+    given = m.epochs.get("stages")
+    mapping = {str(k): str(v) for k, v in (given or DEFAULT_STAGES).items()}
+    ignored = {str(v) for v in m.epochs.get("ignore_stages", DEFAULT_IGNORED_STAGES)}
+    return mapping, ignored
+
+
+def read_hypnogram(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
+    """Scored epochs of a recording: ``onset`` (s from its start) and ``stage``."""
+    length = m.epochs["length"]
+    where = f"{rec['where']}.hypnogram"
+    mapping, ignored = _stage_map(m)
+    spec = rec.get("hypnogram")
+    if spec is None:
+        raise m.error(where, "no hypnogram: give hypnogram: annotations or a file.")
+    duration = raw.n_times / raw.info["sfreq"]
+    if spec == "annotations" or Path(spec).suffix.lower() in (".edf", ".bdf"):
+        if spec == "annotations":
+            ann = raw.annotations
+        else:
+            ann = mne.read_annotations(spec)
+            if ann.orig_time is None or raw.annotations.orig_time is None:
+                ann = mne.Annotations(ann.onset, ann.duration, ann.description)
+        rows = []
+        unknown = set()
+        t0 = raw.first_time if ann.orig_time is not None else 0.0
+        for onset, dur, desc in zip(
+            ann.onset, ann.duration, ann.description, strict=True
+        ):
+            if desc in ignored:
+                continue
+            if desc not in mapping:
+                if desc.lower().startswith("sleep stage"):
+                    unknown.add(desc)
+                continue  # other annotations (events, reports)
+            start = onset - t0
+            for k in range(max(int(round(dur / length)), 1)):
+                rows.append((start + k * length, mapping[desc]))
+        if unknown:
+            raise m.error(
+                f"epochs.stages ({where})", f"stage codes {sorted(unknown)} have no "
+                "mapping; add them to epochs.stages or epochs.ignore_stages."
+            )  # fmt: skip
+        table = pd.DataFrame(rows, columns=["onset", "stage"])
+        outside = table["onset"] + length > duration + 1e-6
+        if outside.any():
+            logger.info(
+                "%s: %d scored epochs end after the recording (%.0f s); dropped.",
+                rec["path"].name, int(outside.sum()), duration,
+            )  # fmt: skip
+            table = table[~outside]
+        return table.reset_index(drop=True)
+    # a table: one stage per scored epoch from the recording's start
+    path = Path(spec)
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path)
+            codes = df["stage"] if "stage" in df else df.iloc[:, 0]
+        else:
+            codes = pd.Series(path.read_text().split())
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise m.error(where, f"cannot read {path}: {err}") from None
+    codes = codes.astype(str).str.strip()
+    codes = codes.str.replace(r"\.0$", "", regex=True)  # 2.0 -> 2 (float tables)
+    unknown = sorted(set(codes) - set(mapping) - ignored)
+    if unknown:
+        first = int(np.flatnonzero(codes.isin(unknown))[0])
+        raise m.error(
+            f"epochs.stages ({where})", f"{path.name}: stage codes {unknown} (first "
+            f"at epoch {first}) have no mapping; add them to epochs.stages or "
+            "epochs.ignore_stages."
+        )  # fmt: skip
+    covered = len(codes) * length
+    if abs(covered - duration) >= length:
+        raise m.error(
+            where, f"{len(codes)} stages of {length:g} s cover {covered / 3600:.2f} h "
+            f"but {rec['path'].name} lasts {duration / 3600:.2f} h; trim the "
+            "recording or fix the hypnogram."
+        )  # fmt: skip
+    table = pd.DataFrame({"onset": np.arange(len(codes)) * length, "stage": codes})
+    table = table[~table["stage"].isin(ignored)]
+    table["stage"] = table["stage"].map(mapping)
+    table = table[table["onset"] + length <= duration + 1e-6]
+    return table.reset_index(drop=True)
+
+
+def _stage_at(hypno: pd.DataFrame, times: np.ndarray, length: float) -> np.ndarray:
+    """Return the scored stage at each time (s), '' where none is scored."""
+    idx = np.searchsorted(hypno["onset"].to_numpy(), times, side="right") - 1
+    ok = (idx >= 0) & (times < hypno["onset"].to_numpy()[np.maximum(idx, 0)] + length)
+    stages = hypno["stage"].to_numpy().astype(object)
+    return np.where(ok, stages[np.maximum(idx, 0)], "")
+
+
+# ------------------------------------------------------------------------ events
+def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
+    """Events of one recording: ``onset`` (s from its start) and ``content``."""
+    ep, path = m.epochs, rec["path"]
+    labels = {str(k): v for k, v in ep["labels"].items()}
+    ignore = {str(v) for v in ep.get("ignore_labels") or []}
+    source = rec.get("events") or "annotations"
+    sfreq = raw.info["sfreq"]
+    if source == "annotations":
+        ann = raw.annotations
+        t0 = raw.first_time if ann.orig_time is not None else 0.0
+        keep = np.isin(ann.description, list(labels))
+        onset = ann.onset[keep] - t0
+        names = ann.description[keep]
+        other = sorted(set(ann.description[~keep]))
+        if other:
+            logger.debug("%s: annotations %s are not events here.", path.name, other)
+    elif source == "stim":
+        stim = ep.get("stim_channel")
+        try:
+            found = mne.find_events(raw, stim_channel=stim, verbose=False)
+        except ValueError as err:
+            raise m.error("epochs.stim_channel", f"{path.name}: {err}") from None
+        codes = found[:, 2].astype(str)
+        unknown = sorted(set(codes) - set(labels) - ignore)
+        if unknown:
+            raise m.error(
+                "epochs.labels", f"{path.name}: trigger codes {unknown} have no "
+                "label; map them under epochs.labels or list them in ignore_labels."
+            )  # fmt: skip
+        keep = np.isin(codes, list(labels))
+        onset = (found[keep, 0] - raw.first_samp) / sfreq
+        names = codes[keep]
+    else:
+        table_path = Path(source)
+        try:
+            table = pd.read_csv(table_path)
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise m.error(
+                f"{rec['where']}.events", f"cannot read {table_path}: {err}"
+            ) from None
+        missing = {"onset", "label"} - set(table.columns)
+        if missing:
+            raise m.error(
+                f"{rec['where']}.events", f"{table_path.name} lacks columns "
+                f"{sorted(missing)} (needs onset in s and label)."
+            )  # fmt: skip
+        values = table["label"].astype(str)
+        unknown = sorted(set(values) - set(labels) - ignore)
+        if unknown:
+            raise m.error(
+                "epochs.labels", f"{table_path.name}: labels {unknown} have no map; "
+                "add them to epochs.labels or list them in epochs.ignore_labels."
+            )  # fmt: skip
+        keep = values.isin(list(labels)).to_numpy()
+        onset = table["onset"].to_numpy(float)[keep]
+        names = values.to_numpy()[keep]
+    duration = raw.n_times / sfreq
+    start, stop = onset + ep["tmin"], onset + ep["tmax"]
+    bad = np.flatnonzero((start < 0) | (stop > duration))
+    if len(bad):
+        raise m.error(
+            f"{rec['where']}.events", f"{len(bad)} event windows of {path.name} fall "
+            f"outside the recording (0-{duration:.1f} s), the first at "
+            f"{onset[bad[0]]:.2f} s; fix the events or epochs.tmin/tmax."
+        )  # fmt: skip
+    return pd.DataFrame(
+        {"onset": onset, "event": names, "content": [labels[n] for n in names]}
+    )
+
+
+# ----------------------------------------------------------------------- loading
+def _epochs_of(rec: dict, m: Manifest) -> mne.Epochs | None:
+    raw = _read_raw(rec, m)
+    ep, sfreq = m.epochs, raw.info["sfreq"]
+    length = ep["length"]
+    meta_cols = dict(subject=rec["subject"], recording=rec["path"].name)
+    if ep["mode"] == "scored":
+        table = read_hypnogram(rec, raw, m)
+        table = table.rename(columns={"stage": ep.get("stage_column", "stage")})
+        tmin, tmax = 0.0, length - 1.0 / sfreq
+    else:
+        table = _events(rec, raw, m)
+        tmin, tmax = float(ep["tmin"]), float(ep["tmax"])
+        context = ep.get("context")
+        if context:
+            hypno = read_hypnogram(rec, raw, m)
+            mid = table["onset"].to_numpy() + (tmin + tmax) / 2
+            table[context] = _stage_at(hypno, mid, length)
+            if (table[context] == "").any():
+                n = int((table[context] == "").sum())
+                logger.warning(
+                    "%s: %d events fall outside the scored epochs; dropped.",
+                    rec["path"].name, n,
+                )  # fmt: skip
+                table = table[table[context] != ""]
+    if not len(table):
+        logger.warning("%s: no epochs.", rec["path"].name)
+        return None
+    samples = np.round(table["onset"].to_numpy() * sfreq).astype(int) + raw.first_samp
+    events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
+    epochs = mne.Epochs(raw, events, {"epoch": 1}, tmin, tmax, baseline=None,
+                        preload=True, reject_by_annotation=False,
+                        event_repeated="drop", verbose=False)  # fmt: skip
+    stim = mne.pick_types(epochs.info, stim=True)
+    if len(stim):
+        epochs.drop_channels([epochs.ch_names[i] for i in stim])
+    if len(epochs) != len(table):  # repeated samples were dropped
+        keep = [i for i, log in enumerate(epochs.drop_log) if not log]
+        table = table.iloc[keep]
+    meta = pd.DataFrame(meta_cols, index=range(len(table)))
+    meta["onset"] = table["onset"].to_numpy()
+    for col in table.columns.drop("onset"):
+        meta[col] = table[col].to_numpy()
+    for col, value in {**rec["groups"], **rec["columns"]}.items():
+        if col not in meta:
+            meta[col] = value
+    with mne.use_log_level("warning"):
+        epochs.metadata = meta
+    epochs.set_annotations(None)  # concatenate_epochs cannot merge them
+    return epochs
+
+
+def _check_compatible(parts: list, m: Manifest) -> None:
+    sfreqs = {p[0]["path"].name: p[1].info["sfreq"] for p in parts}
+    if len(set(sfreqs.values())) > 1:
+        seen = {}
+        for name, sf in sfreqs.items():
+            seen.setdefault(sf, name)
+        listing = ", ".join(f"{sf:g} Hz ({name})" for sf, name in seen.items())
+        raise m.error(
+            "preprocessing.sfreq", f"recordings have different sampling rates: "
+            f"{listing}; set preprocessing.sfreq to resample them to one rate."
+        )  # fmt: skip
+    first = parts[0][1].ch_names
+    for rec, ep in parts[1:]:
+        if ep.ch_names != first:
+            diff = sorted(set(first) ^ set(ep.ch_names))
+            raise m.error(
+                "preprocessing.picks", f"{rec['path'].name} and "
+                f"{parts[0][0]['path'].name} have different channels ({diff[:8]}); "
+                "list the common ones under preprocessing.picks."
+            )  # fmt: skip
+
+
+@fill_doc
+@verbose
+def load_manifest(
+    manifest: str | os.PathLike | dict,
+    root: str | os.PathLike | None = None,
+    *,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    verbose: bool | str | int | None = None,
+) -> mne.Epochs:
+    """Load the epochs a dataset manifest describes.
+
+    Parameters
+    ----------
+    manifest : path-like | dict
+        A YAML manifest (see ``data_manifests/README.md``) or its content.
+    root : path-like | None
+        Data root; overrides the ``EEGSAL_DATA`` environment variable, which
+        overrides the manifest's ``root:``.
+    cache : bool
+        Reuse (and write) preprocessed epochs in ``cache_dir``, keyed by a
+        hash of the manifest's settings and of every file's path, size and
+        modification time: a second load skips reading and filtering.
+    cache_dir : path-like | None
+        Where cached ``-epo.fif`` files live; default ``$EEGSAL_CACHE`` or
+        ``~/.cache/eegsal``.
+    %(verbose)s
+
+    Returns
+    -------
+    epochs : mne.Epochs
+        With ``metadata`` columns ``subject``, ``recording`` (file name),
+        ``onset`` (s from the recording's start), the content (``content``,
+        event-locked windows), the stage (``stage``, scored epochs, or the
+        column named by ``epochs.context``), ``event`` (the event's name), the
+        named groups of ``match:`` and every ``columns:`` entry.
+
+    Examples
+    --------
+    >>> epochs = eegsal.load_manifest("eegmmidb_motor.yaml")  # doctest: +SKIP
+    >>> epochs.metadata.groupby(["subject", "content"]).size()  # doctest: +SKIP
+    """
+    m = read_manifest(manifest, root)
+    if m.source == "simulate":
+        from eegsal.simulate import simulate_sleep_study
+
+        try:
+            epochs, _ = simulate_sleep_study(**m.simulate, verbose=False)
+        except (TypeError, ValueError) as err:
+            raise m.error("simulate", str(err)) from None
+        return epochs
+    recs = expand_recordings(m)
+    key = None
+    if cache:
+        key = cache_key(m, recs)
+        hit = read_cached(m.name, key, cache_dir)
+        if hit is not None:
+            logger.info("Loaded %d epochs of %s from the cache.", len(hit), m.name)
+            return hit
+    parts = []
+    for rec in progress(recs, desc=f"reading {m.name}"):
+        ep = _epochs_of(rec, m)
+        if ep is not None:
+            parts.append((rec, ep))
+    if not parts:
+        raise m.error("epochs", "no epochs in any recording; check labels/stages.")
+    _check_compatible(parts, m)
+    epochs = mne.concatenate_epochs([p[1] for p in parts], verbose=False)
+    _report(epochs, m)
+    if cache:
+        write_cached(epochs, m.name, key, cache_dir)
+    return epochs
+
+
+def _report(epochs: mne.Epochs, m: Manifest) -> None:
+    meta = epochs.metadata
+    label = "content" if "content" in meta else None
+    if label is not None:
+        per = meta.groupby("subject")[label].nunique()
+        one = per.index[per < meta[label].nunique()].tolist()
+        if one:
+            # kept: subject-grouped decoding handles them, but within-subject
+            # contrasts (two_stage_test, per-subject scores) cannot use them
+            logger.warning(
+                "%s: subjects %s have one %s class only; kept, but they add "
+                "nothing to within-subject contrasts.",
+                m.origin, one, label,
+            )  # fmt: skip
+    logger.info(
+        "Loaded %d epochs of %s from %d subjects (%g Hz, %d channels)",
+        len(epochs), m.name, meta["subject"].nunique(), epochs.info["sfreq"],
+        len(epochs.ch_names),
+    )  # fmt: skip

@@ -1,0 +1,264 @@
+"""Dataset manifests: the schema, and its validation with messages that help.
+
+A manifest is a YAML file (read with ``yaml.safe_load``) or a dict. Its keys
+are described in ``data_manifests/README.md``; every value is checked here,
+once, and a problem raises :class:`ManifestError` naming the manifest, the
+field (``recordings[2].hypnogram``), what was found and what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Manifest", "ManifestError", "read_manifest"]
+
+_TOP = {
+    "name",
+    "description",
+    "root",
+    "source",
+    "simulate",
+    "recordings",
+    "preprocessing",
+    "epochs",
+}
+_RECORDING = {"path", "glob", "match", "include", "subject", "format", "hypnogram",
+              "events", "columns"}  # fmt: skip
+_PREPROCESSING = {"rename", "channel_types", "exclude", "picks", "montage",
+                  "reference", "l_freq", "h_freq", "notch", "sfreq"}  # fmt: skip
+_EPOCHS = {"mode", "length", "hypnogram", "stages", "ignore_stages", "stage_column",
+           "events", "stim_channel", "labels", "ignore_labels", "label_column",
+           "context", "tmin", "tmax"}  # fmt: skip
+FORMATS = {
+    ".edf": "edf",
+    ".bdf": "bdf",
+    ".fif": "fif",
+    ".fif.gz": "fif",
+    ".vhdr": "brainvision",
+    ".set": "eeglab",
+}
+
+
+class ManifestError(ValueError):
+    """A manifest, or the data it points to, is not what eegsal can load.
+
+    The message names the manifest, the field, the problem and the fix.
+    """
+
+
+@dataclass
+class Manifest:
+    """A validated manifest.
+
+    Attributes
+    ----------
+    name : str
+        Dataset name (names the cache files).
+    source : str
+        ``'files'`` (recordings) or ``'simulate'`` (the built-in simulator).
+    root : pathlib.Path | None
+        Folder the recording paths are relative to.
+    recordings : list of dict
+        Recording entries (``path`` or ``glob`` + ``match``...).
+    preprocessing : dict
+        Channel and filter settings.
+    epochs : dict
+        Epoching settings.
+    simulate : dict
+        Keyword arguments of :func:`eegsal.simulate.simulate_sleep_study`.
+    origin : str
+        Where the manifest came from (its file, or ``'<dict>'``), for messages.
+    raw : dict
+        The manifest as given.
+    """
+
+    name: str
+    source: str
+    root: Path | None
+    recordings: list[dict]
+    preprocessing: dict
+    epochs: dict
+    simulate: dict
+    origin: str
+    raw: dict = field(repr=False)
+
+    def error(self, where: str, problem: str) -> ManifestError:
+        """Build a :class:`ManifestError` for field ``where``."""
+        return ManifestError(f"{self.origin}: {where}: {problem}")
+
+
+def _unknown(keys, allowed, where, origin):
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ManifestError(
+                f"{origin}: {where}{key}: unknown field; allowed: "
+                f"{', '.join(sorted(allowed))}.{hint}"
+            )
+
+
+def _mapping(value, where, origin) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestError(
+            f"{origin}: {where}: expected a mapping (key: value lines), got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def _number(value, where, origin, *, positive=False, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ManifestError(f"{origin}: {where}: expected a number, got {value!r}.")
+    if positive and value <= 0:
+        raise ManifestError(f"{origin}: {where}: must be > 0, got {value!r}.")
+    return float(value)
+
+
+def read_manifest(
+    manifest: str | os.PathLike | dict, root: str | os.PathLike | None = None
+) -> Manifest:
+    """Read and validate a manifest.
+
+    Parameters
+    ----------
+    manifest : path-like | dict
+        A YAML file or its content.
+    root : path-like | None
+        Data root; overrides the ``EEGSAL_DATA`` environment variable, which
+        overrides the manifest's ``root`` (relative to the manifest file).
+
+    Returns
+    -------
+    manifest : Manifest
+        The validated manifest.
+    """
+    if isinstance(manifest, dict):
+        origin, raw, base = "<dict>", manifest, Path.cwd()
+    else:
+        path = Path(manifest)
+        if not path.is_file():
+            raise ManifestError(f"{path}: no such manifest file.")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ManifestError(f"{path}: not valid YAML: {err}") from None
+        origin, base = str(path), path.parent
+    raw = copy.deepcopy(_mapping(raw, "(top level)", origin))  # never edit the input
+    _unknown(raw, _TOP, "", origin)
+    source = raw.get("source", "files")
+    if source not in ("files", "simulate"):
+        raise ManifestError(
+            f"{origin}: source: {source!r} is not 'files' or 'simulate'."
+        )
+    name = str(raw.get("name") or (Path(origin).stem if origin != "<dict>" else "data"))
+    simulate = _mapping(raw.get("simulate"), "simulate", origin)
+    given_root = root or os.environ.get("EEGSAL_DATA") or raw.get("root")
+    data_root = None
+    if given_root is not None:
+        data_root = Path(os.path.expanduser(str(given_root)))
+        if (
+            not data_root.is_absolute()
+            and root is None
+            and "EEGSAL_DATA" not in os.environ
+        ):
+            data_root = (base / data_root).resolve()
+    recordings = raw.get("recordings") or []
+    if isinstance(recordings, dict):
+        recordings = [recordings]
+    if source == "files":
+        if not recordings:
+            raise ManifestError(
+                f"{origin}: recordings: none given; list files (path: ...) or a "
+                "pattern (glob: ...)."
+            )
+        if data_root is None:
+            raise ManifestError(
+                f"{origin}: root: no data root; set root: in the manifest, the "
+                "EEGSAL_DATA environment variable, or pass root=."
+            )
+        if not data_root.is_dir():
+            raise ManifestError(
+                f"{origin}: root: {data_root} is not a folder; fix root: or pass "
+                "root= / set EEGSAL_DATA to where the data are."
+            )
+    for i, rec in enumerate(recordings):
+        where = f"recordings[{i}]"
+        rec = _mapping(rec, where, origin)
+        _unknown(rec, _RECORDING, f"{where}.", origin)
+        if ("path" in rec) == ("glob" in rec):
+            raise ManifestError(
+                f"{origin}: {where}: give exactly one of path: (a file) or glob: "
+                "(a pattern)."
+            )
+        if "format" in rec and rec["format"] not in set(FORMATS.values()):
+            raise ManifestError(
+                f"{origin}: {where}.format: {rec['format']!r} is not one of "
+                f"{sorted(set(FORMATS.values()))}."
+            )
+        _mapping(rec.get("include"), f"{where}.include", origin)
+        _mapping(rec.get("columns"), f"{where}.columns", origin)
+        recordings[i] = rec
+    pre = _mapping(raw.get("preprocessing"), "preprocessing", origin)
+    _unknown(pre, _PREPROCESSING, "preprocessing.", origin)
+    for key in ("l_freq", "h_freq", "sfreq", "notch"):
+        _number(pre.get(key), f"preprocessing.{key}", origin, positive=True)
+    ep = _mapping(raw.get("epochs"), "epochs", origin)
+    _unknown(ep, _EPOCHS, "epochs.", origin)
+    mode = ep.get("mode", "scored" if "hypnogram" in ep else "events")
+    if source == "files" and mode not in ("scored", "events"):
+        raise ManifestError(
+            f"{origin}: epochs.mode: {mode!r} is not 'scored' (fixed windows on a "
+            "hypnogram) or 'events' (windows around events)."
+        )
+    ep["mode"] = mode
+    ep["length"] = _number(
+        ep.get("length", 30.0), "epochs.length", origin, positive=True
+    )
+    if mode == "events" and source == "files":
+        for key in ("tmin", "tmax"):
+            if key not in ep:
+                raise ManifestError(
+                    f"{origin}: epochs.{key}: required for event-locked windows (s, "
+                    "relative to each event)."
+                )
+            _number(ep[key], f"epochs.{key}", origin, allow_none=False)
+        if ep["tmax"] <= ep["tmin"]:
+            raise ManifestError(
+                f"{origin}: epochs.tmax ({ep['tmax']}) must be after tmin "
+                f"({ep['tmin']})."
+            )
+        if not _mapping(ep.get("labels"), "epochs.labels", origin):
+            raise ManifestError(
+                f"{origin}: epochs.labels: map event names (or codes) to content "
+                "labels, e.g. {T1: left, T2: right}."
+            )
+    _mapping(ep.get("stages"), "epochs.stages", origin)
+    return Manifest(
+        name=name,
+        source=source,
+        root=data_root,
+        recordings=recordings,
+        preprocessing=pre,
+        epochs=ep,
+        simulate=simulate,
+        origin=origin,
+        raw=raw,
+    )
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -1,0 +1,321 @@
+"""Manifests -> epochs: real EDF files, a simulated night, and every bad input."""
+
+import logging
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mne.datasets import eegbci
+
+from eegsal.data import ManifestError, load_manifest
+from eegsal.simulate import simulate_night
+from tests.conftest import shared_data_or_skip
+
+MANIFESTS = __import__("pathlib").Path(__file__).parents[2] / "data_manifests"
+
+
+def _manifest(name, **changes):
+    spec = yaml.safe_load((MANIFESTS / name).read_text())
+    for key, value in changes.items():
+        spec[key] = value
+    return spec
+
+
+def test_eegmmidb_manifest_counts_match_the_annotations(tmp_path):
+    root = shared_data_or_skip("eegmmidb", "MNE-eegbci-data").parent
+    spec = _manifest("eegmmidb_motor.yaml")
+    spec["recordings"]["include"] = {"subject": ["001", "002"], "run": ["03", "04"]}
+    epochs = load_manifest(spec, root=root, cache_dir=tmp_path)
+    assert len(epochs.ch_names) == 64 and epochs.info["sfreq"] == 160.0
+    assert epochs.get_montage() is not None and "C3" in epochs.ch_names
+    meta = epochs.metadata
+    assert {"subject", "recording", "onset", "content", "context", "run"} <= set(meta)
+    for subject in (1, 2):
+        for run in (3, 4):
+            (fname,) = eegbci.load_data(subject, [run], path=root, update_path=False)
+            ann = mne.io.read_raw_edf(fname, verbose=False).annotations
+            sel = meta[
+                (meta["subject"] == f"{subject:03d}") & (meta["run"] == f"{run:02d}")
+            ]
+            assert (sel["content"] == "left").sum() == (ann.description == "T1").sum()
+            assert (sel["content"] == "right").sum() == (ann.description == "T2").sum()
+            assert (sel["context"] == ("executed" if run == 3 else "imagined")).all()
+            np.testing.assert_allclose(
+                sel["onset"], ann.onset[np.isin(ann.description, ["T1", "T2"])]
+            )
+    # the cache gives the same arrays and table, and is written once
+    (cached,) = list(tmp_path.glob("eegmmidb_motor-*-epo.fif"))
+    again = load_manifest(spec, root=root, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.get_data(), epochs.get_data())
+    pd.testing.assert_frame_equal(again.metadata, epochs.metadata)
+    assert list(tmp_path.glob("*-epo.fif")) == [cached]
+    # another setting is another key
+    spec["epochs"]["tmax"] = 2.0
+    load_manifest(spec, root=root, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*-epo.fif"))) == 2
+    uncached = load_manifest(spec, root=root, cache=False)
+    assert uncached.times[-1] == 2.0
+
+
+@pytest.fixture(scope="module")
+def night_edf(tmp_path_factory):
+    """A simulated 1-h night with 4 awakenings, exported to EDF+."""
+    raw = simulate_night(duration=3600, n_awakenings=4, seed=1)
+    folder = tmp_path_factory.mktemp("night")
+    mne.export.export_raw(folder / "sub-01_night.edf", raw, fmt="edf", verbose=False)
+    return folder, raw
+
+
+def test_a_simulated_night_comes_back_with_its_stages_and_reports(night_edf, tmp_path):
+    folder, raw = night_edf
+    scored = load_manifest(
+        dict(
+            recordings=[dict(path="sub-01_night.edf", subject="01")],
+            epochs=dict(mode="scored", hypnogram="annotations", length=30),
+        ),
+        root=folder,
+        cache_dir=tmp_path,
+    )
+    ann = raw.annotations
+    stages = [
+        d.removeprefix("Sleep stage ") for d in ann.description if d.startswith("Sleep")
+    ]
+    assert scored.metadata["stage"].tolist() == stages
+    assert len(scored.times) == 30 * 100 and scored.info["sfreq"] == 100.0
+    np.testing.assert_allclose(
+        scored.get_data()[3], raw.get_data()[:, 90 * 100 : 120 * 100], atol=2e-8
+    )
+    reports = load_manifest(
+        dict(
+            recordings=[dict(path="sub-01_night.edf", subject="01")],
+            epochs=dict(
+                mode="events",
+                labels={"Awakening/flying": "flying", "Awakening/other": "other"},
+                tmin=-20,
+                tmax=0,
+                hypnogram="annotations",
+                context="stage",
+            ),
+        ),
+        root=folder,
+        cache=False,
+    )
+    awake = [
+        (o, d.split("/")[1])
+        for o, d in zip(ann.onset, ann.description, strict=True)
+        if "Awak" in d
+    ]
+    assert reports.metadata["content"].tolist() == [label for _, label in awake]
+    np.testing.assert_allclose(reports.metadata["onset"], [o for o, _ in awake])
+    # the stage before each awakening: the scored epoch that ends there
+    starts = ann.onset[[d.startswith("Sleep") for d in ann.description]]
+    before = [
+        stages[int(np.flatnonzero(np.isclose(starts + 30, o))[0])] for o, _ in awake
+    ]
+    assert reports.metadata["stage"].tolist() == before
+
+
+def _raw(n_chans=4, sfreq=100.0, seconds=120, seed=0):
+    rng = np.random.default_rng(seed)
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"][:n_chans], sfreq, "eeg")
+    return mne.io.RawArray(
+        1e-5 * rng.standard_normal((n_chans, int(sfreq * seconds))), info, verbose=False
+    )
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Two FIF recordings, their hypnograms and event tables, and a cache folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in (1, 2):
+        _raw(seed=i).save(data / f"sub-0{i}_raw.fif", verbose=False)
+        (data / f"sub-0{i}_hypno.txt").write_text("\n".join(["W", "N2", "N2", "REM"]))
+        pd.DataFrame(
+            {"onset": [10.0, 40.0, 70.0, 100.0], "label": ["yes", "no", "yes", "no"]}
+        ).to_csv(data / f"sub-0{i}_events.csv", index=False)
+    return data
+
+
+def _events_manifest(**epochs):
+    spec = dict(
+        recordings=dict(
+            glob="sub-*_raw.fif",
+            match=r"sub-(?P<subject>\d+)_raw",
+            events="sub-{subject}_events.csv",
+            hypnogram="sub-{subject}_hypno.txt",
+        ),
+        epochs=dict(
+            mode="events",
+            labels={"yes": "flying", "no": "other"},
+            tmin=-5.0,
+            tmax=0.0,
+            context="stage",
+            length=30,
+        ),
+    )
+    spec["epochs"].update(epochs)
+    return spec
+
+
+def test_event_tables_and_text_hypnograms(folder, tmp_path):
+    epochs = load_manifest(_events_manifest(), root=folder, cache_dir=tmp_path / "c")
+    meta = epochs.metadata
+    assert len(epochs) == 8 and meta["subject"].tolist() == ["01"] * 4 + ["02"] * 4
+    assert meta["content"].tolist()[:4] == ["flying", "other", "flying", "other"]
+    # windows end at 10, 40, 70, 100 s: their middles lie in epochs 0, 1, 2, 3
+    assert meta["stage"].tolist()[:4] == ["W", "N2", "N2", "REM"]
+    scored = load_manifest(
+        dict(
+            recordings=[
+                dict(path="sub-01_raw.fif", subject="01", hypnogram="sub-01_hypno.txt")
+            ],
+            epochs=dict(mode="scored"),
+        ),
+        root=folder,
+        cache=False,
+    )
+    assert scored.metadata["stage"].tolist() == ["W", "N2", "N2", "REM"]
+
+
+def _bad(spec, folder, match, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(ManifestError, match=match):
+        load_manifest(spec, root=folder, cache_dir=cache)
+    assert not cache.exists() or not list(cache.iterdir())  # nothing cached
+
+
+def test_missing_file_and_unknown_format(folder, tmp_path):
+    spec = dict(
+        recordings=[dict(path="sub-09_raw.fif", subject="09")],
+        epochs=dict(mode="scored", hypnogram="annotations"),
+    )
+    _bad(
+        spec, folder, r"recordings\[0\].path: .*sub-09_raw.fif does not exist", tmp_path
+    )
+    (folder / "sub-01.xyz").write_text("?")
+    spec["recordings"][0]["path"] = "sub-01.xyz"
+    _bad(spec, folder, "sub-01.xyz: unknown format; give format:", tmp_path)
+    spec["recordings"][0]["path"] = "../outside.fif"
+    _bad(spec, folder, "outside the data root", tmp_path)
+
+
+def test_missing_channels_and_sampling_rates(folder, tmp_path):
+    spec = _events_manifest()
+    spec["preprocessing"] = dict(picks=["Cz", "C3"])
+    _bad(
+        spec,
+        folder,
+        r"preprocessing.picks: channels \['C3'\] are not in sub-01_raw.fif",
+        tmp_path,
+    )
+    _raw(seed=2, sfreq=128.0).save(
+        folder / "sub-02_raw.fif", overwrite=True, verbose=False
+    )
+    _bad(
+        _events_manifest(),
+        folder,
+        r"different sampling rates: 100 Hz \(sub-01_raw.fif\), "
+        r"128 Hz \(sub-02_raw.fif\); set preprocessing.sfreq",
+        tmp_path,
+    )
+    spec = _events_manifest()
+    spec["preprocessing"] = dict(sfreq=100.0)
+    assert load_manifest(spec, root=folder, cache=False).info["sfreq"] == 100.0
+
+
+def test_bad_hypnograms(folder, tmp_path):
+    (folder / "sub-02_hypno.txt").write_text("W\nN2")
+    _bad(
+        _events_manifest(),
+        folder,
+        r"recordings\[0\].hypnogram: 2 stages of 30 s cover 0.02 h but sub-02_raw.fif "
+        r"lasts 0.03 h; trim the recording or fix the hypnogram",
+        tmp_path,
+    )
+    (folder / "sub-02_hypno.txt").write_text("W\nN2\nS9\nREM")
+    _bad(
+        _events_manifest(),
+        folder,
+        r"stage codes \['S9'\] \(first at epoch 2\) have no "
+        "mapping",
+        tmp_path,
+    )
+
+
+def test_bad_events(folder, tmp_path):
+    pd.DataFrame({"onset": [10.0, 119.0], "label": ["yes", "no"]}).to_csv(
+        folder / "sub-02_events.csv", index=False
+    )
+    _bad(
+        _events_manifest(tmax=2.0),
+        folder,
+        r"1 event windows of sub-02_raw.fif fall outside the recording",
+        tmp_path,
+    )
+    pd.DataFrame({"onset": [10.0, 50.0], "label": ["yes", "maybe"]}).to_csv(
+        folder / "sub-02_events.csv", index=False
+    )
+    _bad(_events_manifest(), folder, r"labels \['maybe'\] have no map", tmp_path)
+    kept = load_manifest(
+        _events_manifest(ignore_labels=["maybe"]), root=folder, cache=False
+    )
+    assert len(kept) == 4 + 1  # sub-01's four, sub-02's 'yes'
+
+
+def test_nan_and_flat_channels(folder, tmp_path):
+    raw = _raw(seed=2)
+    raw._data[1, 50] = np.nan
+    raw.save(folder / "sub-02_raw.fif", overwrite=True, verbose=False)
+    _bad(_events_manifest(), folder, r"channels \['Cz'\] hold NaN", tmp_path)
+    raw._data[1, 50] = 0.0
+    raw._data[3] = 1e-6
+    raw.save(folder / "sub-02_raw.fif", overwrite=True, verbose=False)
+    _bad(
+        _events_manifest(),
+        folder,
+        r"channels \['Oz'\] are flat .*preprocessing.exclude",
+        tmp_path,
+    )
+    spec = _events_manifest()
+    spec["preprocessing"] = dict(exclude=["Oz"])
+    assert load_manifest(spec, root=folder, cache=False).ch_names == ["Fz", "Cz", "Pz"]
+
+
+def test_one_class_subject_is_kept_with_a_warning(folder, caplog):
+    pd.DataFrame({"onset": [10.0, 50.0], "label": ["yes", "yes"]}).to_csv(
+        folder / "sub-02_events.csv", index=False
+    )
+    with caplog.at_level(logging.WARNING, logger="eegsal"):
+        epochs = load_manifest(_events_manifest(), root=folder, cache=False)
+    assert len(epochs) == 6
+    assert "subjects ['02'] have one content class only" in caplog.text
+
+
+def test_manifest_errors_name_the_field(folder, tmp_path):
+    spec = _events_manifest()
+    spec["epochs"]["lables"] = spec["epochs"].pop("labels")
+    _bad(
+        spec, folder, r"epochs.lables: unknown field.*Did you mean 'labels'\?", tmp_path
+    )
+    spec = _events_manifest(tmax=-6.0)
+    _bad(spec, folder, r"epochs.tmax \(-6.0\) must be after tmin", tmp_path)
+    _bad(dict(recordings=[]), folder, "recordings: none given", tmp_path)
+    with pytest.raises(ManifestError, match="no such manifest file"):
+        load_manifest(tmp_path / "nope.yaml")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("recordings: [\n")
+    with pytest.raises(ManifestError, match="bad.yaml: not valid YAML"):
+        load_manifest(bad_yaml)
+
+
+def test_simulated_manifest_is_the_simulator():
+    spec = _manifest("simulated_sleep.yaml")
+    spec["simulate"].update(n_subjects=2, n_epochs=10, epoch_length=1.0)
+    epochs = load_manifest(spec)
+    assert len(epochs) == 20 and {"subject", "content", "stage"} <= set(epochs.metadata)
+    spec["simulate"]["n_subjectz"] = 3
+    with pytest.raises(ManifestError, match="simulate: .*n_subjectz"):
+        load_manifest(spec)
