@@ -14,7 +14,7 @@ import pandas as pd
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.data.cache import cache_key, read_cached, write_cached
-from eegsal.data.manifest import FORMATS, Manifest, read_manifest
+from eegsal.data.manifest import FORMATS, Manifest, _as_list, read_manifest
 
 __all__ = ["load_manifest"]
 
@@ -88,7 +88,9 @@ def expand_recordings(m: Manifest) -> list[dict]:
     out = []
     for i, rec in enumerate(m.recordings):
         where = f"recordings[{i}]"
-        if "path" in rec:
+        if "bids" in rec:
+            found = _bids_recordings(rec["bids"], m, where)
+        elif "path" in rec:
             path = _inside(m.root, Path(rec["path"]), m, f"{where}.path")
             if not path.is_file():
                 raise m.error(
@@ -120,8 +122,9 @@ def expand_recordings(m: Manifest) -> list[dict]:
                 )
         for path, groups in found:
             fields = dict(groups, stem=path.stem, name=path.name)
-            fmt = _format_of(path, rec)
-            if fmt not in _READERS:
+            bids_path = groups.pop("_bids_path", None)
+            fmt = "bids" if bids_path is not None else _format_of(path, rec)
+            if fmt != "bids" and fmt not in _READERS:
                 raise m.error(
                     f"{where}.path",
                     f"{path.name}: unknown format; give format: one of "
@@ -148,6 +151,7 @@ def expand_recordings(m: Manifest) -> list[dict]:
                     columns[col] = spec
             entry = dict(
                 path=path,
+                bids_path=bids_path,
                 format=fmt,
                 subject=str(subject).format(**fields),
                 groups=groups,
@@ -166,6 +170,44 @@ def expand_recordings(m: Manifest) -> list[dict]:
     return out
 
 
+def _bids_recordings(spec: dict, m: Manifest, where: str) -> list:
+    """EEG recordings of a BIDS dataset (mne-bids), with their entities as fields."""
+    try:
+        import mne_bids
+    except ImportError:
+        raise m.error(
+            f"{where}.bids", "reading BIDS needs mne-bids: pip install 'eegsal[bids]'."
+        ) from None  # fmt: skip
+    root = _inside(m.root, Path(str(spec.get("root", "."))), m, f"{where}.bids.root")
+    if not (root / "dataset_description.json").is_file():
+        raise m.error(
+            f"{where}.bids.root", f"{root} is not a BIDS dataset (no "
+            "dataset_description.json)."
+        )  # fmt: skip
+
+    def as_list(value):
+        return None if value is None else [str(x) for x in _as_list(value)]
+
+    paths = mne_bids.find_matching_paths(
+        root,
+        subjects=as_list(spec.get("subjects")),
+        sessions=as_list(spec.get("sessions")),
+        tasks=as_list(spec.get("task")),
+        runs=as_list(spec.get("runs")),
+        datatypes=spec.get("datatype", "eeg"),
+        suffixes=spec.get("datatype", "eeg"),
+        extensions=[".edf", ".bdf", ".vhdr", ".set", ".fif"],
+    )
+    if not paths:
+        raise m.error(f"{where}.bids", f"no recording in {root} matches {spec}.")
+    found = []
+    for bp in paths:
+        groups = {k: v for k, v in bp.entities.items() if v is not None}
+        groups["_bids_path"] = bp
+        found.append((bp.fpath, groups))
+    return found
+
+
 def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
     """Read one recording and apply the manifest's preprocessing."""
     pre, path = m.preprocessing, rec["path"]
@@ -173,7 +215,12 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
         with warnings.catch_warnings():
             # readers' notes on e.g. EDF highpass fields say nothing about the data
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = _READERS[rec["format"]](path, preload=True, verbose=False)
+            if rec["format"] == "bids":
+                from mne_bids import read_raw_bids
+
+                raw = read_raw_bids(rec["bids_path"], verbose=False).load_data()
+            else:
+                raw = _READERS[rec["format"]](path, preload=True, verbose=False)
     except (OSError, ValueError, RuntimeError) as err:
         raise m.error(
             rec["where"], f"cannot read {path} as {rec['format']}: {err}"
@@ -358,7 +405,7 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
         except ValueError as err:
             raise m.error("epochs.stim_channel", f"{path.name}: {err}") from None
         codes = found[:, 2].astype(str)
-        unknown = sorted(set(codes) - set(labels) - ignore)
+        unknown = sorted({str(c) for c in codes} - set(labels) - ignore)
         if unknown:
             raise m.error(
                 "epochs.labels", f"{path.name}: trigger codes {unknown} have no "
@@ -382,7 +429,7 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
                 f"{sorted(missing)} (needs onset in s and label)."
             )  # fmt: skip
         values = table["label"].astype(str)
-        unknown = sorted(set(values) - set(labels) - ignore)
+        unknown = sorted({str(v) for v in values} - set(labels) - ignore)
         if unknown:
             raise m.error(
                 "epochs.labels", f"{table_path.name}: labels {unknown} have no map; "

@@ -29,8 +29,9 @@ _TOP = {
     "preprocessing",
     "epochs",
 }
-_RECORDING = {"path", "glob", "match", "include", "subject", "format", "hypnogram",
-              "events", "columns"}  # fmt: skip
+_RECORDING = {"path", "glob", "bids", "match", "include", "subject", "format",
+              "hypnogram", "events", "columns"}  # fmt: skip
+_BIDS = {"root", "task", "subjects", "sessions", "runs", "datatype"}
 _PREPROCESSING = {"rename", "channel_types", "exclude", "picks", "montage",
                   "reference", "l_freq", "h_freq", "notch", "sfreq"}  # fmt: skip
 _EPOCHS = {"mode", "length", "hypnogram", "stages", "ignore_stages", "stage_column",
@@ -197,11 +198,14 @@ def read_manifest(
         where = f"recordings[{i}]"
         rec = _mapping(rec, where, origin)
         _unknown(rec, _RECORDING, f"{where}.", origin)
-        if ("path" in rec) == ("glob" in rec):
+        if sum(k in rec for k in ("path", "glob", "bids")) != 1:
             raise ManifestError(
-                f"{origin}: {where}: give exactly one of path: (a file) or glob: "
-                "(a pattern)."
+                f"{origin}: {where}: give exactly one of path: (a file), glob: "
+                "(a pattern) or bids: (a BIDS dataset)."
             )
+        if "bids" in rec:
+            _unknown(_mapping(rec["bids"], f"{where}.bids", origin), _BIDS,
+                     f"{where}.bids.", origin)  # fmt: skip
         if "format" in rec and rec["format"] not in set(FORMATS.values()):
             raise ManifestError(
                 f"{origin}: {where}.format: {rec['format']!r} is not one of "

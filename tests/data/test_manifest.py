@@ -1,6 +1,7 @@
 """Manifests -> epochs: real EDF files, a simulated night, and every bad input."""
 
 import logging
+import warnings
 
 import mne
 import numpy as np
@@ -319,3 +320,92 @@ def test_simulated_manifest_is_the_simulator():
     spec["simulate"]["n_subjectz"] = 3
     with pytest.raises(ManifestError, match="simulate: .*n_subjectz"):
         load_manifest(spec)
+
+
+@pytest.mark.parametrize(
+    "fmt, ext",
+    [
+        ("brainvision", ".vhdr"),
+        ("eeglab", ".set"),
+        ("edf", ".edf"),
+        ("fif", "_raw.fif"),
+    ],
+)
+def test_every_format_reads_the_same_events(tmp_path, fmt, ext):
+    raw = _raw(seconds=60)
+    raw.set_annotations(mne.Annotations([10.0, 30.0], [0.0, 0.0], ["yes", "no"]))
+    fname = tmp_path / f"sub-01{ext}"
+    if fmt == "fif":
+        raw.save(fname, verbose=False)
+    else:
+        with warnings.catch_warnings():  # pybv notes its float32 conversion
+            warnings.filterwarnings("ignore", "Encountered data in 'double' format")
+            mne.export.export_raw(fname, raw, fmt=fmt, verbose=False)
+    pre = "Comment/" if fmt == "brainvision" else ""  # BrainVision marker types
+    spec = dict(
+        recordings=[dict(path=fname.name, subject="01")],
+        epochs=dict(
+            labels={f"{pre}yes": "flying", f"{pre}no": "other"}, tmin=-2.0, tmax=2.0
+        ),
+    )
+    epochs = load_manifest(spec, root=tmp_path, cache=False)
+    assert epochs.metadata["content"].tolist() == ["flying", "other"]
+    expected = raw.get_data()[:, 800:1201]
+    # EDF stores 16-bit integers scaled to the range; the others float32 or better
+    atol = 2e-9 if fmt == "edf" else 1e-12
+    np.testing.assert_allclose(epochs.get_data()[0], expected, atol=atol, rtol=1e-6)
+
+
+def test_stim_channel_events(tmp_path):
+    raw = _raw(seconds=60)
+    stim = np.zeros((1, raw.n_times))
+    stim[0, [1000, 3000, 4000]] = [1, 2, 7]
+    raw.add_channels(
+        [mne.io.RawArray(stim, mne.create_info(["STI"], 100.0, "stim"), verbose=False)]
+    )
+    raw.save(tmp_path / "s_raw.fif", verbose=False)
+    spec = dict(
+        recordings=[dict(path="s_raw.fif", subject="1")],
+        epochs=dict(
+            events="stim",
+            stim_channel="STI",
+            labels={1: "a", 2: "b"},
+            tmin=0.0,
+            tmax=1.0,
+        ),
+    )
+    with pytest.raises(ManifestError, match=r"trigger codes \['7'\] have no label"):
+        load_manifest(spec, root=tmp_path, cache=False)
+    spec["epochs"]["ignore_labels"] = [7]
+    epochs = load_manifest(spec, root=tmp_path, cache=False)
+    assert epochs.metadata["content"].tolist() == ["a", "b"]
+    np.testing.assert_allclose(epochs.metadata["onset"], [10.0, 30.0])
+    assert "STI" not in epochs.ch_names
+
+
+def test_bids_dataset(night_edf, tmp_path):
+    mne_bids = pytest.importorskip("mne_bids")
+    folder, raw = night_edf
+    bids_root = tmp_path / "bids"
+    for subject in ("01", "02"):
+        night = mne.io.read_raw_edf(folder / "sub-01_night.edf", verbose=False)
+        bp = mne_bids.BIDSPath(
+            subject=subject, task="sleep", datatype="eeg", root=bids_root
+        )
+        mne_bids.write_raw_bids(night, bp, verbose=False, allow_preload=False)
+    spec = dict(
+        recordings=dict(bids=dict(root="bids", task="sleep")),
+        epochs=dict(mode="scored", hypnogram="annotations"),
+    )
+    epochs = load_manifest(spec, root=tmp_path, cache=False)
+    meta = epochs.metadata
+    assert sorted(meta["subject"].unique()) == ["01", "02"]
+    assert (meta["task"] == "sleep").all()
+    stages = [
+        d.removeprefix("Sleep stage ")
+        for d in raw.annotations.description
+        if d.startswith("Sleep")
+    ]
+    assert meta.loc[meta["subject"] == "02", "stage"].tolist() == stages
+    with pytest.raises(ManifestError, match="is not a BIDS dataset"):
+        load_manifest(dict(spec, recordings=dict(bids=dict(root="."))), root=tmp_path)
