@@ -409,3 +409,12 @@ def test_bids_dataset(night_edf, tmp_path):
     assert meta.loc[meta["subject"] == "02", "stage"].tolist() == stages
     with pytest.raises(ManifestError, match="is not a BIDS dataset"):
         load_manifest(dict(spec, recordings=dict(bids=dict(root="."))), root=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MANIFESTS.glob("*.yaml")))
+def test_shipped_manifests_are_valid(name, tmp_path):
+    from eegsal.data import read_manifest
+
+    m = read_manifest(MANIFESTS / name, root=tmp_path)
+    assert m.name == name.removesuffix(".yaml")
+    assert m.source in ("files", "simulate")
