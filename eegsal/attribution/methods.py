@@ -286,25 +286,7 @@ def attribute(
         x = epochs.get_data(picks=picks, item=idx, units="uV", verbose=False)
         return x.astype(np.float32, copy=False)
 
-    if isinstance(result_or_model, DecodingResult):
-        res = result_or_model
-        if len(res.predictions) != n:
-            raise ValueError(
-                f"epochs has {n} epochs but the result was decoded from "
-                f"{len(res.predictions)}; pass the epochs given to decode()."
-            )
-        models, fold = res.models, res.predictions["fold"].to_numpy()
-        classes = res.classes
-        y_true = res.predictions["y_true"].to_numpy()
-    else:
-        models, fold, classes, y_true = [result_or_model], np.zeros(n, int), None, None
-    if label == "true" and y_true is None:
-        raise ValueError(
-            "label='true' needs the class of each epoch: pass a DecodingResult, or "
-            "use label='predicted' or a class index."
-        )
-    if not (label in ("true", "predicted") or isinstance(label, int | np.integer)):
-        raise ValueError(f"label must be 'true', 'predicted' or an int, got {label!r}.")
+    models, fold, classes, y_true = resolve_models(result_or_model, n, label)
     if method == "occlusion" and (
         len(window) != 2
         or not (1 <= window[0] <= n_chans and 1 <= window[1] <= n_times)
@@ -410,13 +392,9 @@ def attribute(
                 base = torch.from_numpy(base).to(dev)[None]
             for b in progress(batches, desc=f"{method} (model {k + 1}/{len(models)})"):
                 x = torch.from_numpy(get(b)).to(dev)
-                if label == "true":
-                    cls = torch.from_numpy(np.searchsorted(classes, y_true[b])).to(dev)
-                elif label == "predicted":
-                    with torch.no_grad():
-                        cls = model(x).argmax(dim=-1)
-                else:
-                    cls = int(label)
+                cls = class_index(
+                    label, model, x, classes, None if y_true is None else y_true[b]
+                )
                 bb = None if base is None else base.expand(len(b), -1, -1)
                 a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
                 sink.write(b, a.detach().cpu().numpy())
@@ -427,6 +405,44 @@ def attribute(
             meta = pd.DataFrame(index=range(n)) if meta is None else meta
             meta["completeness_error"] = delta
         return sink.finish(metadata=meta, **header)
+
+
+def resolve_models(result_or_model, n: int, label) -> tuple:
+    """Models, fold of each epoch, classes and true labels of what is explained.
+
+    With a :class:`DecodingResult`, each epoch belongs to the model of the
+    fold that did not train on it; a bare model explains every epoch.
+    """
+    if isinstance(result_or_model, DecodingResult):
+        res = result_or_model
+        if len(res.predictions) != n:
+            raise ValueError(
+                f"epochs has {n} epochs but the result was decoded from "
+                f"{len(res.predictions)}; pass the epochs given to decode()."
+            )
+        models, fold = res.models, res.predictions["fold"].to_numpy()
+        classes = res.classes
+        y_true = res.predictions["y_true"].to_numpy()
+    else:
+        models, fold, classes, y_true = [result_or_model], np.zeros(n, int), None, None
+    if label == "true" and y_true is None:
+        raise ValueError(
+            "label='true' needs the class of each epoch: pass a DecodingResult, or "
+            "use label='predicted' or a class index."
+        )
+    if not (label in ("true", "predicted") or isinstance(label, int | np.integer)):
+        raise ValueError(f"label must be 'true', 'predicted' or an int, got {label!r}.")
+    return models, fold, classes, y_true
+
+
+def class_index(label, model, x: torch.Tensor, classes, y_true) -> torch.Tensor | int:
+    """Return the explained class of each epoch in the batch ``x``."""
+    if label == "true":
+        return torch.from_numpy(np.searchsorted(classes, y_true)).to(x.device)
+    if label == "predicted":
+        with torch.no_grad():
+            return model(x).argmax(dim=-1)
+    return int(label)
 
 
 def _moments(batches) -> tuple[np.ndarray, float]:
