@@ -29,6 +29,7 @@ _LAZY = {
     "models": "eegsal.models",
     "viz": "eegsal.viz",
     "stats": "eegsal.stats",
+    "evaluation": "eegsal.evaluation",
     "load_manifest": "eegsal.data",
 }
 
@@ -39,6 +40,7 @@ __all__ = [
     "__version__",
     "attribute",
     "decode",
+    "evaluation",
     "load_manifest",
     "models",
     "read_attributions",

@@ -12,6 +12,7 @@ DESIGN_NAMES_SO_FAR = {
     "read_attributions",
     "stats",
     "load_manifest",
+    "evaluation",
 }
 
 
@@ -42,11 +43,11 @@ def test_unknown_attribute_is_an_attribute_error():
 def test_docstrings_are_filled_and_present():
     import inspect
 
-    from eegsal import data, models, stats
+    from eegsal import data, evaluation, models, stats
     from eegsal.attribution import container, io, methods
 
     modules = [eegsal.simulate, eegsal.decoding, models, data, container, io, methods]
-    modules += [stats]
+    modules += [stats, evaluation]
     for module in modules:
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)

@@ -1,0 +1,16 @@
+"""Testing the explanations: faithfulness, sanity, stability, localization."""
+
+from eegsal.evaluation.faithfulness import FaithfulnessCurves, curve_auc, faithfulness
+from eegsal.evaluation.localization import localization
+from eegsal.evaluation.sanity import cascading_randomization, randomization_test
+from eegsal.evaluation.stability import stability
+
+__all__ = [
+    "FaithfulnessCurves",
+    "cascading_randomization",
+    "curve_auc",
+    "faithfulness",
+    "localization",
+    "randomization_test",
+    "stability",
+]
