@@ -151,15 +151,16 @@ def _patch_scores(a: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     return a.sum(axis=(2, 4)).reshape(n, -1)
 
 
-def _patch_masks(order: np.ndarray, k: int, shape, patch) -> np.ndarray:
-    """Boolean cell masks (n, C, T) of the first ``k`` patches of each order."""
-    n, c, t = shape
+def _patch_cells(shape, patch) -> np.ndarray:
+    """Flat cell indices of each patch, (n_patches, cells per patch); -1 pads."""
+    _, c, t = shape
     pc, pt = patch
-    n_pc, n_pt = -(-c // pc), -(-t // pt)
-    chosen = np.zeros((n, n_pc * n_pt), bool)
-    np.put_along_axis(chosen, order[:, :k], True, axis=1)
-    cells = chosen.reshape(n, n_pc, n_pt).repeat(pc, axis=1).repeat(pt, axis=2)
-    return cells[:, :c, :t]
+    grid = np.full((-(-c // pc) * pc, -(-t // pt) * pt), -1)
+    grid[:c, :t] = np.arange(c * t).reshape(c, t)
+    n_pc, n_pt = grid.shape[0] // pc, grid.shape[1] // pt
+    return (
+        grid.reshape(n_pc, pc, n_pt, pt).transpose(0, 2, 1, 3).reshape(n_pc * n_pt, -1)
+    )
 
 
 @fill_doc
@@ -208,7 +209,8 @@ def faithfulness(
         Reference values: ``'zeros'``, ``'mean'``, ``'noise'`` or
         ``'phase'`` (see :func:`perturbation_reference`).
     n_random : int
-        Random orderings per epoch (their curves are averaged).
+        Random orderings per epoch (their curves are averaged); 0 skips the
+        chance curve (``auc_random`` and ``gain`` are then NaN).
     batch_size : int
         Epochs per forward pass.
     %(seed)s
@@ -254,13 +256,15 @@ def faithfulness(
     models, fold, classes, y_true = resolve_models(result_or_model, n, label)
     rng = check_random_state(seed)
     dev = get_device(device)
-    n_patches = _patch_scores(
-        np.zeros((1, len(picks), len(epochs.times))), patch
-    ).shape[1]
+    shape = (1, len(picks), len(epochs.times))
+    n_patches = _patch_scores(np.zeros(shape), patch).shape[1]
+    cells_of = _patch_cells(shape, patch)
     counts = np.round(np.linspace(0, n_patches, n_steps + 1)).astype(int)
     fraction = counts / n_patches
-    scores = {"attribution": np.zeros((n, n_steps + 1)),
-              "random": np.zeros((n, n_steps + 1))}  # fmt: skip
+    scores = {"attribution": np.zeros((n, n_steps + 1))}
+    scores["random"] = (
+        np.zeros((n, n_steps + 1)) if n_random else np.full((n, n_steps + 1), np.nan)
+    )
     logger.info(
         "%s curves: %d epochs x %d steps (%d patches of %s) x %d orderings",
         kind, n, n_steps, n_patches, patch, 1 + n_random,
@@ -284,19 +288,29 @@ def faithfulness(
                 orders = [("attribution", ranked)] + [
                     ("random", rng.permuted(identity, axis=1)) for _ in range(n_random)
                 ]  # fmt: skip
+                # each step moves only the new patches' cells (no full masks):
+                # the curves cost their forward passes and little else
+                start, src = (x, ref) if kind == "deletion" else (ref, x)
+                start, src = start.reshape(len(b), -1), src.reshape(len(b), -1)
+                rows = np.arange(len(b))[:, None]
                 for name, order in orders:
+                    xs = start.copy()
                     for s, count in enumerate(counts):
-                        mask = _patch_masks(order, count, x.shape, patch)
-                        if kind == "insertion":
-                            mask = ~mask
-                        xs = np.where(mask, ref, x)
-                        out = forward(torch.from_numpy(xs).to(dev)).gather(1, cls)
-                        add = out[:, 0].float().cpu().numpy()
+                        if s:
+                            cells = cells_of[order[:, counts[s - 1] : count]]
+                            cells = cells.reshape(len(b), -1)
+                            r, cell = np.broadcast_to(rows, cells.shape), cells
+                            ok = cell >= 0
+                            xs[r[ok], cell[ok]] = src[r[ok], cell[ok]]
+                        xt = torch.from_numpy(xs.reshape(x.shape)).to(dev)
+                        add = forward(xt).gather(1, cls)[:, 0].float().cpu().numpy()
                         if name == "random":
                             add = add / n_random
                         scores[name][b, s] += add
     rows = []
     for name, sc in scores.items():
+        if name == "random" and not n_random:
+            continue
         rows.append(pd.DataFrame({
             "epoch": np.repeat(np.arange(n), n_steps + 1),
             "ordering": name,
