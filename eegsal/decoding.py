@@ -616,6 +616,8 @@ def decode(
         seed=seed,
         ch_names=[epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)],
         sfreq=epochs.info["sfreq"],
+        # the training settings, so that a control can be trained the same way
+        decoder_params={k: v for k, v in decoder_params.items() if k != "model_params"},
     )
     result = DecodingResult(predictions, pd.DataFrame(rows), models, classes, config)
     logger.info("%r", result)

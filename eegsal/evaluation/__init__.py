@@ -2,7 +2,11 @@
 
 from eegsal.evaluation.faithfulness import FaithfulnessCurves, curve_auc, faithfulness
 from eegsal.evaluation.localization import localization
-from eegsal.evaluation.sanity import cascading_randomization, randomization_test
+from eegsal.evaluation.sanity import (
+    cascading_randomization,
+    label_randomization,
+    randomization_test,
+)
 from eegsal.evaluation.stability import stability
 
 __all__ = [
@@ -10,6 +14,7 @@ __all__ = [
     "cascading_randomization",
     "curve_auc",
     "faithfulness",
+    "label_randomization",
     "localization",
     "randomization_test",
     "stability",

@@ -15,7 +15,7 @@ from eegsal._check import check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 
-__all__ = ["cascading_randomization", "randomization_test"]
+__all__ = ["cascading_randomization", "label_randomization", "randomization_test"]
 
 
 def _parametrized_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -65,6 +65,20 @@ def cascading_randomization(model: nn.Module, seed=0):
                 for p in layer.parameters(False):
                     p.normal_(0, float(p.std()) if p.numel() > 1 else 1.0)
         yield name, copy.deepcopy(randomized).eval()
+
+
+class _SameFolds:
+    """The folds of an earlier result, as a splitter (group-aware by construction)."""
+
+    def __init__(self, fold: np.ndarray):
+        self.fold = fold
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: D102
+        return int(self.fold.max()) + 1
+
+    def split(self, X=None, y=None, groups=None):  # noqa: D102
+        for k in range(self.get_n_splits()):
+            yield np.flatnonzero(self.fold != k), np.flatnonzero(self.fold == k)
 
 
 def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,3 +177,72 @@ def randomization_test(
             "they do not explain this model.", table["spearman"].iloc[-1],
         )  # fmt: skip
     return table
+
+
+@fill_doc
+@verbose
+def label_randomization(
+    result,
+    epochs: mne.BaseEpochs,
+    *,
+    method: str = "saliency",
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+    **attribute_params,
+) -> pd.DataFrame:
+    """Compare the maps with those of the same decoder trained on shuffled labels.
+
+    The target labels are permuted within each subject (every subject keeps
+    its class counts), the decoder is retrained with the result's model,
+    settings and folds, and both are explained with ``method``. A model that
+    learned nothing cannot be explained the same way as one that did: maps
+    that stay alike (high rank correlation) describe the data or the
+    architecture, not what was learned (Adebayo et al., 2018).
+
+    Parameters
+    ----------
+    result : DecodingResult
+        The decoder trained on the true labels.
+    epochs : mne.Epochs
+        The epochs it was decoded from.
+    method : str
+        An :func:`eegsal.attribute` method.
+    %(seed)s
+    %(verbose)s
+    **attribute_params
+        Passed to :func:`eegsal.attribute`; ``label`` defaults to class 0
+        (the true labels differ between the two decoders).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per epoch: ``spearman`` (absolute maps of the two
+        decoders), ``balanced_accuracy_shuffled`` (out-of-fold, of the
+        control) and the metadata.
+    """
+    from eegsal.attribution import attribute
+    from eegsal.decoding import decode
+
+    cfg = result.config
+    rng = check_random_state(seed)
+    meta = epochs.metadata.reset_index(drop=True)
+    shuffled = meta[cfg["target"]].to_numpy().copy()
+    for rows in meta.groupby(cfg["groups"], sort=False).indices.values():
+        shuffled[rows] = shuffled[rng.permutation(rows)]
+    control_epochs = epochs.copy()
+    control_epochs.metadata = meta.assign(_shuffled=shuffled)
+    folds = _SameFolds(result.predictions["fold"].to_numpy())
+    logger.info(
+        "Training the %s decoder on labels shuffled within subjects", cfg["model"]
+    )
+    control = decode(control_epochs, "_shuffled", model=cfg["model"],
+                     groups=cfg["groups"], cv=folds, seed=cfg["seed"], verbose=False,
+                     model_params=cfg["model_params"],
+                     **cfg.get("decoder_params", {}))  # fmt: skip
+    attribute_params.setdefault("label", 0)
+    a = attribute(result, epochs, method=method, verbose=False, **attribute_params)
+    b = attribute(control, control_epochs, method=method, verbose=False,
+                  **attribute_params)  # fmt: skip
+    table = pd.DataFrame({"spearman": _spearman_rows(a.data, b.data)})
+    table["balanced_accuracy_shuffled"] = control.scores["balanced_accuracy"].mean()
+    return table.join(meta)

@@ -87,3 +87,14 @@ def test_localization_against_the_ground_truth(study):
     truth.content_mask[:] = False
     with pytest.raises(ValueError, match="no content signal"):
         localization(perfect, truth)
+
+
+def test_label_randomization_control(tiny_result, study):
+    from eegsal.evaluation import label_randomization
+
+    epochs, _ = study
+    table = label_randomization(tiny_result, epochs, method="saliency")
+    assert len(table) == len(epochs) and table["spearman"].between(-1, 1).all()
+    assert 0.25 < table["balanced_accuracy_shuffled"].iloc[0] < 0.75  # chance
+    assert {"subject", "content", "stage"} <= set(table.columns)
+    assert tiny_result.config["decoder_params"]["max_epochs"] == 3
