@@ -6,6 +6,8 @@ saliency maps go to ``eegsal.evaluation.faithfulness`` (cells ranked one by
 one, ``n_steps`` steps, no random ordering) and to ``quantus.PixelFlipping``
 (``features_in_step`` = cells / steps, softmax output): the curves must agree
 step by step (they do at the first step; see the note printed for the rest).
+Then ``faithfulness_correlation`` against ``quantus.FaithfulnessCorrelation`` on
+the very subsets Quantus draws (recorded).
 The reference time is the bare loop of the forward passes the
 curves need (epochs x (steps + 1) in batches), measured in the same run.
 
@@ -110,6 +112,66 @@ def main() -> None:
     print(f"eegsal faithfulness : {t_ours:6.2f} s ({t_ours / t_bare:.2f}x bare)")
     print(f"quantus PixelFlipping: {t_theirs:6.2f} s ({t_theirs / t_bare:.2f}x bare, "
           f"{t_theirs / t_ours:.2f}x eegsal)")  # fmt: skip
+    correlation(model, epochs, attr, x, repeats=args.repeats)
+
+
+def correlation(model, epochs, attr, x, n_subsets=50, subset_size=190, repeats=3):
+    """FaithfulnessCorrelation of Quantus against eegsal on the same random subsets."""
+    import quantus
+
+    from eegsal.evaluation import faithfulness_correlation
+
+    n, c, t = x.shape
+
+    class Flat(torch.nn.Module):
+        def forward(self, z):
+            return model(z.reshape(-1, c, t))
+
+    metric = quantus.FaithfulnessCorrelation(
+        nr_runs=n_subsets, subset_size=subset_size, perturb_baseline="mean",
+        return_aggregate=False, disable_warnings=True,
+    )  # fmt: skip
+
+    def theirs():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.array(metric(model=Flat().eval(), x_batch=x.reshape(n, 1, -1),
+                                   y_batch=np.ones(n, int),
+                                   a_batch=attr.data.reshape(n, 1, -1), softmax=True,
+                                   device="cpu", batch_size=n))  # fmt: skip
+
+    # Quantus draws its subsets with NumPy's global generator, run by run and
+    # epoch by epoch: record them once, and give eegsal the same subsets
+    drawn, choice = [], np.random.choice
+
+    def recording_choice(*args, **kwargs):
+        drawn.append(choice(*args, **kwargs))
+        return drawn[-1]
+
+    np.random.choice = recording_choice
+    try:
+        theirs()
+    finally:
+        np.random.choice = choice
+    subsets = np.asarray(drawn).reshape(n_subsets, n, subset_size).transpose(1, 0, 2)
+
+    def ours():
+        table = faithfulness_correlation(model, epochs, attr, subsets=subsets)
+        return table["correlation"].to_numpy()
+
+    times, outs = _interleaved(dict(ours=ours, theirs=theirs), repeats)
+    np.random.choice = recording_choice  # compare on the recorded subsets
+    drawn.clear()
+    try:
+        reference = theirs()
+    finally:
+        np.random.choice = choice
+    subsets = np.asarray(drawn).reshape(n_subsets, n, subset_size).transpose(1, 0, 2)
+    mine = faithfulness_correlation(model, epochs, attr, subsets=subsets, verbose=False)
+    diff = np.nanmax(np.abs(mine["correlation"].to_numpy() - reference))
+    print(f"FaithfulnessCorrelation ({n_subsets} subsets of {subset_size} cells): "
+          f"max |difference| {diff:.1e}; eegsal {times['ours']:.2f} s, Quantus "
+          f"{times['theirs']:.2f} s ({times['theirs'] / times['ours']:.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """Testing the explanations: faithfulness, sanity, stability, localization."""
 
-from eegsal.evaluation.faithfulness import FaithfulnessCurves, curve_auc, faithfulness
+from eegsal.evaluation.faithfulness import (
+    FaithfulnessCurves,
+    curve_auc,
+    faithfulness,
+    faithfulness_correlation,
+)
 from eegsal.evaluation.localization import localization
 from eegsal.evaluation.sanity import (
     cascading_randomization,
@@ -14,6 +19,7 @@ __all__ = [
     "cascading_randomization",
     "curve_auc",
     "faithfulness",
+    "faithfulness_correlation",
     "label_randomization",
     "localization",
     "randomization_test",

@@ -110,3 +110,28 @@ def test_faithfulness_errors(study):
         faithfulness(model, epochs[:3], attr)
     with pytest.raises(ValueError, match="Invalid value for the 'perturbation'"):
         faithfulness(model, epochs[:2], attr, perturbation="blur")
+
+
+def test_faithfulness_correlation(study):
+    from eegsal.evaluation import faithfulness_correlation
+
+    epochs, truth = study
+    sel = epochs["content == 'flying'"][:6]
+    model = _CellModel(truth.content_mask).eval()
+    # for a linear model the drop of a subset is exactly the input x gradient
+    # summed over it: the correlation is 1
+    true = attribute(model, sel, method="input_x_gradient", label=1)
+    table = faithfulness_correlation(model, sel, true, n_subsets=30)
+    np.testing.assert_allclose(table["correlation"], 1.0, atol=1e-6)
+    rng = np.random.default_rng(0)
+    noise = _attr(rng.standard_normal(true.data.shape), sel)
+    assert (
+        faithfulness_correlation(model, sel, noise, n_subsets=30)["correlation"]
+        .abs()
+        .max()
+        < 0.6
+    )
+    # given subsets are used as they are
+    subsets = np.tile(np.arange(5), (6, 2, 1))
+    with pytest.raises(ValueError, match="subsets must have shape"):
+        faithfulness_correlation(model, sel, true, subsets=subsets[:2])
