@@ -134,6 +134,7 @@ def content_verdict(
     groups: str = "subject",
     n_permutations: int = 1000,
     alpha: float = 0.05,
+    context_result: DecodingResult | None = None,
     seed: int | np.random.Generator | None = 0,
     verbose: bool | str | int | None = None,
 ) -> pd.DataFrame:
@@ -156,6 +157,10 @@ def content_verdict(
         Permutations of the within-context test.
     alpha : float
         Significance level of the ``holds`` column.
+    context_result : DecodingResult | None
+        A decoder of the context itself (``eegsal.decode(epochs, "stage")``),
+        trained with the same folds: its score says how much a decoder could
+        get from the context alone (first row, no p-value).
     seed : int | numpy.random.Generator | None
         Seed.
     %(verbose)s
@@ -212,6 +217,20 @@ def content_verdict(
             p=p_subj,
         )
     )
+    if context_result is not None:
+        validate_type(context_result, DecodingResult, "context_result")
+        pred = context_result.predictions
+        rows.insert(
+            0,
+            dict(
+                test=f"{context} decodability ({context_result.config['target']})",
+                n=len(pred),
+                balanced_accuracy=balanced_accuracy_score(
+                    pred["y_true"].astype(str), pred["y_pred"].astype(str)
+                ),
+                p=np.nan,
+            ),
+        )
     table = pd.DataFrame(rows)
     table["holds"] = table["p"] < alpha
     pooled = within.iloc[-1]

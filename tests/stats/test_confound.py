@@ -35,7 +35,13 @@ def test_a_decoder_that_reads_only_the_stage_is_at_chance_within_stage(confounde
     pooled = table.iloc[-1]
     assert pooled["balanced_accuracy"] == pytest.approx(0.5)
     assert pooled["p"] > 0.5
-    verdict = content_verdict(result, "stage", n_permutations=200)
+    stage = confounded["stage"].to_numpy()
+    stage_decoder = _result(confounded.assign(content=stage), stage)  # perfect
+    verdict = content_verdict(result, "stage", n_permutations=200,
+                              context_result=stage_decoder)  # fmt: skip
+    assert verdict.iloc[0]["test"].startswith("stage decodability")
+    assert verdict.iloc[0]["balanced_accuracy"] == 1.0
+    verdict = verdict.iloc[1:].reset_index(drop=True)
     overall = verdict.iloc[0]["balanced_accuracy"]
     assert overall > 0.75  # the confound makes it look good overall
     assert "no content information" in verdict.iloc[-1]["reading"]
