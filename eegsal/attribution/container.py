@@ -20,7 +20,8 @@ class Attributions:
     info : mne.Info
         Channel information (positions for topographic maps).
     times : ndarray, shape (n_times,)
-        Time points (s).
+        Time points (s); for spectral maps (``domain='frequency'`` in
+        ``params``), the frequencies (Hz), also available as ``freqs``.
     metadata : pandas.DataFrame | None
         One row per epoch.
     method : str
@@ -67,12 +68,25 @@ class Attributions:
         )
         self.params = params
 
+    @property
+    def domain(self) -> str:
+        """``'time'`` (channels x times) or ``'frequency'`` (channels x freqs)."""
+        return self.params.get("domain", "time")
+
+    @property
+    def freqs(self) -> np.ndarray:
+        """Frequencies (Hz) of a spectral map (its second axis)."""
+        if self.domain != "frequency":
+            raise AttributeError("these maps are over time; see .times.")
+        return self.times
+
     def __repr__(self) -> str:
         n, c, t = self.data.shape
+        axis, unit = ("freqs", "Hz") if self.domain == "frequency" else ("times", "s")
         return (
             f"<Attributions | {self.method} → {self.target} ({self.sign}), "
-            f"{n} epochs × {c} ch × {t} times, "
-            f"{self.times[0]:g} – {self.times[-1]:g} s, "
+            f"{n} epochs × {c} ch × {t} {axis}, "
+            f"{self.times[0]:g} – {self.times[-1]:g} {unit}, "
             f"~{self.data.nbytes / 2**20:.1f} MiB>"
         )
 
