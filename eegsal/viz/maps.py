@@ -46,6 +46,8 @@ def plot_image(
     fig : matplotlib.figure.Figure
         The figure.
     """
+    frequency = getattr(attr, "domain", "time") == "frequency"
+    xlabel = "frequency (Hz)" if frequency else "time (s)"
     if isinstance(attr, dict):
         evokeds = attr
         first = next(iter(evokeds.values()))
@@ -108,7 +110,7 @@ def plot_image(
         ax.set_xlim(extent[0], extent[1])  # the padded outline must not widen them
         ax.set_ylim(extent[2], extent[3])
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("time (s)")
+        ax.set_xlabel(xlabel)
         ax.set_yticks(np.arange(n_rows), names, fontsize=7)
     cbar = fig.colorbar(im, ax=axes, shrink=0.8)
     default = ("|attribution|" if absolute else "attribution") + " (a.u.)"

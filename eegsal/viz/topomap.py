@@ -31,7 +31,7 @@ def plot_topomap(
     attr : Attributions
         Spatially resolved attributions.
     times : array-like of float
-        Centre times (s) of the maps.
+        Centre times (s) of the maps; for spectral maps, frequencies (Hz).
     by : str | None
         Metadata column giving one row of maps per value, e.g. ``'content'``.
     absolute : bool
@@ -123,10 +123,11 @@ def plot_topomap(
                 ),
             )
             if r == 0:
+                unit = "Hz" if getattr(attr, "domain", "time") == "frequency" else "s"
                 span = (
-                    f"{t - window / 2:.2g}–{t + window / 2:.2g} s"
+                    f"{t - window / 2:.2g}–{t + window / 2:.2g} {unit}"
                     if window
-                    else f"{t:.2g} s"
+                    else f"{t:.2g} {unit}"
                 )
                 ax.set_title(span, fontsize=9)
             if c == 0:

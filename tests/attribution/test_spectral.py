@@ -92,3 +92,11 @@ def test_spectral_maps_save_and_feed_the_statistics(noise_epochs, tmp_path):
     with pytest.raises(ValueError, match="contain no frequency bin"):
         attribute_spectrum(model, noise_epochs, method="band_occlusion", label=1,
                            bands={"slow": (0.1, 0.2)})  # fmt: skip
+
+
+def test_spectral_plots_say_hertz(noise_epochs):
+    attr = attribute_spectrum(_BandPower().eval(), noise_epochs, label=1)
+    fig = attr.plot_image(absolute=True)
+    assert fig.axes[0].get_xlabel() == "frequency (Hz)"
+    fig = attr.plot_topomap([10.0, 20.0])
+    assert fig.axes[0].get_title().endswith("Hz")
