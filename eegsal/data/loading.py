@@ -303,16 +303,20 @@ def read_hypnogram(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
     if spec is None:
         raise m.error(where, "no hypnogram: give hypnogram: annotations or a file.")
     duration = raw.n_times / raw.info["sfreq"]
-    if spec == "annotations" or Path(spec).suffix.lower() in (".edf", ".bdf"):
+    if spec == "annotations" or Path(spec).suffix.lower() in (".edf", ".bdf", ".fif"):
+        # onsets from the recording's first sample (s)
         if spec == "annotations":
             ann = raw.annotations
+            t0 = raw.first_time if ann.orig_time is not None else 0.0
         else:
             ann = mne.read_annotations(spec)
-            if ann.orig_time is None or raw.annotations.orig_time is None:
-                ann = mne.Annotations(ann.onset, ann.duration, ann.description)
+            meas = raw.info["meas_date"]
+            t0 = 0.0
+            if ann.orig_time is not None and meas is not None:
+                # a separate file may start at another time than the recording
+                t0 = (meas - ann.orig_time).total_seconds() + raw.first_time
         rows = []
         unknown = set()
-        t0 = raw.first_time if ann.orig_time is not None else 0.0
         for onset, dur, desc in zip(
             ann.onset, ann.duration, ann.description, strict=True
         ):
@@ -331,10 +335,10 @@ def read_hypnogram(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
                 "mapping; add them to epochs.stages or epochs.ignore_stages."
             )  # fmt: skip
         table = pd.DataFrame(rows, columns=["onset", "stage"])
-        outside = table["onset"] + length > duration + 1e-6
+        outside = (table["onset"] < -1e-6) | (table["onset"] + length > duration + 1e-6)
         if outside.any():
             logger.info(
-                "%s: %d scored epochs end after the recording (%.0f s); dropped.",
+                "%s: %d scored epochs fall outside the recording (%.0f s); dropped.",
                 rec["path"].name, int(outside.sum()), duration,
             )  # fmt: skip
             table = table[~outside]

@@ -418,3 +418,24 @@ def test_shipped_manifests_are_valid(name, tmp_path):
     m = read_manifest(MANIFESTS / name, root=tmp_path)
     assert m.name == name.removesuffix(".yaml")
     assert m.source in ("files", "simulate")
+
+
+def test_hypnogram_file_is_aligned_by_its_start_time(folder, tmp_path):
+    import datetime
+
+    raw = _raw(seconds=120)
+    start = datetime.datetime(2024, 1, 1, 22, 0, tzinfo=datetime.UTC)
+    raw.set_meas_date(start)
+    raw.save(folder / "sub-03_raw.fif", verbose=False)
+    # scored from 30 s before the recording started: the first epoch is dropped
+    ann = mne.Annotations([0, 30, 60, 90, 120], [30] * 5,
+                          ["Sleep stage W", "Sleep stage 1", "Sleep stage 2",
+                           "Sleep stage R", "Sleep stage 3"],
+                          orig_time=start - datetime.timedelta(seconds=30))  # fmt: skip
+    ann.save(folder / "sub-03_hypno-annot.fif", verbose=False)
+    spec = dict(recordings=[dict(path="sub-03_raw.fif", subject="03",
+                                 hypnogram="sub-03_hypno-annot.fif")],
+                epochs=dict(mode="scored"))  # fmt: skip
+    epochs = load_manifest(spec, root=folder, cache=False)
+    assert epochs.metadata["stage"].tolist() == ["N1", "N2", "REM", "N3"]
+    np.testing.assert_allclose(epochs.metadata["onset"], [0, 30, 60, 90])
