@@ -33,6 +33,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("out", nargs="?", default="analyses-output")
 parser.add_argument("--seeds", type=int, default=50)
 parser.add_argument("--n-permutations", type=int, default=200)
+parser.add_argument("--first-seed", type=int, default=0)
+parser.add_argument("--scenarios", nargs="+", default=["confound", "content"])
 args = parser.parse_args()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
@@ -42,8 +44,9 @@ SCENARIOS = {
     "content": dict(scenario="content", effect_size=1.0),
 }
 rows = []
-for seed in range(args.seeds):
-    for name, kw in SCENARIOS.items():
+for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for name in args.scenarios:
+        kw = SCENARIOS[name]
         epochs, _ = simulate_sleep_study(n_subjects=6, n_epochs=50, epoch_length=2.0,
                                          seed=seed, verbose=False, **kw)  # fmt: skip
         result = decode(epochs, "content", cv=3, max_epochs=20, patience=20,
@@ -69,7 +72,8 @@ for seed in range(args.seeds):
             )
         )
         print(rows[-1], flush=True)
-    pd.DataFrame(rows).to_csv(out / "content_claim_calibration.csv", index=False)
+    pd.DataFrame(rows).to_csv(out / f"content_claim_calibration_{args.first_seed}.csv",
+                              index=False)  # fmt: skip
 
 table = pd.DataFrame(rows)
 summary = []
@@ -81,7 +85,8 @@ for name, g in table.groupby("scenario"):
                             rate=k / n, ci_low=ci.low, ci_high=ci.high, n=n,
                             mean_ba=g["balanced_accuracy"].mean()))  # fmt: skip
 summary = pd.DataFrame(summary)
-summary.to_csv(out / "content_claim_calibration_summary.csv", index=False)
+summary.to_csv(out / f"content_claim_calibration_summary_{args.first_seed}.csv",
+               index=False)  # fmt: skip
 print(summary.round(3).to_string(index=False))
 print("binomial upper limit of 5 % over", args.seeds, "seeds (one-sided 95 %):",
       stats.binom.ppf(0.95, args.seeds, 0.05) / args.seeds)  # fmt: skip
