@@ -38,6 +38,10 @@ docdict["seed"] = """\
 seed : int | numpy.random.Generator | None
     Random seed; the same seed gives the same data."""
 
+docdict["device"] = """\
+device : str
+    ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``."""
+
 docdict["verbose"] = """\
 verbose : bool | str | int | None
     Control verbosity of the logging output (``True`` is ``'info'``)."""

@@ -98,8 +98,7 @@ def attribute_spectrum(
         :data:`BANDS`.
     batch_size : int
         Epochs per batch.
-    device : str
-        ``'auto'``, ``'cpu'`` or ``'cuda'``.
+    %(device)s
     %(verbose)s
 
     Returns

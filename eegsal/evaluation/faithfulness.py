@@ -220,8 +220,7 @@ def faithfulness(
     batch_size : int
         Epochs per forward pass.
     %(seed)s
-    device : str
-        ``'auto'``, ``'cpu'`` or ``'cuda'``.
+    %(device)s
     %(verbose)s
 
     Returns
@@ -378,7 +377,7 @@ def faithfulness_correlation(
     n_subsets : int
         Random subsets per epoch.
     subset_size : int | None
-        Cells per subset; None takes 5 %% of the map.
+        Cells per subset; None takes 5 % of the map.
     perturbation : str
         ``'zeros'``, ``'mean'``, ``'noise'`` or ``'phase'``.
     subsets : ndarray of int, shape (n_epochs, n_subsets, subset_size) | None
@@ -387,8 +386,7 @@ def faithfulness_correlation(
     batch_size : int
         Epochs per forward pass.
     %(seed)s
-    device : str
-        ``'auto'``, ``'cpu'`` or ``'cuda'``.
+    %(device)s
     %(verbose)s
 
     Returns
