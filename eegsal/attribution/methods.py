@@ -435,6 +435,23 @@ def resolve_models(result_or_model, n: int, label) -> tuple:
     return models, fold, classes, y_true
 
 
+def fold_batches(models, fold, epochs, picks, *, target, batch_size, device, desc):
+    """Yield ``(model, forward, idx, x)``: each fold model's epochs, batch by batch.
+
+    ``forward`` maps the model's logits to ``target``; ``x`` holds the epochs
+    ``idx`` in µV (float32), read one batch at a time.
+    """
+    for k, model in enumerate(models):
+        model = model.to(device).eval()
+        forward = _Target(model, target)
+        idx = np.flatnonzero(fold == k)
+        batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
+        for b in progress(batches, desc=f"{desc} (model {k + 1}/{len(models)})"):
+            x = epochs.get_data(picks=picks, item=b, units="uV").astype(np.float32)
+            yield model, forward, b, x
+        model.zero_grad(set_to_none=True)
+
+
 def class_index(label, model, x: torch.Tensor, classes, y_true) -> torch.Tensor | int:
     """Return the explained class of each epoch in the batch ``x``."""
     if label == "true":

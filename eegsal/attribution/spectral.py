@@ -18,7 +18,7 @@ from torch import nn
 
 from eegsal._check import check_option, validate_type
 from eegsal._docs import fill_doc
-from eegsal._logging import logger, progress, verbose
+from eegsal._logging import logger, verbose
 from eegsal.attribution.container import Attributions
 from eegsal.decoding import DecodingResult, get_device
 
@@ -121,7 +121,7 @@ def attribute_spectrum(
     """
     from captum.attr import IntegratedGradients, Saliency
 
-    from eegsal.attribution.methods import _Target, class_index, resolve_models
+    from eegsal.attribution.methods import class_index, fold_batches, resolve_models
 
     validate_type(epochs, mne.BaseEpochs, "epochs")
     check_option("method", method, SPECTRAL_METHODS)
@@ -145,43 +145,45 @@ def attribute_spectrum(
         out = np.zeros((n, n_chans, len(freqs)), np.float32)
     delta = np.full(n, np.nan)
     logger.info("Spectral %s for %d epochs on %s", method, n, dev)
-    for k, model in enumerate(models):
-        model = model.to(dev).eval()
-        forward = _Target(model, target)
-        idx = np.flatnonzero(fold == k)
-        batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
-        for b in progress(batches, desc=f"spectral {method} ({k + 1}/{len(models)})"):
-            x = epochs.get_data(picks=picks, item=b, units="uV").astype(np.float32)
-            xt = torch.from_numpy(x).to(dev)
-            cls = class_index(label, model, xt, classes,
-                              None if y_true is None else y_true[b])  # fmt: skip
-            spec = torch.fft.rfft(xt)
-            if method == "band_occlusion":
-                with torch.no_grad():
-                    sel = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
-                    y0 = forward(xt).gather(1, sel)[:, 0]
-                    for j, mask in enumerate(masks.values()):
-                        keep = torch.from_numpy(~mask).to(dev)
-                        for c in range(n_chans):
-                            s = spec.clone()
-                            s[:, c] = s[:, c] * keep
-                            xs = torch.fft.irfft(s, n=n_times)
-                            drop = y0 - forward(xs).gather(1, sel)[:, 0]
-                            out[b, c, j] = drop.float().cpu().numpy()
-                continue
-            amp = spec.abs()
-            wrapped = _FromAmplitudes(forward, spec.angle(), n_times).to(dev)
-            if method == "amplitude_gradient":
-                a = Saliency(wrapped).attribute(amp.requires_grad_(), target=cls,
-                                                abs=False)  # fmt: skip
-            else:
-                a, d = IntegratedGradients(wrapped).attribute(
-                    amp.requires_grad_(), baselines=torch.zeros_like(amp), target=cls,
-                    n_steps=n_steps, return_convergence_delta=True,
-                )  # fmt: skip
-                delta[b] = d.detach().cpu().numpy()
-            out[b] = a.detach().cpu().numpy()
-        model.zero_grad(set_to_none=True)
+    for model, forward, b, x in fold_batches(
+        models,
+        fold,
+        epochs,
+        picks,
+        target=target,
+        batch_size=batch_size,
+        device=dev,
+        desc=f"spectral {method}",
+    ):
+        xt = torch.from_numpy(x).to(dev)
+        cls = class_index(label, model, xt, classes,
+                          None if y_true is None else y_true[b])  # fmt: skip
+        spec = torch.fft.rfft(xt)
+        if method == "band_occlusion":
+            with torch.no_grad():
+                sel = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
+                y0 = forward(xt).gather(1, sel)[:, 0]
+                for j, mask in enumerate(masks.values()):
+                    keep = torch.from_numpy(~mask).to(dev)
+                    for c in range(n_chans):
+                        s = spec.clone()
+                        s[:, c] = s[:, c] * keep
+                        xs = torch.fft.irfft(s, n=n_times)
+                        drop = y0 - forward(xs).gather(1, sel)[:, 0]
+                        out[b, c, j] = drop.float().cpu().numpy()
+            continue
+        amp = spec.abs()
+        wrapped = _FromAmplitudes(forward, spec.angle(), n_times).to(dev)
+        if method == "amplitude_gradient":
+            a = Saliency(wrapped).attribute(amp.requires_grad_(), target=cls,
+                                            abs=False)  # fmt: skip
+        else:
+            a, d = IntegratedGradients(wrapped).attribute(
+                amp.requires_grad_(), baselines=torch.zeros_like(amp), target=cls,
+                n_steps=n_steps, return_convergence_delta=True,
+            )  # fmt: skip
+            delta[b] = d.detach().cpu().numpy()
+        out[b] = a.detach().cpu().numpy()
     meta = None if epochs.metadata is None else epochs.metadata.reset_index(drop=True)
     if method == "integrated_gradients":
         meta = meta.copy() if meta is not None else None

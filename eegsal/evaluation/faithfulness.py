@@ -11,7 +11,7 @@ import torch
 
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
-from eegsal._logging import logger, progress, verbose
+from eegsal._logging import logger, verbose
 from eegsal.decoding import get_device
 
 __all__ = [
@@ -240,7 +240,7 @@ def faithfulness(
     >>> fc = eegsal.evaluation.faithfulness(result, epochs, attr)  # doctest: +SKIP
     >>> fc.auc["gain"].mean()  # doctest: +SKIP
     """
-    from eegsal.attribution.methods import _Target, class_index, resolve_models
+    from eegsal.attribution.methods import class_index, fold_batches, resolve_models
 
     check_option("kind", kind, ("deletion", "insertion"))
     check_option("perturbation", perturbation, PERTURBATIONS)
@@ -274,44 +274,47 @@ def faithfulness(
         "%s curves: %d epochs x %d steps (%d patches of %s) x %d orderings",
         kind, n, n_steps, n_patches, patch, 1 + n_random,
     )  # fmt: skip
-    for k, model in enumerate(models):
-        model = model.to(dev).eval()
-        forward = _Target(model, attr.target)
-        idx = np.flatnonzero(fold == k)
-        batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
-        for b in progress(batches, desc=f"{kind} (model {k + 1}/{len(models)})"):
-            x = epochs.get_data(picks=picks, item=b, units="uV").astype(np.float32)
-            ref = perturbation_reference(x, perturbation, rng)
-            a = np.asarray(attr[b].data, dtype=np.float64)
-            with torch.no_grad():
-                xt = torch.from_numpy(x).to(dev)
-                cls = class_index(label, model, xt, classes,
-                                  None if y_true is None else y_true[b])  # fmt: skip
-                cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
-                ranked = np.argsort(-_patch_scores(a, patch), axis=1, kind="stable")
-                identity = np.tile(np.arange(n_patches), (len(b), 1))
-                orders = [("attribution", ranked)] + [
-                    ("random", rng.permuted(identity, axis=1)) for _ in range(n_random)
-                ]  # fmt: skip
-                # each step moves only the new patches' cells (no full masks):
-                # the curves cost their forward passes and little else
-                start, src = (x, ref) if kind == "deletion" else (ref, x)
-                start, src = start.reshape(len(b), -1), src.reshape(len(b), -1)
-                rows = np.arange(len(b))[:, None]
-                for name, order in orders:
-                    xs = start.copy()
-                    for s, count in enumerate(counts):
-                        if s:
-                            cells = cells_of[order[:, counts[s - 1] : count]]
-                            cells = cells.reshape(len(b), -1)
-                            r, cell = np.broadcast_to(rows, cells.shape), cells
-                            ok = cell >= 0
-                            xs[r[ok], cell[ok]] = src[r[ok], cell[ok]]
-                        xt = torch.from_numpy(xs.reshape(x.shape)).to(dev)
-                        add = forward(xt).gather(1, cls)[:, 0].float().cpu().numpy()
-                        if name == "random":
-                            add = add / n_random
-                        scores[name][b, s] += add
+    for model, forward, b, x in fold_batches(
+        models,
+        fold,
+        epochs,
+        picks,
+        target=attr.target,
+        batch_size=batch_size,
+        device=dev,
+        desc=kind,
+    ):
+        ref = perturbation_reference(x, perturbation, rng)
+        a = np.asarray(attr[b].data, dtype=np.float64)
+        with torch.no_grad():
+            xt = torch.from_numpy(x).to(dev)
+            cls = class_index(label, model, xt, classes,
+                              None if y_true is None else y_true[b])  # fmt: skip
+            cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
+            ranked = np.argsort(-_patch_scores(a, patch), axis=1, kind="stable")
+            identity = np.tile(np.arange(n_patches), (len(b), 1))
+            orders = [("attribution", ranked)] + [
+                ("random", rng.permuted(identity, axis=1)) for _ in range(n_random)
+            ]  # fmt: skip
+            # each step moves only the new patches' cells (no full masks):
+            # the curves cost their forward passes and little else
+            start, src = (x, ref) if kind == "deletion" else (ref, x)
+            start, src = start.reshape(len(b), -1), src.reshape(len(b), -1)
+            rows = np.arange(len(b))[:, None]
+            for name, order in orders:
+                xs = start.copy()
+                for s, count in enumerate(counts):
+                    if s:
+                        cells = cells_of[order[:, counts[s - 1] : count]]
+                        cells = cells.reshape(len(b), -1)
+                        r, cell = np.broadcast_to(rows, cells.shape), cells
+                        ok = cell >= 0
+                        xs[r[ok], cell[ok]] = src[r[ok], cell[ok]]
+                    xt = torch.from_numpy(xs.reshape(x.shape)).to(dev)
+                    add = forward(xt).gather(1, cls)[:, 0].float().cpu().numpy()
+                    if name == "random":
+                        add = add / n_random
+                    scores[name][b, s] += add
     rows = []
     for name, sc in scores.items():
         if name == "random" and not n_random:
@@ -399,7 +402,7 @@ def faithfulness_correlation(
     .. [1] Bhatt U, Weller A, Moura JMF (2020). Evaluating and aggregating
        feature-based model explanations. IJCAI.
     """
-    from eegsal.attribution.methods import _Target, class_index, resolve_models
+    from eegsal.attribution.methods import class_index, fold_batches, resolve_models
 
     check_option("perturbation", perturbation, PERTURBATIONS)
     picks = mne.pick_types(epochs.info, eeg=True)
@@ -420,36 +423,39 @@ def faithfulness_correlation(
         )
     dev = get_device(device)
     corr = np.full(n, np.nan)
-    for k, model in enumerate(models):
-        model = model.to(dev).eval()
-        forward = _Target(model, attr.target)
-        idx = np.flatnonzero(fold == k)
-        batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
-        for b in progress(batches, desc=f"faithfulness correlation ({k + 1})"):
-            x = epochs.get_data(picks=picks, item=b, units="uV").astype(np.float32)
-            ref = perturbation_reference(x, perturbation, rng).reshape(len(b), -1)
-            a = np.asarray(attr[b].data, np.float64).reshape(len(b), -1)
-            flat = x.reshape(len(b), -1)
-            rows = np.arange(len(b))[:, None]
-            with torch.no_grad():
-                xt = torch.from_numpy(x).to(dev)
-                cls = class_index(label, model, xt, classes,
-                                  None if y_true is None else y_true[b])  # fmt: skip
-                cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
-                y0 = forward(xt).gather(1, cls)[:, 0].double().cpu().numpy()
-                drops, sums = [], []
-                for r in range(subsets.shape[1]):
-                    cells = subsets[b, r]
-                    xs = flat.copy()
-                    xs[rows, cells] = ref[rows, cells]
-                    out = forward(torch.from_numpy(xs.reshape(x.shape)).to(dev))
-                    drops.append(y0 - out.gather(1, cls)[:, 0].double().cpu().numpy())
-                    sums.append(a[rows, cells].sum(axis=1))
-            drops, sums = np.stack(drops, 1), np.stack(sums, 1)
-            dc = drops - drops.mean(1, keepdims=True)
-            sc = sums - sums.mean(1, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr[b] = (dc * sc).sum(1) / np.sqrt((dc**2).sum(1) * (sc**2).sum(1))
+    for model, forward, b, x in fold_batches(
+        models,
+        fold,
+        epochs,
+        picks,
+        target=attr.target,
+        batch_size=batch_size,
+        device=dev,
+        desc="faithfulness correlation",
+    ):
+        ref = perturbation_reference(x, perturbation, rng).reshape(len(b), -1)
+        a = np.asarray(attr[b].data, np.float64).reshape(len(b), -1)
+        flat = x.reshape(len(b), -1)
+        rows = np.arange(len(b))[:, None]
+        with torch.no_grad():
+            xt = torch.from_numpy(x).to(dev)
+            cls = class_index(label, model, xt, classes,
+                              None if y_true is None else y_true[b])  # fmt: skip
+            cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
+            y0 = forward(xt).gather(1, cls)[:, 0].double().cpu().numpy()
+            drops, sums = [], []
+            for r in range(subsets.shape[1]):
+                cells = subsets[b, r]
+                xs = flat.copy()
+                xs[rows, cells] = ref[rows, cells]
+                out = forward(torch.from_numpy(xs.reshape(x.shape)).to(dev))
+                drops.append(y0 - out.gather(1, cls)[:, 0].double().cpu().numpy())
+                sums.append(a[rows, cells].sum(axis=1))
+        drops, sums = np.stack(drops, 1), np.stack(sums, 1)
+        dc = drops - drops.mean(1, keepdims=True)
+        sc = sums - sums.mean(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr[b] = (dc * sc).sum(1) / np.sqrt((dc**2).sum(1) * (sc**2).sum(1))
     table = pd.DataFrame({"epoch": np.arange(n), "correlation": corr})
     if attr.metadata is not None:
         table = table.join(attr.metadata.reset_index(drop=True))

@@ -1,5 +1,7 @@
 """Randomization sanity checks, stability and ground-truth localization."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -84,9 +86,10 @@ def test_localization_against_the_ground_truth(study):
     assert noise["mass_accuracy"].mean() == pytest.approx(share, abs=0.02)
     assert noise["rank_accuracy"].mean() == pytest.approx(share, abs=0.02)
     assert noise["auroc"].mean() == pytest.approx(0.5, abs=0.02)
-    truth.content_mask[:] = False
+    empty = copy.deepcopy(truth)  # the session's truth stays as it is
+    empty.content_mask[:] = False
     with pytest.raises(ValueError, match="no content signal"):
-        localization(perfect, truth)
+        localization(perfect, empty)
 
 
 def test_label_randomization_control(tiny_result, study):
