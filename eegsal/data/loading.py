@@ -386,6 +386,17 @@ def _stage_at(hypno: pd.DataFrame, times: np.ndarray, length: float) -> np.ndarr
 
 
 # ------------------------------------------------------------------------ events
+def _labelled(values: np.ndarray, labels: dict, ignore: set, m: Manifest, message):
+    """Mask of the events with a label; unmapped values not ignored are an error.
+
+    ``message(unknown)`` words the error for the kind of event source.
+    """
+    unknown = sorted({str(v) for v in values} - set(labels) - ignore)
+    if unknown:
+        raise m.error("epochs.labels", message(unknown))
+    return np.isin(values, list(labels))
+
+
 def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
     """Events of one recording: ``onset`` (s from its start) and ``content``."""
     ep, path = m.epochs, rec["path"]
@@ -409,13 +420,10 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
         except ValueError as err:
             raise m.error("epochs.stim_channel", f"{path.name}: {err}") from None
         codes = found[:, 2].astype(str)
-        unknown = sorted({str(c) for c in codes} - set(labels) - ignore)
-        if unknown:
-            raise m.error(
-                "epochs.labels", f"{path.name}: trigger codes {unknown} have no "
-                "label; map them under epochs.labels or list them in ignore_labels."
-            )  # fmt: skip
-        keep = np.isin(codes, list(labels))
+        keep = _labelled(codes, labels, ignore, m, lambda u: (
+            f"{path.name}: trigger codes {u} have no label; map them under "
+            "epochs.labels or list them in ignore_labels."
+        ))  # fmt: skip
         onset = (found[keep, 0] - raw.first_samp) / sfreq
         names = codes[keep]
     else:
@@ -432,16 +440,13 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
                 f"{rec['where']}.events", f"{table_path.name} lacks columns "
                 f"{sorted(missing)} (needs onset in s and label)."
             )  # fmt: skip
-        values = table["label"].astype(str)
-        unknown = sorted({str(v) for v in values} - set(labels) - ignore)
-        if unknown:
-            raise m.error(
-                "epochs.labels", f"{table_path.name}: labels {unknown} have no map; "
-                "add them to epochs.labels or list them in epochs.ignore_labels."
-            )  # fmt: skip
-        keep = values.isin(list(labels)).to_numpy()
+        values = table["label"].astype(str).to_numpy()
+        keep = _labelled(values, labels, ignore, m, lambda u: (
+            f"{table_path.name}: labels {u} have no map; add them to "
+            "epochs.labels or list them in epochs.ignore_labels."
+        ))  # fmt: skip
         onset = table["onset"].to_numpy(float)[keep]
-        names = values.to_numpy()[keep]
+        names = values[keep]
     duration = raw.n_times / sfreq
     start, stop = onset + ep["tmin"], onset + ep["tmax"]
     bad = np.flatnonzero((start < 0) | (stop > duration))

@@ -40,6 +40,13 @@ def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
     return out
 
 
+def _pooled(ba: np.ndarray, contexts: list[np.ndarray]) -> float:
+    """Mean of the defined within-context scores, weighted by their epochs."""
+    ok = ~np.isnan(ba)
+    sizes = np.array([len(r) for r in contexts], float)
+    return float(np.average(ba[ok], weights=sizes[ok])) if ok.any() else np.nan
+
+
 @fill_doc
 @verbose
 def within_context_scores(
@@ -98,9 +105,7 @@ def within_context_scores(
 
     def scores(y):
         ba = _ba_by(y, y_pred, labels, contexts)
-        ok = ~np.isnan(ba)
-        pooled = np.average(ba[ok], weights=sizes[ok]) if ok.any() else np.nan
-        return np.append(ba, pooled)
+        return np.append(ba, _pooled(ba, contexts))
 
     observed = scores(y_true)
     rng = check_random_state(seed)
@@ -182,12 +187,9 @@ def content_verdict(
     for s in pd.unique(subj):
         rows = np.flatnonzero(subj == s)
         ctxs = [rows[ctx[rows] == v] for v in pd.unique(ctx[rows])]
-        ba = _ba_by(y_true, y_pred, labels, ctxs)
-        w = np.array([len(c) for c in ctxs], float)
-        ok = ~np.isnan(ba)
-        if ok.any():
-            per_subject.append(np.average(ba[ok], weights=w[ok]))
+        per_subject.append(_pooled(_ba_by(y_true, y_pred, labels, ctxs), ctxs))
     per_subject = np.asarray(per_subject)
+    per_subject = per_subject[~np.isnan(per_subject)]
     if len(per_subject) >= 2 and np.any(per_subject != 0.5):
         p_subj = stats.wilcoxon(per_subject - 0.5, alternative="greater").pvalue
     else:
