@@ -1,11 +1,10 @@
 """Testing the explanations: faithfulness, sanity, stability, localization."""
 
-from eegsal.evaluation.faithfulness import (
-    FaithfulnessCurves,
-    curve_auc,
-    faithfulness,
+from eegsal.evaluation.correlations import (
     faithfulness_correlation,
+    monotonicity_correlation,
 )
+from eegsal.evaluation.faithfulness import FaithfulnessCurves, curve_auc, faithfulness
 from eegsal.evaluation.localization import localization
 from eegsal.evaluation.sanity import (
     cascading_randomization,
@@ -22,6 +21,7 @@ __all__ = [
     "faithfulness_correlation",
     "label_randomization",
     "localization",
+    "monotonicity_correlation",
     "randomization_test",
     "stability",
 ]

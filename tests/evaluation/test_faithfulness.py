@@ -135,3 +135,42 @@ def test_faithfulness_correlation(study):
     subsets = np.tile(np.arange(5), (6, 2, 1))
     with pytest.raises(ValueError, match="subsets must have shape"):
         faithfulness_correlation(model, sel, true, subsets=subsets[:2])
+
+
+def test_monotonicity_correlation_on_a_linear_model(study):
+    from scipy.stats import spearmanr
+
+    from eegsal.evaluation import monotonicity_correlation
+    from eegsal.evaluation.faithfulness import patch_cells, patch_sums
+
+    epochs, _ = study
+    sel = epochs[:3]
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((len(sel.ch_names), len(sel.times)))
+    w[rng.random(w.shape) < 0.5] = 0.0  # half the cells carry nothing (tied)
+    model = _CellModel(w).eval()  # logit 1 = sum(w * x): zeroing a cell costs w*x
+    true = attribute(model, sel, method="input_x_gradient", label=1)
+    exact = monotonicity_correlation(model, sel, true, patch=(1, 1),
+                                     perturbation="zeros")  # fmt: skip
+    np.testing.assert_allclose(exact["correlation"], 1.0, atol=1e-9)
+    assert {"stage", "content"} <= set(exact)
+    # a random map, on (2, 10) patches set to each channel's mean: against
+    # SciPy's Spearman on the analytic effects, (sum over the patch of w * dx)^2
+    noise = _attr(rng.standard_normal(true.data.shape), sel)
+    table = monotonicity_correlation(model, sel, noise, patch=(2, 10),
+                                     perturbation="mean")  # fmt: skip
+    x = sel.get_data(units="uV")
+    dx = w * (x - x.mean(-1, keepdims=True))
+    cells = patch_cells(x[:1].shape, (2, 10))
+    flat = np.concatenate([dx.reshape(3, -1), np.zeros((3, 1))], axis=1)
+    effect = flat[:, cells].sum(-1) ** 2  # the -1 pads index the appended zero
+    mass = patch_sums(np.abs(noise.data), (2, 10))
+    ref = [spearmanr(m, e).statistic for m, e in zip(mass, effect, strict=True)]
+    np.testing.assert_allclose(table["correlation"], ref, rtol=1e-6, atol=1e-9)
+    # the true map still orders the patches better (signs cancel within a
+    # patch); the random one only by their size (the last row's are halves)
+    on_true = monotonicity_correlation(model, sel, true, patch=(2, 10),
+                                       perturbation="mean")["correlation"]  # fmt: skip
+    assert on_true.mean() > table["correlation"].mean() + 0.2
+    with pytest.raises(ValueError, match="n_samples"):
+        monotonicity_correlation(model, sel, true, n_samples=0)
