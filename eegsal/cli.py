@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from eegsal import __version__
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +33,50 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _study_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--n-subjects",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="simulated subjects (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--n-epochs",
+        type=_positive_int,
+        default=60,
+        metavar="N",
+        help="epochs per subject (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="content",
+        choices=["content", "confound", "both", "null"],
+        help="simulated scenario (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
+    )
+
+
+def _device_verbosity(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    if device:
+        parser.add_argument(
+            "--device",
+            default="auto",
+            help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
+        )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log details, and show tracebacks on errors",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress messages or bars"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``eegsal`` argument parser.
 
@@ -52,14 +96,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eegsal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser(
+        "run",
+        help="run a study from a YAML config (resumable)",
+        description=(
+            "Run every stage of a study config (data, decoding, attribution, "
+            "evaluation, statistics, report) into one output folder. Stages whose "
+            "settings and inputs are unchanged are skipped, so a rerun after a "
+            "crash or an edit resumes where it must. See analyses/demo_study.yaml."
+        ),
+    )
+    run.add_argument("config", metavar="CONFIG", help="a YAML study config")
+    run.add_argument(
+        "--out", metavar="DIR", help="output folder (default: CONFIG without .yaml)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="rerun every stage, even unchanged ones"
+    )
+    _device_verbosity(run)
+    simulate = sub.add_parser(
+        "simulate",
+        help="simulate a sleep study and save it as MNE epochs",
+        description=(
+            "Simulate sleep EEG epochs with a known content signal and a tunable "
+            "stage/content confound; save them as -epo.fif (labels, stages and "
+            "subjects in the metadata) and the ground truth as JSON beside them."
+        ),
+    )
+    simulate.add_argument("out", metavar="FILE", help="output file, ending in -epo.fif")
+    _study_size(simulate)
+    simulate.add_argument(
+        "--overwrite", action="store_true", help="replace an existing file"
+    )
+    _device_verbosity(simulate, device=False)
+    report = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of a study folder",
+        description="Build OUT_DIR/report.html and summary.txt from a study's files.",
+    )
+    report.add_argument("out_dir", metavar="OUT_DIR", help="a folder of 'eegsal run'")
+    _device_verbosity(report, device=False)
     demo = sub.add_parser(
         "demo",
-        help="run the default study on simulated sleep EEG (about a minute)",
+        help="run the default study on simulated sleep EEG (about 2 minutes)",
         description=(
             "Simulate a small sleep study with a known content signal, decode the "
-            "content with EEGNet under subject-grouped cross-validation, compute "
-            "gradient saliency maps, and write a topographic figure, CSV tables and "
-            "a text summary into OUT."
+            "content (and the stage) with EEGNet under subject-grouped "
+            "cross-validation, map saliency and integrated gradients, test the "
+            "maps and the content effect within stages, and write figures, CSV "
+            "tables, summary.txt and report.html into OUT."
         ),
     )
     demo.add_argument(
@@ -68,26 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder (default: %(default)s)",
     )
-    demo.add_argument(
-        "--n-subjects",
-        type=_positive_int,
-        default=8,
-        metavar="N",
-        help="simulated subjects (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--n-epochs",
-        type=_positive_int,
-        default=60,
-        metavar="N",
-        help="epochs per subject (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--scenario",
-        default="content",
-        choices=["content", "confound", "both", "null"],
-        help="simulated scenario (default: %(default)s)",
-    )
+    _study_size(demo)
     demo.add_argument(
         "--cv",
         type=_positive_int,
@@ -98,27 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--max-epochs",
         type=_positive_int,
-        default=25,
+        default=12,
         metavar="N",
         help="training epochs per fold (default: %(default)s)",
     )
-    demo.add_argument(
-        "--device",
-        default="auto",
-        help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--seed", type=int, default=0, help="random seed (default: %(default)s)"
-    )
-    demo.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="log details, and show tracebacks on errors",
-    )
-    demo.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress messages or bars"
-    )
+    _device_verbosity(demo)
     epochs = sub.add_parser(
         "epochs",
         help="load a dataset manifest into epochs and count them",
@@ -140,12 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     epochs.add_argument(
         "--no-cache", action="store_true", help="read every file, ignore the cache"
     )
-    epochs.add_argument(
-        "-v", "--verbose", action="store_true", help="log details and tracebacks"
-    )
-    epochs.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress messages or bars"
-    )
+    _device_verbosity(epochs, device=False)
     return parser
 
 
@@ -162,7 +207,74 @@ def _demo(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
+    return _print_study(files)
+
+
+def _print_study(files: dict) -> int:
     sys.stdout.write(files["summary"].read_text())
+    sys.stdout.write(
+        f"report: {files['report']} ({len(files['ran'])} stages run, "
+        f"{len(files['skipped'])} unchanged)\n"
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from eegsal.pipeline import run_study
+
+    files = run_study(args.config, args.out, device=args.device, force=args.force)
+    return _print_study(files)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from eegsal._io import atomic_path, check_fname
+    from eegsal.simulate import simulate_sleep_study
+
+    if not args.out.endswith("-epo.fif"):
+        raise ValueError(f"{args.out}: MNE epochs files end in -epo.fif.")
+    out = check_fname(args.out, args.overwrite)
+    epochs, truth = simulate_sleep_study(
+        n_subjects=args.n_subjects,
+        n_epochs=args.n_epochs,
+        scenario=args.scenario,
+        seed=args.seed,
+    )
+    record = {
+        "content_channels": list(truth.content_channels),
+        "content_window": list(truth.content_window),
+        "p_content": truth.p_content,
+        "params": {k: v for k, v in truth.params.items() if _jsonable(v)},
+    }
+    truth_file = out.with_name(out.name.replace("-epo.fif", "-truth.json"))
+    with atomic_path(out) as tmp:
+        epochs.save(tmp, overwrite=True, verbose=False)
+    with atomic_path(truth_file) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    counts = epochs.metadata.groupby(["stage", "content"]).size().unstack(fill_value=0)
+    sys.stdout.write(
+        f"{len(epochs)} epochs, {len(epochs.ch_names)} channels -> {out}\n"
+        f"{counts.to_string()}\nground truth -> {truth_file}\n"
+    )
+    return EXIT_OK
+
+
+def _jsonable(value) -> bool:
+    import json
+
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eegsal.report import make_report
+
+    fname = make_report(args.out_dir)
+    sys.stdout.write(f"report: {fname}\n")
     return EXIT_OK
 
 
@@ -201,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     code : int
-        0 on success, 1 when the work failed on bad input, 2 for bad usage.
+        0 on success, 1 when the work failed on bad input, 2 for bad usage,
+        130 when interrupted (Ctrl-C).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -222,12 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.INFO
     )
     try:
-        return {"demo": _demo, "epochs": _epochs}[args.command](args)
+        commands = {"run": _run, "simulate": _simulate, "report": _report,
+                    "demo": _demo, "epochs": _epochs}  # fmt: skip
+        return commands[args.command](args)
     except (ValueError, TypeError, OSError) as err:
         if args.verbose:
             raise
         sys.stderr.write(f"eegsal {args.command}: error: {err}\n")
         return EXIT_ERROR
+    except KeyboardInterrupt:  # finished stages are kept; a rerun resumes
+        sys.stderr.write(f"eegsal {args.command}: interrupted\n")
+        return EXIT_INTERRUPTED
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)

@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,30 +51,23 @@ def test_demo_end_to_end(tmp_path, capsys):
     code = main([*argv, "--cv", "3", "--max-epochs", "2", "--device", "cpu"])
     assert code == 0
     captured = capsys.readouterr()
-    assert "balanced accuracy" in captured.out
-    assert "Decoding 'content'" in captured.err  # progress goes to stderr
-    expected = {
-        "epochs_summary.csv",
-        "scores.csv",
-        "scores_by_stage.csv",
-        "predictions.csv",
-        "saliency_by_channel.csv",
-        "saliency_topomap.png",
-        "summary.txt",
-    }
-    assert expected <= {p.name for p in out.iterdir()}
-    assert not [p for p in out.iterdir() if ".tmp" in p.name]  # atomic writes
-    scores = pd.read_csv(out / "scores.csv")
+    assert "balanced accuracy" in captured.out and "report.html" in captured.out
+    assert "[decode] running" in captured.err  # progress goes to stderr
+    assert (out / "report.html").is_file() and (out / "summary.txt").is_file()
+    assert not list(out.rglob("*.tmp-*"))  # atomic writes
+    scores = pd.read_csv(out / "tables" / "scores.csv")
     assert len(scores) == 3
     assert scores["balanced_accuracy"].between(0, 1).all()
     assert scores["roc_auc"].between(0, 1).all()
-    counts = pd.read_csv(out / "epochs_summary.csv")
+    counts = pd.read_csv(out / "tables" / "epochs_summary.csv")
     assert counts["n_epochs"].sum() == 36
-    pred = pd.read_csv(out / "predictions.csv")
+    pred = pd.read_csv(out / "tables" / "predictions.csv")
     assert len(pred) == 36 and (pred["fold"] >= 0).all()
-    sal = pd.read_csv(out / "saliency_by_channel.csv")
-    assert len(sal) == 19 and np.isfinite(sal["mean_abs_saliency"]).all()
-    assert (out / "saliency_topomap.png").stat().st_size > 10_000
+    for name in ("topomap_saliency", "lmm", "faithfulness"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    # a second demo with the same settings reuses every stage
+    assert main([*argv, "--cv", "3", "--max-epochs", "2", "-q"]) == 0
+    assert "(0 stages run" in capsys.readouterr().out
 
 
 def test_epochs_command_counts_and_saves(tmp_path, capsys):

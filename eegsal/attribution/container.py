@@ -173,14 +173,15 @@ class Attributions:
         )
 
     def average(
-        self, by: str | None = None, *, absolute: bool = False
+        self, by: str | list[str] | None = None, *, absolute: bool = False
     ) -> mne.EvokedArray | dict[str, mne.EvokedArray]:
         """Average over epochs, overall or per value of a metadata column.
 
         Parameters
         ----------
-        by : str | None
-            Metadata column; None averages all epochs.
+        by : str | list of str | None
+            Metadata column, or columns (one average per combination, keyed
+            ``'N2 / flying'``); None averages all epochs.
         absolute : bool
             Average the absolute values (magnitude of the attribution, whatever
             its sign).
@@ -192,13 +193,17 @@ class Attributions:
         """
         if by is None:
             return self._evoked(np.arange(len(self)), "all", absolute)
-        if self.metadata is None or by not in self.metadata:
+        columns = [by] if isinstance(by, str) else list(by)
+        if self.metadata is None or not set(columns) <= set(self.metadata):
             cols = None if self.metadata is None else list(self.metadata.columns)
             raise ValueError(f"by={by!r} is not a metadata column; available: {cols}.")
-        groups = self.metadata.groupby(by, sort=True).indices
-        return {
-            str(k): self._evoked(v, f"{by}={k}", absolute) for k, v in groups.items()
-        }
+        groups = self.metadata.groupby(columns, sort=True).indices
+        out = {}
+        for key, idx in groups.items():
+            key = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{c}={v}" for c, v in zip(columns, key, strict=True))
+            out[" / ".join(map(str, key))] = self._evoked(idx, label, absolute)
+        return out
 
     def _evoked(self, idx, label, absolute):
         total = np.zeros(self.data.shape[1:], np.float64)
@@ -275,13 +280,15 @@ class Attributions:
 
         save_attributions(self, fname, overwrite=overwrite)
 
-    def plot_image(self, *, by: str | None = None, absolute: bool = False, **kwargs):
+    def plot_image(
+        self, *, by: str | list[str] | None = None, absolute: bool = False, **kwargs
+    ):
         """Plot the mean attribution as a channels x time image.
 
         Parameters
         ----------
-        by : str | None
-            Metadata column: one panel per value.
+        by : str | list of str | None
+            Metadata column (or columns): one panel per value (combination).
         absolute : bool
             Average absolute values.
         **kwargs
@@ -297,7 +304,12 @@ class Attributions:
         return plot_image(self, by=by, absolute=absolute, **kwargs)
 
     def plot_topomap(
-        self, times, *, by: str | None = None, absolute: bool = True, **kwargs
+        self,
+        times,
+        *,
+        by: str | list[str] | None = None,
+        absolute: bool = True,
+        **kwargs,
     ):
         """Topographic maps of the average attribution at ``times``.
 
@@ -305,8 +317,8 @@ class Attributions:
         ----------
         times : array-like of float
             Times (s) of the maps.
-        by : str | None
-            Metadata column: one row of maps per value.
+        by : str | list of str | None
+            Metadata column (or columns): one row of maps per value (combination).
         absolute : bool
             Map the mean absolute attribution.
         **kwargs

@@ -95,22 +95,22 @@ class Manifest:
         return ManifestError(f"{self.origin}: {where}: {problem}")
 
 
-def _unknown(keys, allowed, where, origin):
+def _unknown(keys, allowed, where, origin, error=None):
     for key in keys:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ManifestError(
+            raise (error or ManifestError)(
                 f"{origin}: {where}{key}: unknown field; allowed: "
                 f"{', '.join(sorted(allowed))}.{hint}"
             )
 
 
-def _mapping(value, where, origin) -> dict:
+def _mapping(value, where, origin, error=None) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ManifestError(
+        raise (error or ManifestError)(
             f"{origin}: {where}: expected a mapping (key: value lines), got "
             f"{type(value).__name__} {value!r}."
         )

@@ -4,6 +4,7 @@ from eegsal.stats.clusters import ClusterTest, cluster_test, two_stage_test
 from eegsal.stats.confound import (
     content_verdict,
     explanation_similarity,
+    subject_scores,
     within_context_scores,
 )
 from eegsal.stats.lmm import LMMResult, fit_lmm
@@ -16,5 +17,6 @@ __all__ = [
     "explanation_similarity",
     "fit_lmm",
     "two_stage_test",
+    "subject_scores",
     "within_context_scores",
 ]

@@ -12,7 +12,7 @@ __all__ = ["plot_image"]
 def plot_image(
     attr,
     *,
-    by: str | None = None,
+    by: str | list[str] | None = None,
     absolute: bool = False,
     mask: np.ndarray | None = None,
     cmap: str | None = None,
@@ -26,8 +26,8 @@ def plot_image(
     attr : Attributions | dict of str to mne.Evoked
         Attributions (spatially resolved or time courses), or ready-made maps,
         one panel each (e.g. :meth:`eegsal.stats.LMMResult.to_evoked`).
-    by : str | None
-        Metadata column giving one panel per value.
+    by : str | list of str | None
+        Metadata column (or columns) giving one panel per value (combination).
     absolute : bool
         Average absolute values (magnitude) instead of signed values.
     mask : ndarray of bool, shape (n_channels, n_times) | None

@@ -14,7 +14,7 @@ def plot_topomap(
     attr,
     times,
     *,
-    by: str | None = None,
+    by: str | list[str] | None = None,
     absolute: bool = True,
     window: float | None = None,
     cmap: str | None = None,
@@ -32,8 +32,9 @@ def plot_topomap(
         Spatially resolved attributions.
     times : array-like of float
         Centre times (s) of the maps; for spectral maps, frequencies (Hz).
-    by : str | None
-        Metadata column giving one row of maps per value, e.g. ``'content'``.
+    by : str | list of str | None
+        Metadata column giving one row of maps per value, e.g. ``'content'``,
+        or columns giving one row per combination (``['stage', 'content']``).
     absolute : bool
         Map the mean absolute attribution (magnitude); otherwise the signed mean.
     window : float | None
@@ -141,7 +142,7 @@ def plot_topomap(
                     va="center",
                     fontsize=9,
                 )
-    cbar = fig.colorbar(im, ax=axes, shrink=0.8)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.8 if n_rows <= 3 else 2.4 / n_rows)
     kind = "|attribution|" if absolute else "attribution"
     cbar.set_label(f"{kind} (a.u.)")
     fig.suptitle(title or f"{attr.method} → {attr.target}", fontsize=10)

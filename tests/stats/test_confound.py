@@ -48,6 +48,27 @@ def test_a_decoder_that_reads_only_the_stage_is_at_chance_within_stage(confounde
     assert not verdict["holds"].iloc[1:].any()
 
 
+def test_within_stage_scores_equal_scikit_learn(confounded):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from eegsal.stats import subject_scores
+
+    rng = np.random.default_rng(1)
+    y_pred = rng.choice(["flying", "other"], len(confounded))
+    result = _result(confounded, y_pred)
+    table, null = within_context_scores(result, "stage", n_permutations=20,
+                                        return_null=True)  # fmt: skip
+    y = confounded["content"].to_numpy()
+    for row in table.iloc[:-1].itertuples():
+        rows = (confounded["stage"] == row.stage).to_numpy()
+        if len(set(y[rows])) == 2:
+            ref = balanced_accuracy_score(y[rows], y_pred[rows])
+            assert row.balanced_accuracy == pytest.approx(ref, abs=1e-12)
+    assert len(null) == 20 * len(table) and set(null["stage"]) == set(table["stage"])
+    subjects = subject_scores(result, "stage")
+    assert len(subjects) == 8 and subjects["balanced_accuracy"].between(0, 1).all()
+
+
 def test_a_decoder_that_reads_the_content_holds_within_stage(confounded):
     rng = np.random.default_rng(0)
     truth = confounded["content"].to_numpy()

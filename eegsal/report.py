@@ -1,0 +1,289 @@
+"""The HTML report of a study (``mne.Report``), built from its output folder."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from eegsal._io import atomic_path
+from eegsal._logging import logger, verbose
+
+__all__ = ["SECTIONS", "make_report", "verdict_text"]
+
+#: The report's sections, in order.
+SECTIONS = (
+    "Summary",
+    "Data",
+    "Decoding",
+    "Content vs context",
+    "Attributions",
+    "Faithfulness",
+    "Statistics",
+)
+
+
+def verdict_text(
+    within: pd.DataFrame,
+    subjects: pd.DataFrame,
+    *,
+    target: str = "content",
+    context: str = "stage",
+    alpha: float = 0.05,
+) -> str:
+    """Say in plain words whether the decoder reads more than the context.
+
+    Parameters
+    ----------
+    within : pandas.DataFrame
+        :func:`eegsal.stats.within_context_scores` (its last row pooled).
+    subjects : pandas.DataFrame
+        :func:`eegsal.stats.subject_scores`.
+    target, context : str
+        The decoded column and the context column.
+    alpha : float
+        Significance level.
+
+    Returns
+    -------
+    text : str
+        One or two sentences, e.g. "The content effect holds within REM and
+        within N2 (p < 0.05), in 6 of 8 subjects."
+    """
+    pooled = within.iloc[-1]
+    per = within.iloc[:-1]
+    holds = per.loc[per["p"] < alpha, context].astype(str).tolist()
+    ba = subjects["balanced_accuracy"].dropna()
+    n_above, n = int((ba > 0.5).sum()), len(ba)
+    if pooled["p"] < alpha:
+        if not holds:
+            where = f"pooled over {context}s (in no single {context} alone)"
+        elif len(holds) == len(per):
+            where = f"within every {context} ({', '.join(holds)})"
+        else:
+            where = "within " + " and ".join(
+                [", ".join(holds[:-1]), holds[-1]] if len(holds) > 1 else holds
+            )
+        return (
+            f"The {target} effect holds {where} (p < {alpha:g}), in {n_above} of "
+            f"{n} subjects: balanced accuracy {pooled['balanced_accuracy']:.2f} "
+            f"with the {context} held fixed (p = {pooled['p']:.2g})."
+        )
+    return (
+        f"No evidence of {target} beyond the {context}: with the {context} held "
+        f"fixed, balanced accuracy is {pooled['balanced_accuracy']:.2f} (p = "
+        f"{pooled['p']:.2g}; {n_above} of {n} subjects above chance). The "
+        f"decoder's score may come from the {context} alone."
+    )
+
+
+def _table_html(df: pd.DataFrame, caption: str = "") -> str:
+    body = df.to_html(
+        index=False,
+        float_format=lambda v: f"{v:.3g}",
+        border=0,
+        classes="table table-sm table-striped",
+        na_rep="",
+    )
+    note = f"<p><em>{html.escape(caption)}</em></p>" if caption else ""
+    return note + body
+
+
+@verbose
+def make_report(
+    out_dir: str | os.PathLike, *, verbose: bool | str | int | None = None
+) -> Path:
+    """Write ``report.html`` and ``summary.txt`` from a study's output folder.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        A folder written by :func:`eegsal.pipeline.run_study`.
+    %(verbose)s
+
+    Returns
+    -------
+    fname : pathlib.Path
+        The report.
+    """
+    import mne
+
+    out = Path(out_dir)
+    if not (out / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"{out} holds no study (no config.yaml); run 'eegsal run CONFIG' first."
+        )
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    dec = cfg["decode"]
+    target, context, groups = dec["target"], dec["context"], dec["groups"]
+    tables, figures = out / "tables", out / "figures"
+
+    def read(name):
+        path = tables / name
+        return pd.read_csv(path) if path.exists() else None
+
+    report = mne.Report(
+        title=cfg["report"].get("title") or cfg["name"], verbose=False
+    )
+    lines = [cfg["name"], ""]
+
+    def image(name, title, section, caption=None):
+        path = figures / f"{name}.png"
+        if path.exists():
+            report.add_image(path, title, caption=caption, section=section)
+
+    # Summary and verdict
+    within, subjects = read(f"within_{context}.csv"), read("subject_scores.csv")
+    scores = read("scores.csv")
+    ba = scores["balanced_accuracy"] if scores is not None else pd.Series([np.nan])
+    headline = (
+        f"The {target} decoder ({dec['model']}, {len(ba)}-fold cross-validation "
+        f"over {groups}s) reaches balanced accuracy {ba.mean():.2f} "
+        f"(folds {ba.min():.2f}-{ba.max():.2f})."
+    )
+    sentences = [headline]
+    if within is not None and subjects is not None:
+        sentences.append(
+            verdict_text(
+                within,
+                subjects,
+                target=target,
+                context=context,
+                alpha=cfg["stats"]["alpha"],
+            )
+        )
+    lines += sentences
+    report.add_html(
+        "".join(f"<p>{html.escape(s)}</p>" for s in sentences),
+        "Verdict",
+        section="Summary",
+    )
+    # Data
+    counts = read("epochs_summary.csv")
+    if counts is not None:
+        cols = [c for c in (context, target) if c]
+        pivot = counts.pivot_table(
+            "n_epochs", groups, cols, aggfunc="sum", fill_value=0
+        )
+        pivot.columns = [
+            " / ".join(map(str, c)) if isinstance(c, tuple) else str(c)
+            for c in pivot.columns
+        ]
+        report.add_html(
+            _table_html(
+                pivot.reset_index(), f"Epochs per {groups} x {' x '.join(cols)}"
+            ),
+            "Epochs",
+            section="Data",
+        )
+        lines.append(
+            f"Epochs: {int(counts['n_epochs'].sum())} from "
+            f"{counts[groups].nunique()} {groups}s."
+        )
+    # Decoding
+    if scores is not None:
+        report.add_html(
+            _table_html(scores, "Per fold (held-out subjects)"),
+            "Scores",
+            section="Decoding",
+        )
+    by = read(f"scores_by_{context}.csv") if context else None
+    if by is not None:
+        report.add_html(
+            _table_html(by, f"Out-of-fold scores within each {context}"),
+            f"Scores by {context}",
+            section="Decoding",
+        )
+    # Content vs context
+    verdict = read("verdict.csv")
+    if verdict is not None:
+        report.add_html(
+            _table_html(verdict.drop(columns="reading")),
+            "Verdict table",
+            section="Content vs context",
+        )
+        lines += ["", verdict.drop(columns="reading").round(3).to_string(index=False)]
+    image(f"within_{context}", f"Within-{context} decoding", "Content vs context")
+    image("subject_scores", "Per subject", "Content vs context")
+    sim = read("similarity.csv")
+    image(
+        "similarity",
+        f"Content vs {context} decoder explanations",
+        "Content vs context",
+        caption=None
+        if sim is None
+        else (
+            "Mean spatial correlation of the two decoders' maps: "
+            f"{sim.iloc[-1]['spatial']:.2f}"
+        ),
+    )
+    # Attributions
+    for m in cfg["attribute"]["methods"]:
+        image(f"topomap_{m}", f"{m}: topographies", "Attributions")
+        image(f"image_{m}", f"{m}: channels x time", "Attributions")
+    # Faithfulness
+    auc = read("faithfulness_auc.csv")
+    image("faithfulness", "Deletion and insertion curves", "Faithfulness")
+    if auc is not None:
+        table = (
+            auc.groupby(["method", "kind"])[["auc_attribution", "auc_random", "gain"]]
+            .mean()
+            .reset_index()
+        )
+        report.add_html(
+            _table_html(
+                table,
+                "Mean over the evaluated epochs; gain > "
+                "0: better than a random ordering",
+            ),
+            "Faithfulness AUC",
+            section="Faithfulness",
+        )
+        lines += ["", "Faithfulness (mean AUC):", table.round(3).to_string(index=False)]
+    image("randomization", "Model randomization", "Faithfulness")
+    rand = read("randomization.csv")
+    if rand is not None:
+        flagged = rand.groupby("method")["flagged"].any()
+        report.add_html(
+            _table_html(rand), "Randomization table", section="Faithfulness"
+        )
+        for m, f in flagged.items():
+            lines.append(
+                f"Randomization check, {m}: "
+                f"{'FLAGGED (maps survive randomization)' if f else 'passed'}"
+            )
+    loc = read("localization.csv")
+    if loc is not None and len(loc):
+        table = (
+            loc.groupby("method")[
+                ["mass_accuracy", "rank_accuracy", "auroc", "mask_share"]
+            ]
+            .mean()
+            .reset_index()
+        )
+        report.add_html(
+            _table_html(
+                table, "Against the simulated ground truth (mask_share: chance level)"
+            ),
+            "Localization",
+            section="Faithfulness",
+        )
+    # Statistics
+    image("lmm", "Mixed model and cluster test", "Statistics")
+    clusters = read("clusters.csv")
+    if clusters is not None:
+        report.add_html(
+            _table_html(clusters.head(10), "Largest clusters first"),
+            "Clusters",
+            section="Statistics",
+        )
+    with atomic_path(out / "report.html") as tmp:
+        report.save(tmp, open_browser=False, overwrite=True, verbose=False)
+    with atomic_path(out / "summary.txt") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    logger.info("Report written to %s", out / "report.html")
+    return out / "report.html"

@@ -1,0 +1,297 @@
+"""The study pipeline: every documented file, resumable stages, report, figures."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from eegsal.cli import main
+from eegsal.pipeline import DEFAULT_STUDY, ConfigError, read_config, run_study
+
+TINY = {
+    "name": "tiny study",
+    "data": {"simulate": {"n_subjects": 4, "n_epochs": 20, "epoch_length": 2.0}},
+    "decode": {"cv": 2, "params": {"max_epochs": 2, "patience": 2, "batch_size": 16}},
+    "attribute": {"methods": ["saliency", "input_x_gradient"]},
+    "evaluate": {
+        "n_epochs": 8,
+        "faithfulness": {"n_steps": 4, "patch": [1, 20]},
+        "randomization": {"n_epochs": 4},
+    },
+    "stats": {"n_permutations": 10, "within_permutations": 30},
+}
+
+#: Every file the layout of eegsal.pipeline documents, for TINY.
+FILES = [
+    "config.yaml",
+    "stages.json",
+    "epochs/epochs-epo.fif",
+    "epochs/truth.json",
+    "decoding/content/config.json",
+    "decoding/content/fold-0.pt",
+    "decoding/stage/config.json",
+    "attributions/saliency.h5",
+    "attributions/input_x_gradient.h5",
+    "attributions/stage_decoder_saliency.h5",
+    "report.html",
+    "summary.txt",
+    *(
+        f"tables/{t}.csv"
+        for t in (
+            "epochs_summary",
+            "scores",
+            "predictions",
+            "scores_by_stage",
+            "within_stage",
+            "within_stage_null",
+            "subject_scores",
+            "verdict",
+            "similarity",
+            "faithfulness_auc",
+            "faithfulness_curves",
+            "randomization",
+            "localization",
+            "lmm",
+            "clusters",
+        )
+    ),
+    *(
+        f"figures/{f}.{ext}"
+        for f in (
+            "topomap_saliency",
+            "image_saliency",
+            "topomap_input_x_gradient",
+            "image_input_x_gradient",
+            "within_stage",
+            "subject_scores",
+            "similarity",
+            "faithfulness",
+            "randomization",
+            "lmm",
+        )
+        for ext in ("png", "svg")
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    files = run_study(TINY, out, device="cpu", verbose=False)
+    assert files["skipped"] == [] and "report" in files["ran"]
+    return out
+
+
+def test_a_run_writes_every_documented_file(study_dir):
+    missing = [f for f in FILES if not (study_dir / f).is_file()]
+    assert not missing
+    assert not list(study_dir.rglob("*.tmp-*"))  # no temporary file left
+    cfg = yaml.safe_load((study_dir / "config.yaml").read_text())
+    assert cfg == read_config(TINY)
+    verdict = pd.read_csv(study_dir / "tables" / "verdict.csv")
+    assert verdict["test"].str.startswith("within stage = ").sum() >= 4
+    summary = (study_dir / "summary.txt").read_text()
+    assert "content decoder" in summary and "stage" in summary
+
+
+def test_a_second_run_skips_every_stage(study_dir):
+    stamp = (study_dir / "tables" / "lmm.csv").stat().st_mtime_ns
+    files = run_study(TINY, study_dir, device="cpu", verbose=False)
+    assert files["ran"] == []
+    assert set(files["skipped"]) >= {"epochs", "decode", "evaluate", "stats", "report"}
+    assert (study_dir / "tables" / "lmm.csv").stat().st_mtime_ns == stamp
+    # a changed setting reruns its stage and what follows, nothing before
+    changed = {**TINY, "stats": {**TINY["stats"], "n_permutations": 12}}
+    out = study_dir.parent / "changed"
+    shutil.copytree(study_dir, out)
+    files = run_study(changed, out, device="cpu", verbose=False)
+    assert files["ran"] == ["stats", "report"]
+
+
+def test_a_run_killed_midway_resumes_to_the_same_results(study_dir, monkeypatch):
+    from eegsal import pipeline
+
+    out = study_dir.parent / "killed"
+
+    def crash(self):
+        raise KeyboardInterrupt  # as Ctrl-C in the middle of the evaluation
+
+    monkeypatch.setattr(pipeline._Study, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(TINY, out, device="cpu", verbose=False)
+    assert not (out / "report.html").exists()
+    monkeypatch.undo()
+    files = run_study(TINY, out, device="cpu", verbose=False)
+    assert files["ran"] == ["evaluate", "stats", "report"]
+    for table in ("faithfulness_auc", "randomization", "lmm", "verdict", "scores"):
+        got = pd.read_csv(out / "tables" / f"{table}.csv")
+        want = pd.read_csv(study_dir / "tables" / f"{table}.csv")
+        pd.testing.assert_frame_equal(got, want, rtol=1e-5)
+
+
+def test_the_report_has_every_section(study_dir):
+    from eegsal.report import SECTIONS
+
+    text = (study_dir / "report.html").read_text()
+    for section in SECTIONS:
+        assert section in text, section
+    assert "data:image/png;base64" in text  # figures are embedded
+    assert "balanced accuracy" in text
+
+
+def _has_content(ax) -> bool:
+    return bool(ax.lines or ax.collections or ax.images or ax.patches)
+
+
+def test_every_figure_function_draws_every_panel(study_dir):
+    from eegsal.evaluation import FaithfulnessCurves
+    from eegsal.viz import (
+        plot_faithfulness,
+        plot_randomization,
+        plot_similarity,
+        plot_subject_scores,
+        plot_within_context,
+    )
+
+    tables = study_dir / "tables"
+    curves = pd.read_csv(tables / "faithfulness_curves.csv")
+    auc = pd.read_csv(tables / "faithfulness_auc.csv")
+
+    def select(table, method, kind):
+        return table[(table["method"] == method) & (table["kind"] == kind)]
+
+    params = {"target": "logit", "perturbation": "zeros"}
+    fcs = {
+        m: [
+            FaithfulnessCurves(select(curves, m, k), select(auc, m, k), k, params)
+            for k in ("deletion", "insertion")
+        ]
+        for m in ("saliency", "input_x_gradient")
+    }
+    rand = pd.read_csv(tables / "randomization.csv")
+    figs = {
+        "faithfulness": (plot_faithfulness(fcs), 2),
+        "randomization": (
+            plot_randomization({m: t for m, t in rand.groupby("method")}),
+            1,
+        ),
+        "within": (
+            plot_within_context(
+                pd.read_csv(tables / "within_stage.csv"),
+                pd.read_csv(tables / "within_stage_null.csv"),
+            ),
+            1,
+        ),
+        "subjects": (
+            plot_subject_scores(pd.read_csv(tables / "subject_scores.csv")),
+            1,
+        ),
+        "similarity": (plot_similarity(pd.read_csv(tables / "similarity.csv")), 1),
+    }
+    for name, (fig, n_axes) in figs.items():
+        assert len(fig.axes) == n_axes, name
+        assert all(_has_content(ax) for ax in fig.axes), name
+        assert all(ax.get_xlabel() or ax.get_xticklabels() for ax in fig.axes), name
+        plt.close(fig)
+    # the first faithfulness panel holds both methods and the random order
+    fig = plot_faithfulness(fcs)
+    assert len(fig.axes[0].lines) == 3
+    plt.close(fig)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decode: {targte: content}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: decode.targte: .*'target'"):
+        read_config(bad)
+    bad.write_text("data: {simulate: {}, manifest: x.yaml}\n")
+    with pytest.raises(ConfigError, match="either 'simulate'"):
+        read_config(bad)
+    bad.write_text("attribute: {methods: [salency]}\n")
+    with pytest.raises(ConfigError, match="unknown method 'salency'"):
+        read_config(bad)
+    # the command line: one line, exit code 1, no traceback
+    assert main(["run", str(bad), "--out", str(tmp_path / "o"), "-q"]) == 1
+    assert main(["run", str(tmp_path / "missing.yaml"), "-q"]) == 1
+
+
+def test_the_shipped_demo_config_is_the_default_study():
+    shipped = Path(__file__).parents[1] / "analyses" / "demo_study.yaml"
+    assert read_config(shipped) == read_config(DEFAULT_STUDY)
+
+
+def test_cli_report_rebuilds_the_report(study_dir, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(study_dir, out)
+    (out / "report.html").unlink()
+    assert main(["report", str(out), "-q"]) == 0
+    assert (out / "report.html").is_file()
+    assert main(["report", str(tmp_path), "-q"]) == 1  # not a study folder
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_cli_simulate_writes_epochs_and_truth(tmp_path, capsys):
+    import json
+
+    import mne
+
+    out = tmp_path / "sim-epo.fif"
+    args = ["simulate", str(out), "--n-subjects", "2", "--n-epochs", "10", "-q"]
+    assert main(args) == 0
+    epochs = mne.read_epochs(out, verbose=False)
+    assert len(epochs) == 20 and {"subject", "stage", "content"} <= set(epochs.metadata)
+    truth = json.loads((tmp_path / "sim-truth.json").read_text())
+    assert truth["content_channels"] and len(truth["content_window"]) == 2
+    assert main(args) == 1  # exists: no overwrite without --overwrite
+    assert "overwrite" in capsys.readouterr().err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: chromium)")
+def test_the_report_renders_in_headless_chromium(study_dir, tmp_path):
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,1600",
+            f"--screenshot={shot}",
+            (study_dir / "report.html").resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    img = plt.imread(shot)[..., :3]
+    assert img.shape[0] >= 1000 and img.shape[1] >= 1000
+    # not blank: many distinct colours, and well away from a uniform page
+    assert img.std() > 0.05
+    assert len(np.unique((img * 255).astype(int).reshape(-1, 3), axis=0)) > 100
+
+
+def test_average_by_several_columns(study_dir):
+    from eegsal.attribution import read_attributions
+
+    attr = read_attributions(study_dir / "attributions" / "saliency.h5")
+    evokeds = attr.average(by=["stage", "content"], absolute=True)
+    meta = attr.metadata
+    assert sum(e.nave for e in evokeds.values()) == len(meta)
+    key = f"{meta['stage'].iloc[0]} / {meta['content'].iloc[0]}"
+    sel = ((meta["stage"] == meta["stage"].iloc[0])
+           & (meta["content"] == meta["content"].iloc[0])).to_numpy()  # fmt: skip
+    np.testing.assert_allclose(evokeds[key].data, np.abs(attr.data[sel]).mean(0),
+                               rtol=1e-5)  # fmt: skip
