@@ -31,6 +31,7 @@ from eegsal._check import check_option, check_range, validate_type
 from eegsal._docs import fill_doc
 from eegsal._io import atomic_path
 from eegsal._logging import logger, progress, verbose
+from eegsal.guidance import GuidedTrainingMixin, check_guidance
 from eegsal.models import get_model_class
 
 __all__ = ["DecodingResult", "EEGDecoder", "decode", "get_device"]
@@ -98,6 +99,10 @@ class _Net(NeuralNetClassifier):
         return super().infer(x, **fit_params)
 
 
+class _GuidedNet(GuidedTrainingMixin, _Net):
+    """skorch classifier trained with the explanation terms of eegsal.guidance."""
+
+
 class _EarlyStopping(EarlyStopping):
     """skorch's early stopping that never stops before ``min_epochs``."""
 
@@ -157,6 +162,33 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     seed : int
         Seed of weights, shuffling and the validation split.
+    rrr_mask : array-like of bool | None
+        Cells whose input gradient is penalized ("right for the right
+        reasons", Ross et al., 2017): shape (n_channels, n_times), or one
+        mask per training epoch (n_epochs, n_channels, n_times); see
+        :func:`eegsal.guidance.make_mask`.
+    rrr_weight : float
+        Weight of that penalty (0: off). The gradient is taken with respect
+        to the standardized input; on the simulator, 1-100 moves the maps.
+    keep_mask : array-like of bool | None
+        Cells where the reasons should lie, shape (n_channels, n_times).
+    keep_weight : float
+        Weight of the penalty ``1 - share of the squared gradient in keep_mask``.
+    augment : str | None
+        ``'saliency_cutout'`` (remove each example's most salient patch) or
+        ``'cutout'`` (a random patch); None: no augmentation.
+    cutout : tuple of int
+        CutOut patch: (channels, samples).
+    consistency_weight : float
+        Weight of the explanation-consistency penalty (0: off).
+    consistency_noise : float
+        Noise of the perturbed copy, in standard deviations of each channel.
+    consistency_shift : int
+        Time shift (samples) of the perturbed copy.
+
+    Notes
+    -----
+    The guidance terms are described in :mod:`eegsal.guidance`.
     """
 
     def __init__(
@@ -175,6 +207,15 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         class_weight: str | None = "balanced",
         device: str = "auto",
         seed: int = 0,
+        rrr_mask=None,
+        rrr_weight: float = 0.0,
+        keep_mask=None,
+        keep_weight: float = 0.0,
+        augment: str | None = None,
+        cutout: tuple[int, int] = (4, 50),
+        consistency_weight: float = 0.0,
+        consistency_noise: float = 0.1,
+        consistency_shift: int = 0,
     ):
         self.model = model
         self.model_params = model_params
@@ -189,6 +230,15 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.device = device
         self.seed = seed
+        self.rrr_mask = rrr_mask
+        self.rrr_weight = rrr_weight
+        self.keep_mask = keep_mask
+        self.keep_weight = keep_weight
+        self.augment = augment
+        self.cutout = cutout
+        self.consistency_weight = consistency_weight
+        self.consistency_noise = consistency_noise
+        self.consistency_shift = consistency_shift
 
     @fill_doc
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
@@ -248,7 +298,24 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
                     sink=logger.debug,
                 )
             )
-        self.net_ = _Net(
+        guidance = check_guidance(self, X.shape[1], X.shape[2])
+        guided = bool(
+            guidance["rrr_weight"] or guidance["keep_weight"] or guidance["augment"]
+            or guidance["consistency_weight"]
+        )  # fmt: skip
+        X_train = X[train]
+        if guidance["per_epoch"]:
+            masks = np.asarray(self.rrr_mask, dtype=np.float32)
+            if masks.shape != X.shape:
+                raise ValueError(
+                    f"rrr_mask has shape {masks.shape}; one mask per epoch of X "
+                    f"needs {X.shape}."
+                )
+            X_train = {"X": X[train], "mask": masks[train]}
+        for key in ("rrr_mask", "keep_mask"):
+            if guidance[key] is not None:
+                guidance[key] = guidance[key].to(device)
+        self.net_ = (_GuidedNet if guided else _Net)(
             module,
             criterion=nn.CrossEntropyLoss,
             criterion__weight=weight,
@@ -263,7 +330,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             device=str(device),
             verbose=0,
         )
-        self.net_.fit(X[train], y_idx[train].astype(np.int64))
+        self.net_.guidance = guidance
+        self.net_.fit(X_train, y_idx[train].astype(np.int64))
         self.module_ = self.net_.module_.eval()
         self.n_epochs_trained_ = len(self.net_.history)
         return self
@@ -422,7 +490,7 @@ class DecodingResult:
             self.scores.to_csv(tmp, index=False)
         config = dict(self.config, classes=[str(c) for c in self.classes])
         with atomic_path(path / "config.json") as tmp:  # written last: marks it whole
-            Path(tmp).write_text(json.dumps(config, indent=2))
+            Path(tmp).write_text(json.dumps(config, indent=2, default=_to_json))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DecodingResult:
@@ -464,6 +532,13 @@ class DecodingResult:
         predictions["y_pred"] = predictions["y_pred"].astype(str)
         scores = pd.read_csv(path / "scores.csv")
         return cls(predictions, scores, models, classes, config)
+
+
+def _to_json(value):
+    """Arrays (e.g. guidance masks) in a result's config, as nested lists."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _make_cv(cv, groups):
@@ -560,6 +635,14 @@ def decode(
     splitter = _make_cv(cv, g)
     X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
     base = EEGDecoder(model, device=device, seed=seed, **decoder_params)
+    per_epoch_mask = None
+    if base.rrr_mask is not None and np.ndim(base.rrr_mask) == 3:
+        per_epoch_mask = np.asarray(base.rrr_mask, bool)
+        if per_epoch_mask.shape != X.shape:
+            raise ValueError(
+                f"rrr_mask has shape {per_epoch_mask.shape}; one mask per epoch "
+                f"needs {X.shape} (epochs x EEG channels x times)."
+            )
     model_params = base.model_params
     folds = list(splitter.split(X, y, g))
     logger.info(
@@ -581,7 +664,10 @@ def decode(
                 f"cv splits group(s) {np.intersect1d(g[train], g[test])} between "
                 "training and testing; use a group-aware splitter."
             )
-        clf = clone(base).fit(X[train], y[train], groups=g[train])
+        clf = clone(base)
+        if per_epoch_mask is not None:  # one mask per epoch: the fold's own
+            clf.set_params(rrr_mask=per_epoch_mask[train])
+        clf = clf.fit(X[train], y[train], groups=g[train])
         # a fold's training set may miss a class: map its columns to all classes
         p = np.zeros((len(test), len(classes)))
         p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(X[test])

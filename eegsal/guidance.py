@@ -1,0 +1,342 @@
+"""Training that uses the maps: right for the right reasons, guided CutOut, consistency.
+
+Three terms a decoder can be trained with (all off by default; see
+:class:`eegsal.EEGDecoder`), each built from the input gradient of the
+model's log-probabilities with respect to the *standardized* input (the
+model's first layer), so that weights do not depend on the data's µV scale:
+
+- **right for the right reasons** (Ross et al., 2017): a penalty
+  ``rrr_weight * sum((M- * dlogp/dx)^2)`` on gradient inside a mask of
+  irrelevant cells (e.g. frontal channels during REM, or annotated eye
+  movements), and optionally ``keep_weight * (1 - share of the squared
+  gradient inside M+)``, which rewards reasons inside a mask of relevant cells;
+- **saliency-guided CutOut**: each training example loses the patch of
+  ``cutout`` = (channels, samples) where the current model's input x gradient
+  is largest (its most salient channels, over its most salient window), set
+  to the channel means; ``augment="cutout"`` removes a random patch instead
+  (DeVries & Taylor, 2017);
+- **explanation consistency**: ``consistency_weight`` times the squared
+  difference between the maps of an epoch and of a copy with Gaussian noise
+  (``consistency_noise`` standard deviations) and/or shifted by
+  ``consistency_shift`` samples, relative to the map's own squared norm.
+
+:func:`make_mask` builds masks from channel names, time windows or MNE
+annotations; :func:`localize_events` turns Grad-CAM time courses into event
+onsets and offsets (weakly supervised localization).
+"""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skorch.dataset import unpack_data
+
+from eegsal._check import check_option
+from eegsal._logging import verbose
+
+__all__ = ["AUGMENTATIONS", "localize_events", "make_mask"]
+
+AUGMENTATIONS = ("cutout", "saliency_cutout")
+
+
+def make_mask(
+    epochs: mne.BaseEpochs,
+    *,
+    channels: list[str] | None = None,
+    tmin: float | None = None,
+    tmax: float | None = None,
+    annotations: str | list[str] | None = None,
+) -> np.ndarray:
+    """Build a mask of channel x time cells, for every epoch or for each one.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        The epochs the mask applies to (EEG channels, in order).
+    channels : list of str | None
+        Channels of the mask; None takes all.
+    tmin, tmax : float | None
+        Time window of the mask (s, inclusive); None: the epoch's start or end.
+    annotations : str | list of str | None
+        Descriptions of annotations (e.g. ``'BAD_eye'``): the mask is then
+        per epoch, true where an annotation with one of these descriptions
+        overlaps the epoch (on ``channels`` only, or on the annotation's own
+        channels when it names some and ``channels`` is None).
+
+    Returns
+    -------
+    mask : ndarray of bool
+        True on the cells of the mask: shape (n_channels, n_times), or
+        (n_epochs, n_channels, n_times) with ``annotations``.
+    """
+    picks = mne.pick_types(epochs.info, eeg=True)
+    names = [epochs.ch_names[i] for i in picks]
+    times = epochs.times
+    if channels is not None:
+        unknown = sorted(set(channels) - set(names))
+        if unknown:
+            raise ValueError(
+                f"channels {unknown} are not EEG channels of the epochs; they have "
+                f"{names}."
+            )
+    rows = np.ones(len(names), bool) if channels is None else np.isin(names, channels)
+    lo = times[0] if tmin is None else tmin
+    hi = times[-1] if tmax is None else tmax
+    cols = (times >= lo - 1e-9) & (times <= hi + 1e-9)
+    if annotations is None:
+        return rows[:, None] & cols[None, :]
+    wanted = {annotations} if isinstance(annotations, str) else set(annotations)
+    mask = np.zeros((len(epochs), len(names), len(times)), bool)
+    per_epoch = epochs.get_annotations_per_epoch()
+    for e, annots in enumerate(per_epoch):
+        for onset, duration, description in annots:
+            if description not in wanted:
+                continue
+            sel = cols & (times >= onset - 1e-9) & (times <= onset + duration + 1e-9)
+            mask[e][np.ix_(rows, sel)] = True
+    return mask
+
+
+def std_gradients(module, x: torch.Tensor, y: torch.Tensor, create_graph: bool):
+    """Gradient of the log-probability of ``y`` w.r.t. the standardized input.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        A fitted decoder module (``Standardize`` first).
+    x : torch.Tensor
+        Epochs in µV, (batch, channels, times).
+    y : torch.Tensor
+        Class index per epoch, or -1 for the sum over classes (Ross et al.).
+    create_graph : bool
+        Keep the graph (the gradient enters a loss).
+
+    Returns
+    -------
+    logits, grad : torch.Tensor
+        The logits, and d log p / d x_std of shape (batch, channels, times).
+    """
+    std = module[0]
+    z = std(x.detach()).requires_grad_(True)
+    logits = module[1:](z)
+    logp = F.log_softmax(logits.float(), dim=-1)
+    target = logp.sum() if y is None else logp.gather(1, y[:, None]).sum()
+    (grad,) = torch.autograd.grad(target, z, create_graph=create_graph)
+    return logits, grad
+
+
+def _cutout(x, module, y, size, guided, gen):
+    """Replace one (channels x samples) patch per example by the channel means."""
+    n, c, t = x.shape
+    pc, pt = min(size[0], c), min(size[1], t)
+    if guided:
+        with torch.enable_grad():
+            _, grad = std_gradients(module, x, y, create_graph=False)
+        sal = (grad * module[0](x)).abs()  # input x gradient, standardized units
+        chans = sal.sum(-1).topk(pc, dim=1).indices  # (n, pc)
+        rows = sal.gather(1, chans[..., None].expand(-1, -1, t)).sum(1)  # (n, t)
+        window = F.avg_pool1d(rows[:, None], pt, stride=1)[:, 0]  # (n, t - pt + 1)
+        start = window.argmax(1)
+    else:
+        chans = torch.stack(
+            [torch.randperm(c, generator=gen)[:pc] for _ in range(n)]
+        ).to(x.device)
+        start = torch.randint(0, t - pt + 1, (n,), generator=gen).to(x.device)
+    keep = torch.ones_like(x, dtype=torch.bool)
+    steps = start[:, None] + torch.arange(pt, device=x.device)[None]  # (n, pt)
+    ex = torch.arange(n, device=x.device)[:, None, None]
+    keep[ex, chans[:, :, None], steps[:, None, :]] = False
+    return torch.where(keep, x, module[0].mean.expand_as(x))
+
+
+class GuidedTrainingMixin:
+    """skorch training step with the explanation terms of :mod:`eegsal.guidance`."""
+
+    guidance: dict
+
+    def train_step_single(self, batch, **fit_params):  # noqa: D102
+        g = self.guidance
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        mask = None
+        if isinstance(Xi, dict):
+            Xi, mask = Xi["X"], Xi["mask"]
+        xi = Xi.to(self.device)
+        yt = yi.to(self.device)
+        module = self.module_
+        if g["augment"]:
+            xi = _cutout(
+                xi,
+                module,
+                yt,
+                g["cutout"],
+                g["augment"] == "saliency_cutout",
+                g["generator"],
+            )
+        need_grad = g["rrr_weight"] or g["keep_weight"] or g["consistency_weight"]
+        if not need_grad:
+            y_pred = self.infer(xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=xi, training=True)
+            loss.backward()
+            return {"loss": loss, "y_pred": y_pred}
+        y_pred, grad = std_gradients(module, xi, None, create_graph=True)
+        loss = self.get_loss(y_pred, yi, X=xi, training=True)
+        sq = grad.pow(2)
+        if g["rrr_weight"]:
+            m = g["rrr_mask"] if mask is None else mask.to(self.device)
+            loss = loss + g["rrr_weight"] * (sq * m).sum() / len(xi)
+        if g["keep_weight"]:
+            share = (sq * g["keep_mask"]).sum((1, 2)) / (sq.sum((1, 2)) + 1e-12)
+            loss = loss + g["keep_weight"] * (1 - share).mean()
+        if g["consistency_weight"]:
+            x2 = xi + g["consistency_noise"] * module[0].scale * torch.randn(
+                xi.shape, generator=g["generator"]
+            ).to(xi.device)
+            shift = g["consistency_shift"]
+            if shift:
+                x2 = torch.roll(x2, shift, dims=-1)
+            _, grad2 = std_gradients(module, x2, yt, create_graph=True)
+            _, grad1 = std_gradients(module, xi, yt, create_graph=True)
+            if shift:  # compare the maps where both saw the same samples
+                grad2 = torch.roll(grad2, -shift, dims=-1)[..., : -abs(shift) or None]
+                grad1 = grad1[..., : -abs(shift) or None]
+            diff = (grad1 - grad2).pow(2).sum((1, 2))
+            norm = grad1.pow(2).sum((1, 2)).detach() + 1e-12
+            loss = loss + g["consistency_weight"] * (diff / norm).mean()
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def infer(self, x, **fit_params):  # noqa: D102
+        if isinstance(x, dict):
+            x = x["X"]
+        return super().infer(x, **fit_params)
+
+
+def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
+    """Validate an :class:`EEGDecoder`'s guidance settings; return them ready to use."""
+    shape = (n_chans, n_times)
+
+    def fixed(name, value):
+        if value is None:
+            return None
+        arr = np.asarray(value, dtype=np.float32)
+        if arr.shape != shape:
+            raise ValueError(
+                f"{name} must have shape (n_channels, n_times) = {shape} (or, for "
+                f"rrr_mask, one such mask per epoch), got {arr.shape}."
+            )
+        return torch.from_numpy(arr)
+
+    if decoder.augment is not None:
+        check_option("augment", decoder.augment, AUGMENTATIONS)
+    rrr = decoder.rrr_mask
+    per_epoch = rrr is not None and np.ndim(rrr) == 3
+    if decoder.rrr_weight and rrr is None:
+        raise ValueError("rrr_weight > 0 needs rrr_mask (eegsal.guidance.make_mask).")
+    if decoder.keep_weight and decoder.keep_mask is None:
+        raise ValueError("keep_weight > 0 needs keep_mask.")
+    gen = torch.Generator().manual_seed(decoder.seed)
+    return dict(
+        rrr_mask=None if per_epoch else fixed("rrr_mask", rrr),
+        rrr_weight=float(decoder.rrr_weight),
+        keep_mask=fixed("keep_mask", decoder.keep_mask),
+        keep_weight=float(decoder.keep_weight),
+        augment=decoder.augment,
+        cutout=tuple(int(v) for v in decoder.cutout),
+        consistency_weight=float(decoder.consistency_weight),
+        consistency_noise=float(decoder.consistency_noise),
+        consistency_shift=int(decoder.consistency_shift),
+        generator=gen,
+        per_epoch=per_epoch,
+    )
+
+
+@verbose
+def localize_events(
+    result_or_model,
+    epochs: mne.BaseEpochs,
+    *,
+    label: str | int = "predicted",
+    layer: str | None = None,
+    threshold: float = 0.5,
+    smooth: float = 0.2,
+    min_duration: float = 0.0,
+    description: str | None = None,
+    device: str = "auto",
+    verbose: bool | str | int | None = None,
+) -> mne.Annotations:
+    """Find the event that carries each epoch's label, from Grad-CAM time courses.
+
+    Weakly supervised: the model was trained on epoch labels only. Each
+    epoch's Grad-CAM time course (at a layer after the spatial convolution,
+    the model's default) is smoothed by a moving average of ``smooth``
+    seconds (the smoothness prior), seeded at its peak, and grown in both
+    directions while it stays above ``threshold`` times the peak.
+
+    Parameters
+    ----------
+    result_or_model : DecodingResult | torch.nn.Module
+        The decoder (each epoch explained by its held-out fold model).
+    epochs : mne.Epochs
+        The epochs.
+    label : str | int
+        The class whose evidence is localized (as in :func:`eegsal.attribute`).
+    layer : str | None
+        Grad-CAM layer; None: the model's default.
+    threshold : float
+        Share of the peak that bounds the event.
+    smooth : float
+        Width (s) of the moving average before growing.
+    min_duration : float
+        Events shorter than this (s) are dropped.
+    description : str | None
+        Description of the annotations; default ``'event'``.
+    %(device)s
+    %(verbose)s
+
+    Returns
+    -------
+    annotations : mne.Annotations
+        One per epoch with an event; onsets in seconds from the first
+        epoch's event, as in ``epochs.events`` (``event sample / sfreq +
+        start within the epoch``), with an ``epoch`` index in ``extras``.
+    """
+    from eegsal.attribution import attribute
+
+    attr = attribute(
+        result_or_model,
+        epochs,
+        method="gradcam",
+        layer=layer,
+        label=label,
+        device=device,
+        verbose=False,
+    )
+    cam = np.asarray(attr.data, np.float64)
+    cam = cam.reshape(len(epochs), -1, cam.shape[-1]).mean(1)  # (n, times)
+    sfreq = epochs.info["sfreq"]
+    k = max(1, int(round(smooth * sfreq)))
+    kernel = np.ones(k) / k
+    onsets, durations, extras = [], [], []
+    first = epochs.events[0, 0] if len(epochs.events) else 0
+    for e, course in enumerate(cam):
+        s = np.convolve(np.clip(course, 0, None), kernel, mode="same")
+        peak = int(np.argmax(s))
+        if s[peak] <= 0:
+            continue
+        above = s >= threshold * s[peak]
+        lo = peak
+        while lo > 0 and above[lo - 1]:
+            lo -= 1
+        hi = peak
+        while hi < len(s) - 1 and above[hi + 1]:
+            hi += 1
+        start, stop = epochs.times[lo], epochs.times[hi]
+        if stop - start + 1 / sfreq < min_duration:
+            continue
+        onsets.append((epochs.events[e, 0] - first) / sfreq + start)
+        durations.append(stop - start + 1 / sfreq)
+        extras.append({"epoch": e, "start": float(start), "stop": float(stop)})
+    return mne.Annotations(onsets, durations, description or "event", extras=extras)
