@@ -42,6 +42,13 @@ docdict["device"] = """\
 device : str
     ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``."""
 
+docdict["n_jobs"] = """\
+n_jobs : int | None
+    Parallel tasks, through joblib (None: 1, unless inside a
+    ``joblib.parallel_config`` context; -1: all cores). Under
+    ``joblib.parallel_config(backend="dask")`` the tasks run on a
+    ``dask.distributed`` cluster; the results do not depend on ``n_jobs``."""
+
 docdict["verbose"] = """\
 verbose : bool | str | int | None
     Control verbosity of the logging output (``True`` is ``'info'``)."""

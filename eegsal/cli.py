@@ -66,6 +66,13 @@ def _device_verbosity(parser: argparse.ArgumentParser, device: bool = True) -> N
             default="auto",
             help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
         )
+        parser.add_argument(
+            "--n-jobs",
+            type=int,
+            default=None,
+            metavar="N",
+            help="parallel processes for folds and permutations (-1: all cores)",
+        )
     parser.add_argument(
         "-v",
         "--verbose",
@@ -206,6 +213,7 @@ def _demo(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         device=args.device,
         seed=args.seed,
+        n_jobs=args.n_jobs,
     )
     return _print_study(files)
 
@@ -222,7 +230,9 @@ def _print_study(files: dict) -> int:
 def _run(args: argparse.Namespace) -> int:
     from eegsal.pipeline import run_study
 
-    files = run_study(args.config, args.out, device=args.device, force=args.force)
+    files = run_study(
+        args.config, args.out, device=args.device, force=args.force, n_jobs=args.n_jobs
+    )
     return _print_study(files)
 
 

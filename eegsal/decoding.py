@@ -11,6 +11,7 @@ import mne
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import recall_score, roc_auc_score
 from sklearn.model_selection import (
@@ -534,6 +535,18 @@ class DecodingResult:
         return cls(predictions, scores, models, classes, config)
 
 
+def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
+    """Train one fold's decoder; return its test probabilities and CPU module."""
+    clf = clone(base)
+    if per_epoch_mask is not None:  # one mask per epoch: the fold's own
+        clf.set_params(rrr_mask=per_epoch_mask[train])
+    clf = clf.fit(X[train], y[train], groups=g[train])
+    # a fold's training set may miss a class: map its columns to all classes
+    p = np.zeros((len(test), len(classes)))
+    p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(X[test])
+    return p, clf.module_.cpu(), clf.n_epochs_trained_
+
+
 def _to_json(value):
     """Arrays (e.g. guidance masks) in a result's config, as nested lists."""
     if isinstance(value, np.ndarray | np.generic):
@@ -558,6 +571,7 @@ def _make_cv(cv, groups):
     raise TypeError(f"cv must be an int, 'loso' or an sklearn splitter, got {cv!r}.")
 
 
+@fill_doc
 @verbose
 def decode(
     epochs: mne.BaseEpochs,
@@ -568,6 +582,7 @@ def decode(
     cv: int | str | Any = 5,
     device: str = "auto",
     seed: int = 0,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
     **decoder_params: Any,
 ) -> DecodingResult:
@@ -596,6 +611,7 @@ def decode(
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     seed : int
         Seed of every random choice in training.
+    %(n_jobs)s
     verbose : bool | str | int | None
         Control verbosity of the logging output.
     **decoder_params
@@ -657,29 +673,31 @@ def decode(
     classes = np.unique(y)
     proba = np.full((len(y), len(classes)), np.nan)
     fold_of = np.full(len(y), -1)
-    models, rows = [], []
-    for k, (train, test) in enumerate(progress(folds, desc="CV folds")):
+    for train, test in folds:
         if np.intersect1d(g[train], g[test]).size:
             raise ValueError(
                 f"cv splits group(s) {np.intersect1d(g[train], g[test])} between "
                 "training and testing; use a group-aware splitter."
             )
-        clf = clone(base)
-        if per_epoch_mask is not None:  # one mask per epoch: the fold's own
-            clf.set_params(rrr_mask=per_epoch_mask[train])
-        clf = clf.fit(X[train], y[train], groups=g[train])
-        # a fold's training set may miss a class: map its columns to all classes
-        p = np.zeros((len(test), len(classes)))
-        p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(X[test])
+    # one task per fold; joblib runs them in this process (n_jobs=1), in local
+    # processes, or on a cluster (joblib.parallel_config(backend="dask"))
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fit_fold)(base, X, y, g, train, test, classes, per_epoch_mask)
+        for train, test in folds
+    )
+    models, rows = [], []
+    for k, ((train, test), (p, module, n_trained)) in enumerate(
+        zip(folds, progress(jobs, desc="CV folds", total=len(folds)), strict=True)
+    ):
         proba[test], fold_of[test] = p, k
-        models.append(clf.module_.cpu())
+        models.append(module)
         rows.append(
             dict(
                 fold=k,
                 n_train=len(train),
                 **_scores(y[test], p, classes),
                 test_groups=" ".join(map(str, np.unique(g[test]))),
-                n_epochs_trained=clf.n_epochs_trained_,
+                n_epochs_trained=n_trained,
             )
         )
     tested = fold_of >= 0

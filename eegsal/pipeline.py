@@ -39,6 +39,7 @@ import pandas as pd
 import yaml
 
 from eegsal import __version__
+from eegsal._docs import fill_doc
 from eegsal._io import atomic_path
 from eegsal._logging import logger, verbose
 from eegsal.data.manifest import _mapping, _unknown
@@ -275,6 +276,7 @@ def _bin_times(attr, width: float):
     )
 
 
+@fill_doc
 @verbose
 def run_study(
     config: str | os.PathLike | dict,
@@ -282,6 +284,7 @@ def run_study(
     *,
     device: str = "auto",
     force: bool = False,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> dict[str, Path]:
     """Run a study: epochs, decoding, attribution, evaluation, statistics, report.
@@ -298,6 +301,8 @@ def run_study(
         of the stage hashes.
     force : bool
         Rerun every stage, whatever ``stages.json`` says.
+    %(n_jobs)s
+        Tasks are the decoder's folds and the cluster test's permutations.
     %(verbose)s
 
     Returns
@@ -318,7 +323,7 @@ def run_study(
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     stages = _Stages(out, force)
-    study = _Study(cfg, out, device)
+    study = _Study(cfg, out, device, n_jobs)
     keys: dict[str, str] = {}
     base = {"eegsal": __version__}
 
@@ -423,8 +428,8 @@ def run_study(
 class _Study:
     """The stages of one study; each reads what it needs from the output folder."""
 
-    def __init__(self, cfg: dict, out: Path, device: str):
-        self.cfg, self.out, self.device = cfg, out, device
+    def __init__(self, cfg: dict, out: Path, device: str, n_jobs: int | None):
+        self.cfg, self.out, self.device, self.n_jobs = cfg, out, device, n_jobs
         self._cache: dict[str, Any] = {}
         dec = cfg["decode"]
         self.target, self.context = dec["target"], dec["context"]
@@ -531,6 +536,7 @@ class _Study:
             cv=dec["cv"],
             device=self.device,
             seed=dec["seed"],
+            n_jobs=self.n_jobs,
             **dec["params"],
         )
         result.save(self.out / "decoding" / target, overwrite=True)
@@ -804,6 +810,7 @@ class _Study:
         _save_figure(fig, self.out / "figures" / "lmm")
 
 
+@fill_doc
 @verbose
 def run_demo(
     out_dir: str | os.PathLike = "eegsal-demo",
@@ -815,6 +822,7 @@ def run_demo(
     max_epochs: int = 12,
     device: str = "auto",
     seed: int = 0,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> dict[str, Path]:
     """Run the default study (:data:`DEFAULT_STUDY`) on simulated sleep EEG.
@@ -837,6 +845,7 @@ def run_demo(
         ``'auto'``, ``'cpu'`` or ``'cuda'``.
     seed : int
         Seed of the simulation and of training.
+    %(n_jobs)s
     %(verbose)s
 
     Returns
@@ -850,4 +859,4 @@ def run_demo(
     )
     cfg["decode"].update(cv=cv, seed=seed)
     cfg["decode"]["params"].update(max_epochs=max_epochs, patience=max_epochs)
-    return run_study(cfg, out_dir, device=device)
+    return run_study(cfg, out_dir, device=device, n_jobs=n_jobs)

@@ -126,9 +126,7 @@ def make_report(
         path = tables / name
         return pd.read_csv(path) if path.exists() else None
 
-    report = mne.Report(
-        title=cfg["report"].get("title") or cfg["name"], verbose=False
-    )
+    report = mne.Report(title=cfg["report"].get("title") or cfg["name"], verbose=False)
     lines = [cfg["name"], ""]
 
     def image(name, title, section, caption=None):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import mne
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
@@ -148,6 +149,35 @@ def _tfce(stat: np.ndarray, adj, tfce: dict, tail: int) -> np.ndarray:
     return scores
 
 
+class _NullScorer:
+    """Score permuted designs: the maximum cluster mass (or TFCE) of their z-map.
+
+    A picklable callable, so that joblib can send it to other processes or
+    to a Dask cluster.
+    """
+
+    def __init__(self, Y, codes, suff, gamma0, j, adj, threshold, tfce, tail):
+        self.Y, self.codes, self.suff, self.gamma0 = Y, codes, suff, gamma0
+        self.j, self.adj, self.threshold, self.tfce, self.tail = (
+            j, adj, threshold, tfce, tail,
+        )  # fmt: skip
+
+    def z_of(self, design) -> np.ndarray:
+        s = _reml.sufficient(design, self.Y, self.codes, yb=self.suff.yb,
+                             ywyw=self.suff.ywyw)  # fmt: skip
+        beta, se, _ = _reml.estimates(s, self.gamma0)
+        return beta[:, self.j] / se[:, self.j]
+
+    def score(self, stat) -> float:  # the statistic whose maximum builds the null
+        if self.tfce is not None:
+            tf = _tfce(stat, self.adj, self.tfce, self.tail)
+            return float(np.abs(tf).max(initial=0.0))
+        return _max_mass(stat, self.adj, self.threshold, self.tail)
+
+    def __call__(self, designs) -> np.ndarray:
+        return np.array([self.score(self.z_of(d)) for d in designs])
+
+
 def _perm_p(masses, null) -> np.ndarray:
     return (1 + (null[None, :] >= np.abs(masses)[:, None]).sum(1)) / (1 + len(null))
 
@@ -234,6 +264,7 @@ def cluster_test(
     tail: int = 0,
     adjacency=None,
     seed: int | np.random.Generator | None = 0,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> ClusterTest:
     """Cluster-based permutation test of one mixed-model coefficient.
@@ -271,6 +302,7 @@ def cluster_test(
         Time points are adjacent to their neighbours.
     seed : int | numpy.random.Generator | None
         Seed of the permutations.
+    %(n_jobs)s
     %(verbose)s
 
     Returns
@@ -325,11 +357,6 @@ def cluster_test(
     )
     gamma0 = _reml.fit_gamma(null)
 
-    def z_of(design) -> np.ndarray:
-        s = _reml.sufficient(design, Y, codes, yb=suff.yb, ywyw=suff.ywyw)
-        beta, se, _ = _reml.estimates(s, gamma0)
-        return beta[:, j] / se[:, j]
-
     tested, strata = strata_of(lmm, name)
     logger.info(
         "Cluster test of %s: %d permutations of %s within %s, threshold %.3g",
@@ -340,20 +367,31 @@ def cluster_test(
         threshold,
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
-    z = z_of(X)
-
-    def score(stat) -> float:  # the statistic whose maximum builds the null
-        if tfce is not None:
-            return float(np.abs(_tfce(stat, adj, tfce, tail)).max(initial=0.0))
-        return _max_mass(stat, adj, threshold, tail)
+    z = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail).z_of(X)
 
     rng = check_random_state(seed)
     info = lmm.design.design_info
-    max_null = np.empty(n_permutations)
-    for i in progress(range(n_permutations), desc=f"permutations of {coef_name}"):
-        perm = permute_within(meta, tested, strata, rng)
-        design = patsy.build_design_matrices([info], perm)[0]
-        max_null[i] = score(z_of(np.asarray(design)))
+    # the permutations are drawn here, in order, so that the null does not
+    # depend on n_jobs; chunks of them are scored in parallel
+    designs = [
+        np.asarray(patsy.build_design_matrices([info], perm)[0])
+        for perm in (
+            permute_within(meta, tested, strata, rng) for _ in range(n_permutations)
+        )
+    ]
+    n_chunks = max(1, min(len(designs), 4 * effective_n_jobs(n_jobs)))
+    chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
+    scorer = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail)
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(scorer)([designs[i] for i in c]) for c in chunks
+    )
+    max_null = (
+        np.concatenate(
+            list(progress(jobs, desc=f"permutations of {coef_name}", total=len(chunks)))
+        )
+        if chunks
+        else np.empty(0)
+    )
     p_cells = scores = None
     if tfce is not None:
         scores = _tfce(z, adj, tfce, tail)
@@ -404,6 +442,7 @@ def two_stage_test(
     tail: int = 0,
     adjacency=None,
     seed: int | np.random.Generator | None = 0,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> ClusterTest:
     """Summary-statistics alternative: per-subject contrast maps, then a 1-sample test.
