@@ -81,6 +81,33 @@ def sufficient(
     return Sufficient(n_g, xb, yb, xw.T @ xw, xwyw, ywyw, len(X))
 
 
+def sufficient_blocks(X: np.ndarray, blocks, codes: np.ndarray) -> Sufficient:
+    """Compute :func:`sufficient` from blocks of rows of ``Y``, never all at once.
+
+    ``blocks`` yields ``(start, Y_block)`` with ``Y_block`` the rows
+    ``start, start + 1, ...`` (any trailing shape, flattened to cells), in
+    order: the sums over epochs that the model needs are accumulated, so
+    memory is bounded by a block and the (G + p + 1) x F sums.
+    """
+    n_g = np.bincount(codes).astype(float)
+    xb = group_means(X, codes, n_g)
+    xw = X - xb[codes]
+    gsum = xwyw = yy = None
+    for start, block in blocks:
+        yblk = np.asarray(block, dtype=np.float64).reshape(len(block), -1)
+        rows = slice(start, start + len(yblk))
+        if gsum is None:
+            f = yblk.shape[1]
+            gsum, xwyw, yy = np.zeros((len(n_g), f)), np.zeros((X.shape[1], f)), 0.0
+        indicator = np.zeros((len(n_g), len(yblk)))
+        indicator[codes[rows], np.arange(len(yblk))] = 1.0
+        gsum += indicator @ yblk
+        xwyw += xw[rows].T @ yblk
+        yy = yy + np.einsum("nf,nf->f", yblk, yblk)
+    yb = gsum / n_g[:, None]
+    return Sufficient(n_g, xb, yb, xw.T @ xw, xwyw, yy - n_g @ yb**2, len(X))
+
+
 def _gls(s: Sufficient, gamma: np.ndarray):
     """GLS at variance ratios ``gamma`` (F,): beta, A, r'Wr."""
     w = s.n_g / (1.0 + gamma[:, None] * s.n_g)  # (F, G): w_g n_g

@@ -149,21 +149,29 @@ def fit_lmm(
     if len(subjects) < 2:
         raise ValueError(f"groups={groups!r} has {len(subjects)} level(s); need 2+.")
     n, n_rows, n_times = attr.data.shape
-    Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
-    if absolute:
-        Y = np.abs(Y)
     logger.info(
         "Fitting %s + (%s | %s) at %d cells (%d epochs, %d groups, engine %s)",
         formula,
         re_formula,
         groups,
-        Y.shape[1],
+        n_rows * n_times,
         n,
         len(subjects),
         engine,
     )
+    lazy = not isinstance(attr.data, np.ndarray)
+    if engine == "fast" and lazy:  # maps on disk: stream them, block by block
+        blocks = (
+            (start, np.abs(b) if absolute else b) for start, b in attr.iter_blocks()
+        )
+        suff = _reml.sufficient_blocks(X.to_numpy(), blocks, codes)
+    elif engine == "fast":
+        Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
+        suff = _reml.sufficient(X.to_numpy(), np.abs(Y) if absolute else Y, codes)
+    else:
+        Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
+        Y = np.abs(Y) if absolute else Y
     if engine == "fast":
-        suff = _reml.sufficient(X.to_numpy(), Y, codes)
         gamma = _reml.fit_gamma(suff)
         beta, se, scale = _reml.estimates(suff, gamma)
         group_var = gamma * scale

@@ -151,3 +151,18 @@ def test_errors_and_save(tmp_path):
         lmm.save(tmp_path / "lmm.csv")
     fig = lmm.plot_image("content", mask=fdr)
     assert "t" in fig.axes[-1].get_ylabel()
+
+
+def test_maps_on_disk_are_streamed_to_the_same_fit(tmp_path):
+    from eegsal.attribution import read_attributions
+
+    attr = _random_attr(3, n_subjects=6, per=50, n_chans=4, n_times=5)  # 2 blocks
+    attr.save(tmp_path / "maps.h5")
+    lazy = read_attributions(tmp_path / "maps.h5", preload=False)
+    assert not isinstance(lazy.data, np.ndarray)  # read block by block
+    for absolute in (False, True):
+        ref = fit_lmm(attr, "content * stage", absolute=absolute)
+        got = fit_lmm(lazy, "content * stage", absolute=absolute)
+        np.testing.assert_allclose(got.beta, ref.beta, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.se, ref.se, rtol=1e-7)
+        np.testing.assert_allclose(got.gamma, ref.gamma, rtol=1e-5, atol=1e-9)
