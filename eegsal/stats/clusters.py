@@ -33,7 +33,8 @@ class ClusterTest:
     labels : ndarray of int, shape (n_channels, n_times)
         Cluster of each cell (-1: below threshold), indexing ``clusters``.
     clusters : pandas.DataFrame
-        One row per cluster: ``sign, mass, p, n_cells, channels, tmin, tmax``,
+        One row per cluster: ``sign, mass, p, n_cells, channels, tmin, tmax``
+        (``fmin, fmax`` for spectral maps),
         largest mass first.
     null : ndarray, shape (n_permutations,)
         Largest absolute cluster mass of each permutation.
@@ -182,7 +183,7 @@ def _perm_p(masses, null) -> np.ndarray:
     return (1 + (null[None, :] >= np.abs(masses)[:, None]).sum(1)) / (1 + len(null))
 
 
-def _table(labels, masses, p, ch_names, times, n_rows, n_times):
+def _table(labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "tmax")):
     rows = []
     lab2 = labels.reshape(n_rows, n_times)
     for k, m in enumerate(masses):
@@ -194,11 +195,10 @@ def _table(labels, masses, p, ch_names, times, n_rows, n_times):
                 p=p[k],
                 n_cells=len(ch),
                 channels=" ".join(ch_names[c] for c in np.unique(ch)),
-                tmin=times[tt.min()],
-                tmax=times[tt.max()],
+                **{span[0]: times[tt.min()], span[1]: times[tt.max()]},
             )
         )
-    cols = ["sign", "mass", "p", "n_cells", "channels", "tmin", "tmax"]
+    cols = ["sign", "mass", "p", "n_cells", "channels", *span]
     table = pd.DataFrame(rows, columns=cols)
     order = np.argsort(-np.abs(masses), kind="stable")
     # relabel so that cluster k is row k of the sorted table
@@ -415,6 +415,10 @@ def cluster_test(
         attr.times,
         n_rows,
         n_times,
+        # spectral maps: clusters span frequencies
+        ("fmin", "fmax")
+        if getattr(attr, "domain", "time") == "frequency"
+        else ("tmin", "tmax"),
     )
     return ClusterTest(
         name=coef_name,
@@ -534,6 +538,10 @@ def two_stage_test(
         attr.times,
         n_rows,
         n_times,
+        # spectral maps: clusters span frequencies
+        ("fmin", "fmax")
+        if getattr(attr, "domain", "time") == "frequency"
+        else ("tmin", "tmax"),
     )
     return ClusterTest(
         name=f"{contrast}: {levels[1]} - {levels[0]}",

@@ -111,3 +111,37 @@ def test_tfce_scores_equal_mne_and_find_the_planted_cluster(study):
     assert ct.clusters.iloc[0]["p"] == ct.p_cells[mask].min()
     with pytest.raises(ValueError, match="needs 'start' and 'step'"):
         lmm.cluster_test("content", threshold=dict(start=0), n_permutations=2)
+
+
+def test_clusters_over_channels_and_neighbouring_frequency_bins():
+    import mne
+
+    from eegsal.attribution import Attributions
+    from eegsal.stats import fit_lmm
+
+    rng = np.random.default_rng(0)
+    names = ["Fz", "Cz", "Pz", "C3", "C4", "Oz", "O1", "O2"]
+    info = mne.create_info(names, 100.0, "eeg")
+    info.set_montage("colin27_1020")
+    freqs = np.arange(1.0, 31.0)  # 1 Hz bins
+    n = 8 * 20
+    meta = pd.DataFrame({
+        "subject": np.repeat(np.arange(8), 20).astype(str),
+        "content": np.tile(["x", "y"], n // 2),
+    })  # fmt: skip
+    data = rng.standard_normal((n, len(names), len(freqs)))
+    data += rng.standard_normal((8, 1, 1)).repeat(20, 0)  # subject offsets
+    planted = np.zeros((len(names), len(freqs)), bool)
+    occipital = [names.index(c) for c in ("Oz", "O1", "O2")]
+    planted[np.ix_(occipital, np.arange(7, 12))] = True  # 8-12 Hz
+    data[(meta["content"] == "y").to_numpy()] += 0.8 * planted
+    attr = Attributions(data, info, freqs, metadata=meta, method="band_occlusion",
+                        target="logit", label="0", domain="frequency")  # fmt: skip
+    test = fit_lmm(attr, "content").cluster_test("content", n_permutations=100)
+    best = test.clusters.iloc[0]
+    assert best["p"] < 0.05 and {"fmin", "fmax"} <= set(test.clusters)
+    assert set(best["channels"].split()) == {"Oz", "O1", "O2"}
+    assert best["fmin"] >= 7.0 and best["fmax"] <= 13.0  # the planted 8-12 Hz
+    found = test.labels == 0
+    assert (found & planted).sum() / planted.sum() > 0.8
+    assert (found & ~planted).sum() <= 3
