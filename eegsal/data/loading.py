@@ -10,6 +10,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
@@ -543,6 +544,7 @@ def load_manifest(
     *,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> mne.Epochs:
     """Load the epochs a dataset manifest describes.
@@ -561,6 +563,8 @@ def load_manifest(
     cache_dir : path-like | None
         Where cached ``-epo.fif`` files live; default ``$EEGSAL_CACHE`` or
         ``~/.cache/eegsal``.
+    %(n_jobs)s
+        Each task reads and epochs one recording.
     %(verbose)s
 
     Returns
@@ -594,11 +598,16 @@ def load_manifest(
         if hit is not None:
             logger.info("Loaded %d epochs of %s from the cache.", len(hit), m.name)
             return hit
-    parts = []
-    for rec in progress(recs, desc=f"reading {m.name}"):
-        ep = _epochs_of(rec, m)
-        if ep is not None:
-            parts.append((rec, ep))
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_epochs_of)(rec, m) for rec in recs
+    )
+    parts = [
+        (rec, ep)
+        for rec, ep in zip(
+            recs, progress(jobs, desc=f"reading {m.name}", total=len(recs)), strict=True
+        )
+        if ep is not None
+    ]
     if not parts:
         raise m.error("epochs", "no epochs in any recording; check labels/stages.")
     _check_compatible(parts, m)

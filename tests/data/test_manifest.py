@@ -58,6 +58,10 @@ def test_eegmmidb_manifest_counts_match_the_annotations(tmp_path):
     assert len(list(tmp_path.glob("*-epo.fif"))) == 2
     uncached = load_manifest(spec, root=root, cache=False)
     assert uncached.times[-1] == 2.0
+    # recordings read in 2 processes: the same epochs, in the same order
+    parallel = load_manifest(spec, root=root, cache=False, n_jobs=2)
+    np.testing.assert_array_equal(parallel.get_data(), uncached.get_data())
+    pd.testing.assert_frame_equal(parallel.metadata, uncached.metadata)
 
 
 @pytest.fixture(scope="module")
