@@ -65,7 +65,11 @@ def main() -> None:
             "within_stage_p": pooled["p"],
             "subjects_above_chance": int((subjects["balanced_accuracy"] > 0.5).sum()),
             "n_subjects": int(subjects["balanced_accuracy"].notna().sum()),
-            "verdict": verdict_text(within, subjects),
+            "verdict": verdict_text(
+                within, subjects,
+                overall=verdict.loc["overall (ignores the context)",
+                                    "balanced_accuracy"],
+            ),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(out / "scenarios.csv", index=False)

@@ -34,6 +34,7 @@ def verdict_text(
     target: str = "content",
     context: str = "stage",
     alpha: float = 0.05,
+    overall: float | None = None,
 ) -> str:
     """Say in plain words whether the decoder reads more than the context.
 
@@ -47,6 +48,10 @@ def verdict_text(
         The decoded column and the context column.
     alpha : float
         Significance level.
+    overall : float | None
+        The decoder's balanced accuracy ignoring the context; when it is
+        within the permutation null too, the verdict says there is no
+        content information at all (rather than blaming the context).
 
     Returns
     -------
@@ -72,6 +77,13 @@ def verdict_text(
             f"The {target} effect holds {where} (p < {alpha:g}), in {n_above} of "
             f"{n} subjects: balanced accuracy {pooled['balanced_accuracy']:.2f} "
             f"with the {context} held fixed (p = {pooled['p']:.2g})."
+        )
+    if overall is not None and overall <= pooled["null_95"]:
+        return (
+            f"No evidence of {target} at all: balanced accuracy {overall:.2f} "
+            f"overall and {pooled['balanced_accuracy']:.2f} with the {context} "
+            f"held fixed (p = {pooled['p']:.2g}; {n_above} of {n} subjects above "
+            "chance)."
         )
     return (
         f"No evidence of {target} beyond the {context}: with the {context} held "
@@ -145,6 +157,11 @@ def make_report(
     )
     sentences = [headline]
     if within is not None and subjects is not None:
+        overall = None
+        verdict = read("verdict.csv")
+        if verdict is not None:
+            rows = verdict["test"].str.startswith("overall")
+            overall = float(verdict.loc[rows, "balanced_accuracy"].iloc[0])
         sentences.append(
             verdict_text(
                 within,
@@ -152,6 +169,7 @@ def make_report(
                 target=target,
                 context=context,
                 alpha=cfg["stats"]["alpha"],
+                overall=overall,
             )
         )
     lines += sentences

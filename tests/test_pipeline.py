@@ -295,3 +295,23 @@ def test_average_by_several_columns(study_dir):
            & (meta["content"] == meta["content"].iloc[0])).to_numpy()  # fmt: skip
     np.testing.assert_allclose(evokeds[key].data, np.abs(attr.data[sel]).mean(0),
                                rtol=1e-5)  # fmt: skip
+
+
+def test_verdict_in_words_for_content_confound_and_null():
+    from eegsal.report import verdict_text
+
+    def within(ba, p):
+        return pd.DataFrame({
+            "stage": ["N2", "REM", "all (within-context)"],
+            "balanced_accuracy": [ba, ba, ba], "p": [p, 0.5, p],
+            "null_95": [0.56, 0.56, 0.55],
+        })  # fmt: skip
+
+    subjects = pd.DataFrame({"balanced_accuracy": [0.7, 0.6, 0.4, np.nan]})
+    text = verdict_text(within(0.8, 0.001), subjects, overall=0.8)
+    assert text.startswith("The content effect holds within N2 (p < 0.05)")
+    assert "2 of 3 subjects" in text
+    text = verdict_text(within(0.5, 0.6), subjects, overall=0.75)  # confound
+    assert text.startswith("No evidence of content beyond the stage")
+    text = verdict_text(within(0.5, 0.6), subjects, overall=0.5)  # nothing at all
+    assert text.startswith("No evidence of content at all")
