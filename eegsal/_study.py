@@ -1,0 +1,449 @@
+"""The stages of a study (see :mod:`eegsal.pipeline`): what each computes and writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eegsal._io import atomic_path
+from eegsal._logging import logger
+
+__all__ = ["Study"]
+
+
+class ConfigError(ValueError):
+    """A study config that cannot be run; the message names file and field."""
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def _save_figure(fig, stem: Path) -> None:
+    """Write ``stem.png`` and ``stem.svg`` atomically, then close the figure."""
+    import matplotlib.pyplot as plt
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext, kw in ((".png", dict(dpi=110)), (".svg", {})):
+        with atomic_path(stem.with_suffix(ext)) as tmp:
+            fig.savefig(tmp, format=ext[1:], **kw)
+    plt.close(fig)
+
+
+def _figures(*names: str) -> list[str]:
+    return [f"figures/{n}{ext}" for n in names for ext in (".png", ".svg")]
+
+
+def _bin_times(attr, width: float):
+    """Average the maps in time bins of ``width`` s, each labelled by its start."""
+    from eegsal.attribution import Attributions
+
+    k = max(1, int(round(width * attr.info["sfreq"])))
+    n, c, t = attr.data.shape
+    t_used = (t // k) * k
+    data = np.asarray(attr.data)[..., :t_used].reshape(n, c, t // k, k).mean(-1)
+    times = attr.times[:t_used:k]  # on the new sample grid, as MNE needs
+    info = attr.info.copy()
+    with info._unlock():  # one sample per bin now
+        info["sfreq"] = attr.info["sfreq"] / k
+        info["lowpass"] = min(info["lowpass"], info["sfreq"] / 2)
+    return Attributions(
+        data,
+        info,
+        times,
+        metadata=attr.metadata,
+        method=attr.method,
+        target=attr.target,
+        **attr.params,
+    )
+
+
+class Study:
+    """The stages of one study; each reads what it needs from the output folder."""
+
+    def __init__(self, cfg: dict, out: Path, device: str, n_jobs: int | None):
+        self.cfg, self.out, self.device, self.n_jobs = cfg, out, device, n_jobs
+        self._cache: dict[str, Any] = {}
+        dec = cfg["decode"]
+        self.target, self.context = dec["target"], dec["context"]
+        self.simulated = "simulate" in cfg["data"]
+
+    # -- readers (cached within a run) ------------------------------------
+    def _epochs(self):
+        if "epochs" not in self._cache:
+            import mne
+
+            fname = self.out / "epochs" / "epochs-epo.fif"
+            self._cache["epochs"] = mne.read_epochs(fname, verbose=False)
+        return self._cache["epochs"]
+
+    def _result(self, which: str):
+        key = f"result:{which}"
+        if key not in self._cache:
+            from eegsal.decoding import DecodingResult
+
+            self._cache[key] = DecodingResult.load(self.out / "decoding" / which)
+        return self._cache[key]
+
+    def _attr(self, name: str):
+        key = f"attr:{name}"
+        if key not in self._cache:
+            from eegsal.attribution import read_attributions
+
+            path = self.out / "attributions" / f"{name}.h5"
+            self._cache[key] = read_attributions(path)
+        return self._cache[key]
+
+    def _truth(self) -> dict | None:
+        path = self.out / "epochs" / "truth.json"
+        if not path.exists():
+            return None
+        truth = json.loads(path.read_text())
+        truth["content_mask"] = np.asarray(truth["content_mask"], bool)
+        return truth
+
+    # -- epochs -----------------------------------------------------------
+    def epochs_outputs(self) -> list[str]:
+        files = ["epochs/epochs-epo.fif", "tables/epochs_summary.csv"]
+        return files + (["epochs/truth.json"] if self.simulated else [])
+
+    def make_epochs(self) -> None:
+        data = self.cfg["data"]
+        truth = None
+        if self.simulated:
+            from eegsal.simulate import simulate_sleep_study
+
+            epochs, truth = simulate_sleep_study(**data["simulate"], verbose=False)
+        else:
+            from eegsal.data import load_manifest
+
+            epochs = load_manifest(data["manifest"], data.get("root"))
+        meta = epochs.metadata
+        for col in (self.target, self.context, self.cfg["decode"]["groups"]):
+            if col and col not in meta:
+                raise ConfigError(
+                    f"decode: the epochs' metadata has no column {col!r}; it has "
+                    f"{list(meta.columns)}."
+                )
+        (self.out / "epochs").mkdir(exist_ok=True)
+        cols = [
+            c for c in (self.cfg["decode"]["groups"], self.context, self.target) if c
+        ]
+        counts = meta.groupby(cols).size().rename("n_epochs").reset_index()
+        _write_csv(counts, self.out / "tables" / "epochs_summary.csv")
+        if truth is not None:
+            record = {
+                "content_channels": list(truth.content_channels),
+                "content_window": list(truth.content_window),
+                "content_mask": truth.content_mask.astype(int).tolist(),
+                "labels": list(truth.params.get("labels", ())),
+                "scenario": truth.params.get("scenario"),
+            }
+            with atomic_path(self.out / "epochs" / "truth.json") as tmp:
+                tmp.write_text(json.dumps(record))
+        with atomic_path(self.out / "epochs" / "epochs-epo.fif") as tmp:
+            # float64: a resumed run reads exactly what the first run computed on
+            epochs.save(tmp, fmt="double", overwrite=True, verbose=False)
+        self._cache["epochs"] = epochs
+
+    # -- decoding ---------------------------------------------------------
+    def decode_outputs(self) -> list[str]:
+        files = [
+            f"decoding/{self.target}/config.json",
+            "tables/scores.csv",
+            "tables/predictions.csv",
+        ]
+        if self.context:
+            files.append(f"tables/scores_by_{self.context}.csv")
+        return files
+
+    def _decode(self, target: str):
+        from eegsal.decoding import decode
+
+        dec = self.cfg["decode"]
+        result = decode(
+            self._epochs(),
+            target,
+            model=dec["model"],
+            groups=dec["groups"],
+            cv=dec["cv"],
+            device=self.device,
+            seed=dec["seed"],
+            n_jobs=self.n_jobs,
+            **dec["params"],
+        )
+        result.save(self.out / "decoding" / target, overwrite=True)
+        self._cache[f"result:{target}"] = result
+        return result
+
+    def decode(self) -> None:
+        result = self._decode(self.target)
+        tables = self.out / "tables"
+        _write_csv(result.scores, tables / "scores.csv")
+        _write_csv(result.predictions, tables / "predictions.csv")
+        if self.context:
+            by = result.score_by(self.context)
+            _write_csv(by, tables / f"scores_by_{self.context}.csv")
+
+    def decode_context(self) -> None:
+        self._decode(self.context)
+
+    # -- attribution ------------------------------------------------------
+    def attribute_outputs(self, method: str) -> list[str]:
+        return [
+            f"attributions/{method}.h5",
+            *_figures(f"topomap_{method}", f"image_{method}"),
+        ]
+
+    def _attribute(self, result, method: str, name: str):
+        from eegsal.attribution import attribute
+
+        att = self.cfg["attribute"]
+        path = self.out / "attributions" / f"{name}.h5"
+        path.parent.mkdir(exist_ok=True)
+        attr = attribute(
+            result,
+            self._epochs(),
+            method=method,
+            target=att["target"],
+            label=att["label"],
+            device=self.device,
+            out=path,
+            overwrite=True,
+            **att["params"].get(method, {}),
+        )
+        attr.load_data()
+        self._cache[f"attr:{name}"] = attr
+        return attr
+
+    def attribute(self, method: str) -> None:
+        attr = self._attribute(self._result(self.target), method, method)
+        truth = self._truth()
+        mark = None
+        if truth is not None and truth["content_mask"].any():
+            mark = truth["content_channels"]
+        by = [self.context, self.target] if self.context else self.target
+        times = np.linspace(attr.times[0], attr.times[-1], 5)[1:-1]
+        fig = attr.plot_topomap(
+            times,
+            by=by,
+            absolute=True,
+            mark=mark,
+            title=f"{method}: mean |attribution|\nof the {self.target} decoder, "
+            f"per {'condition' if self.context else self.target}"
+            + ("\n(white: simulated content channels)" if mark else ""),
+        )
+        _save_figure(fig, self.out / "figures" / f"topomap_{method}")
+        mask = truth["content_mask"] if mark else None
+        fig = attr.plot_image(
+            by=self.target,
+            absolute=True,
+            mask=mask,
+            title=f"{method}: mean |attribution| per {self.target}"
+            + (" (outlined: simulated content)" if mark else ""),
+        )
+        _save_figure(fig, self.out / "figures" / f"image_{method}")
+
+    # -- content versus context ------------------------------------------
+    def confound_outputs(self) -> list[str]:
+        c = self.context
+        return [
+            f"tables/within_{c}.csv",
+            f"tables/within_{c}_null.csv",
+            "tables/subject_scores.csv",
+            "tables/verdict.csv",
+            *_figures(f"within_{c}", "subject_scores"),
+        ]
+
+    def confound(self) -> None:
+        from eegsal.stats import content_verdict, subject_scores, within_context_scores
+        from eegsal.viz import plot_subject_scores, plot_within_context
+
+        st, dec = self.cfg["stats"], self.cfg["decode"]
+        result, c, g = self._result(self.target), self.context, dec["groups"]
+        within, null = within_context_scores(
+            result,
+            c,
+            groups=g,
+            n_permutations=st["within_permutations"],
+            return_null=True,
+        )
+        subjects = subject_scores(result, c, groups=g)
+        ctx_result = self._result(c) if dec["context_decoder"] else None
+        verdict = content_verdict(
+            result,
+            c,
+            groups=g,
+            alpha=st["alpha"],
+            context_result=ctx_result,
+            within=within,
+        )
+        tables = self.out / "tables"
+        _write_csv(within, tables / f"within_{c}.csv")
+        _write_csv(null, tables / f"within_{c}_null.csv")
+        _write_csv(subjects, tables / "subject_scores.csv")
+        _write_csv(verdict, tables / "verdict.csv")
+        _save_figure(
+            plot_within_context(within, null, c), self.out / "figures" / f"within_{c}"
+        )
+        _save_figure(
+            plot_subject_scores(subjects, groups=g, context=c),
+            self.out / "figures" / "subject_scores",
+        )
+
+    def similarity_outputs(self) -> list[str]:
+        m0 = self.cfg["attribute"]["methods"][0]
+        return [
+            f"attributions/{self.context}_decoder_{m0}.h5",
+            "tables/similarity.csv",
+            *_figures("similarity"),
+        ]
+
+    def similarity(self) -> None:
+        from eegsal.stats import explanation_similarity
+        from eegsal.viz import plot_similarity
+
+        m0 = self.cfg["attribute"]["methods"][0]
+        other = self._attribute(
+            self._result(self.context), m0, f"{self.context}_decoder_{m0}"
+        )
+        g = self.cfg["decode"]["groups"]
+        table = explanation_similarity(self._attr(m0), other, by=g)
+        _write_csv(table, self.out / "tables" / "similarity.csv")
+        fig = plot_similarity(table, by=g, names=(self.target, self.context))
+        _save_figure(fig, self.out / "figures" / "similarity")
+
+    # -- evaluation -------------------------------------------------------
+    def evaluate_outputs(self) -> list[str]:
+        files = [
+            "tables/faithfulness_auc.csv",
+            "tables/faithfulness_curves.csv",
+            "tables/randomization.csv",
+            *_figures("faithfulness", "randomization"),
+        ]
+        return files + (["tables/localization.csv"] if self.simulated else [])
+
+    def _subset(self, n: int) -> np.ndarray:
+        """Epochs to evaluate on: ``n`` drawn at random (seeded), in order."""
+        total = len(self._epochs())
+        rng = np.random.default_rng(self.cfg["decode"]["seed"])
+        return np.sort(rng.choice(total, min(n, total), replace=False))
+
+    def _sub_result(self, idx):
+        """Restrict the content decoder's result to the epochs ``idx``."""
+        from eegsal.decoding import DecodingResult
+
+        res = self._result(self.target)
+        pred = res.predictions.iloc[idx].reset_index(drop=True)
+        return DecodingResult(pred, res.scores, res.models, res.classes, res.config)
+
+    def evaluate(self) -> None:
+        from eegsal.evaluation import faithfulness, localization, randomization_test
+        from eegsal.viz import plot_faithfulness, plot_randomization
+
+        ev, att = self.cfg["evaluate"], self.cfg["attribute"]
+        idx = self._subset(ev["n_epochs"])
+        epochs, result = self._epochs()[idx], self._sub_result(idx)
+        curves, aucs, tables, rand = {}, [], [], {}
+        for m in att["methods"]:
+            attr = self._attr(m)[idx]
+            curves[m] = []
+            for kind in ("deletion", "insertion"):
+                fc = faithfulness(
+                    result,
+                    epochs,
+                    attr,
+                    kind=kind,
+                    device=self.device,
+                    **ev["faithfulness"],
+                )
+                curves[m].append(fc)
+                aucs.append(fc.auc.assign(method=m, kind=kind))
+                tables.append(fc.curves.assign(method=m, kind=kind))
+        ridx = idx[: ev["randomization"]["n_epochs"]]
+        for m in att["methods"]:
+            rand[m] = randomization_test(
+                self._sub_result(ridx),
+                self._epochs()[ridx],
+                method=m,
+                target=att["target"],
+                label=att["label"],
+                **att["params"].get(m, {}),
+            ).assign(method=m)
+        out = self.out / "tables"
+        _write_csv(pd.concat(aucs, ignore_index=True), out / "faithfulness_auc.csv")
+        _write_csv(
+            pd.concat(tables, ignore_index=True), out / "faithfulness_curves.csv"
+        )
+        _write_csv(
+            pd.concat(rand.values(), ignore_index=True), out / "randomization.csv"
+        )
+        _save_figure(plot_faithfulness(curves), self.out / "figures" / "faithfulness")
+        _save_figure(plot_randomization(rand), self.out / "figures" / "randomization")
+        truth = self._truth()
+        if truth is not None:
+            rows = []
+            if truth["content_mask"].any():
+                from types import SimpleNamespace
+
+                gt = SimpleNamespace(
+                    content_mask=truth["content_mask"],
+                    params={"labels": truth["labels"]},
+                )
+                for m in att["methods"]:
+                    table = localization(self._attr(m), gt)
+                    rows.append(table.assign(method=m))
+            table = (
+                pd.concat(rows, ignore_index=True)
+                if rows
+                else pd.DataFrame(
+                    columns=["method", "mass_accuracy", "rank_accuracy", "auroc"]
+                )
+            )
+            _write_csv(table, out / "localization.csv")
+
+    # -- statistics -------------------------------------------------------
+    def stats_outputs(self) -> list[str]:
+        return ["tables/lmm.csv", "tables/clusters.csv", *_figures("lmm")]
+
+    def stats(self) -> None:
+        from eegsal.stats import fit_lmm
+
+        st = self.cfg["stats"]
+        attr = self._attr(st["method"])
+        if st["bin"]:
+            attr = _bin_times(attr, st["bin"])
+        kw = dict(groups=self.cfg["decode"]["groups"], absolute=st["absolute"])
+        try:
+            lmm = fit_lmm(attr, st["formula"], **kw)
+        except ValueError as err:
+            if "rank deficient" not in str(err) or "*" not in st["formula"]:
+                raise
+            # some context holds one content only: no interaction can be fitted
+            additive = st["formula"].replace("*", "+")
+            logger.warning("%s; fitting %s instead.", err, additive)
+            lmm = fit_lmm(attr, additive, **kw)
+        name = next(
+            (n for n in lmm.names if n.startswith(f"{self.target}[")), lmm.names[1]
+        )
+        test = lmm.cluster_test(
+            name, n_permutations=st["n_permutations"], seed=self.cfg["decode"]["seed"]
+        )
+        lmm.save(self.out / "tables" / "lmm.csv", overwrite=True)
+        _write_csv(
+            test.clusters.assign(coefficient=name), self.out / "tables" / "clusters.csv"
+        )
+        fig = lmm.plot_image(
+            name,
+            mask=test.mask(st["alpha"]),
+            title=f"{st['method']} maps ~ {lmm.formula} + (1 | "
+            f"{self.cfg['decode']['groups']})\nWald t of {name}; outlined: "
+            f"clusters p < {st['alpha']:g} ({st['n_permutations']} permutations)",
+        )
+        _save_figure(fig, self.out / "figures" / "lmm")
