@@ -131,9 +131,14 @@ def _cutout(x, module, y, size, guided, gen):
     """Replace one (channels x samples) patch per example by the channel means."""
     n, c, t = x.shape
     pc, pt = min(size[0], c), min(size[1], t)
-    if guided:
-        with torch.enable_grad():
-            _, grad = std_gradients(module, x, y, create_graph=False)
+    if guided:  # the current model's saliency, in eval mode (no BatchNorm update)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.enable_grad():
+                _, grad = std_gradients(module, x, y, create_graph=False)
+        finally:
+            module.train(was_training)
         sal = (grad * module[0](x)).abs()  # input x gradient, standardized units
         chans = sal.sum(-1).topk(pc, dim=1).indices  # (n, pc)
         rows = sal.gather(1, chans[..., None].expand(-1, -1, t)).sum(1)  # (n, t)
