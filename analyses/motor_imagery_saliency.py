@@ -103,11 +103,13 @@ def main() -> None:
     ig = eegsal.attribute(
         result, epochs, method="integrated_gradients", n_steps=20, **kw
     )
+    extrapolate = "local" if args.picks == "sensorimotor" else "auto"
     fig = ig.plot_topomap(
         [0.75, 1.5, 2.25],
         by="context",
         absolute=False,
         title=f"Integrated gradients, log-odds of '{first}'",
+        extrapolate=extrapolate,
     )
     fig.savefig(out / "ig_topomap.png", dpi=120)
 
@@ -144,6 +146,7 @@ def main() -> None:
         by="context",
         absolute=False,
         window=0.0,
+        extrapolate=extrapolate,
         title=f"Band occlusion: change of the log-odds of '{first}' "
         "when the band is removed from a channel",
     )

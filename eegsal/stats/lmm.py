@@ -426,6 +426,8 @@ class LMMResult:
             "title", f"{self.formula} + ({self.re_formula} | {self.groups})"
         )
         kwargs.setdefault("label", stat)
+        kwargs.setdefault("times", self.attr.times)
+        kwargs.setdefault("domain", getattr(self.attr, "domain", "time"))
         return plot_image({name: evk}, mask=mask, **kwargs)
 
     def save(self, fname: str | os.PathLike, *, overwrite: bool = False) -> None:

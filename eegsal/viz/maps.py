@@ -18,6 +18,8 @@ def plot_image(
     cmap: str | None = None,
     title: str | None = None,
     label: str | None = None,
+    times: np.ndarray | None = None,
+    domain: str | None = None,
 ) -> Figure:
     """Plot the mean attribution as a channels x time image, one panel per group.
 
@@ -40,18 +42,25 @@ def plot_image(
         Figure title; default names the method and target.
     label : str | None
         Colour bar label; default ``'attribution (a.u.)'``.
+    times : ndarray | None
+        The maps' axis (s, or Hz), for ready-made maps whose ``Evoked.times``
+        cannot hold it (frequency bands, time bins); default theirs.
+    domain : str | None
+        ``'time'`` or ``'frequency'``, for ready-made maps; default that of
+        ``attr``.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
         The figure.
     """
-    frequency = getattr(attr, "domain", "time") == "frequency"
+    frequency = (domain or getattr(attr, "domain", "time")) == "frequency"
     xlabel = "frequency (Hz)" if frequency else "time (s)"
     if isinstance(attr, dict):
         evokeds = attr
         first = next(iter(evokeds.values()))
-        times, ch_names = first.times, first.ch_names
+        times = first.times if times is None else np.asarray(times)
+        ch_names = first.ch_names
         title = title or ""
     else:
         evokeds = attr.average(by=by, absolute=absolute)
@@ -74,6 +83,11 @@ def plot_image(
         m = float(np.abs(values).max())
         vmin, vmax, cmap = -m, m, cmap or "RdBu_r"
     names = ch_names if n_rows == len(ch_names) else ["time course"]
+    axis = np.asarray(times, float)
+    steps = np.diff(axis)
+    irregular = len(axis) > 2 and not np.allclose(steps, steps[0], rtol=1e-3)
+    if irregular:  # e.g. frequency bands: one column each, labelled
+        times = np.arange(len(axis), dtype=float)
     dt = (times[1] - times[0]) if len(times) > 1 else 1.0
     extent = (times[0] - dt / 2, times[-1] + dt / 2, n_rows - 0.5, -0.5)
     fig, axes = plt.subplots(
@@ -111,6 +125,8 @@ def plot_image(
         ax.set_ylim(extent[2], extent[3])
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(xlabel)
+        if irregular:
+            ax.set_xticks(times, [f"{v:g}" for v in axis], fontsize=8)
         ax.set_yticks(np.arange(n_rows), names, fontsize=7)
     cbar = fig.colorbar(im, ax=axes, shrink=0.8)
     default = ("|attribution|" if absolute else "attribution") + " (a.u.)"

@@ -20,6 +20,7 @@ def plot_topomap(
     cmap: str | None = None,
     title: str | None = None,
     mark: list[str] | None = None,
+    extrapolate: str = "auto",
 ) -> Figure:
     """Plot the mean attribution as topographic maps at several times.
 
@@ -48,6 +49,9 @@ def plot_topomap(
     mark : list of str | None
         Channels to highlight with white markers (e.g. the simulator's
         ground-truth content channels).
+    extrapolate : str
+        Passed to :func:`mne.viz.plot_topomap`; ``'local'`` keeps the map
+        near the electrodes when they cover part of the head.
 
     Returns
     -------
@@ -71,16 +75,15 @@ def plot_topomap(
     evokeds = attr.average(by=by, absolute=absolute)
     if not isinstance(evokeds, dict):
         evokeds = {"all epochs": evokeds}
+    # columns by the container's own axis (an Evoked cannot hold frequency bands)
+    axis = np.asarray(attr.times, float)
     maps = {}
     for name, evk in evokeds.items():
         cols = []
         for t in times:
-            sel = np.abs(evk.times - t) <= window / 2 + 1e-9
-            sel = (
-                sel
-                if sel.any()
-                else np.abs(evk.times - t) == np.abs(evk.times - t).min()
-            )
+            dist = np.abs(axis - t)
+            sel = dist <= window / 2 + 1e-9
+            sel = sel if sel.any() else dist == dist.min()
             cols.append(evk.data[:, sel].mean(axis=1))
         maps[name] = np.array(cols)
     allv = np.concatenate([m.ravel() for m in maps.values()])
@@ -118,6 +121,7 @@ def plot_topomap(
                 vlim=vlim,
                 contours=0,
                 sensors=True,
+                extrapolate=extrapolate,
                 mask=mask,
                 mask_params=dict(
                     marker="o", markerfacecolor="w", markeredgecolor="k", markersize=5

@@ -100,3 +100,27 @@ def test_spectral_plots_say_hertz(noise_epochs):
     assert fig.axes[0].get_xlabel() == "frequency (Hz)"
     fig = attr.plot_topomap([10.0, 20.0])
     assert fig.axes[0].get_title().endswith("Hz")
+
+
+def test_band_maps_are_drawn_band_by_band(noise_epochs):
+    from eegsal.attribution import Attributions
+    from eegsal.stats import fit_lmm
+
+    centres = np.array([2.25, 6.0, 10.0, 14.0])  # irregular, as band centres
+    data = np.broadcast_to(np.arange(1.0, 5.0), (12, 4, 4)).copy()
+    attr = Attributions(data, noise_epochs.info, centres,
+                        metadata=noise_epochs.metadata, method="band_occlusion",
+                        target="logit", label="1", domain="frequency")  # fmt: skip
+    fig = attr.plot_topomap([6.0, 14.0], absolute=False, window=0.0)
+    values = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert np.nanmax(values[0]) == pytest.approx(2.0, rel=0.05)  # the 6 Hz band
+    assert np.nanmax(values[1]) == pytest.approx(4.0, rel=0.05)  # the 14 Hz band
+    fig = attr.plot_image()  # one labelled column per band
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["2.25", "6", "10", "14"]
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array()[0], [1, 2, 3, 4])
+    rng = np.random.default_rng(0)
+    attr.data = attr.data + rng.standard_normal(attr.data.shape)
+    fig = fit_lmm(attr, "content").plot_image("content[T.y]")
+    assert fig.axes[0].get_xlabel() == "frequency (Hz)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == labels
