@@ -5,7 +5,9 @@ backward pass of the same model on the same batch, written with plain torch.
 Gradient methods (saliency, input x gradient, Grad-CAM) should stay within 1.3x
 of it; integrated gradients, SmoothGrad and occlusion cost their number of
 steps, samples or windows times more by construction (the ratio is reported
-per step as well).
+per step as well). The spectral methods (:func:`eegsal.attribution.attribute_spectrum`:
+amplitude gradients, Fourier-domain integrated gradients, band occlusion) run
+in the same loop, on the same model and epochs.
 
 Run: python benchmarks/bench_attribution.py [--repeats 5] [--device cpu]
 """
@@ -19,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from eegsal.attribution import attribute
+from eegsal.attribution import attribute, attribute_spectrum
 from eegsal.decoding import get_device
 from eegsal.models import EEGNet
 from eegsal.simulate import simulate_sleep_study
@@ -33,7 +35,18 @@ METHODS = {
     "smoothgrad": {"n_samples": 10},
     "occlusion": {"window": (1, 40)},
 }
-PASSES = {"integrated_gradients": 20, "smoothgrad": 10, "occlusion": 19 * 10 + 1}
+SPECTRAL = {
+    "amplitude_gradient": {},
+    "integrated_gradients": {"n_steps": 20},
+    "band_occlusion": {},
+}
+PASSES = {
+    "integrated_gradients": 20,
+    "smoothgrad": 10,
+    "occlusion": 19 * 10 + 1,
+    "spectral integrated_gradients": 20,
+    "spectral band_occlusion": 19 * 6 + 1,  # forward passes only
+}
 
 
 def bare(model, X, batch_size, device):
@@ -60,6 +73,7 @@ def main() -> None:
     batch = 64
     times = {"bare forward+backward": []}
     times.update({m: [] for m in METHODS})
+    times.update({f"spectral {m}": [] for m in SPECTRAL})
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         bare(model, X, batch, device)
@@ -69,13 +83,18 @@ def main() -> None:
             attribute(model, epochs, method=method, label=1, batch_size=batch,
                       device=str(device), **kw)  # fmt: skip
             times[method].append(time.perf_counter() - t0)
+        for method, kw in SPECTRAL.items():
+            t0 = time.perf_counter()
+            attribute_spectrum(model, epochs, method=method, label=1,
+                               batch_size=batch, device=str(device), **kw)  # fmt: skip
+            times[f"spectral {method}"].append(time.perf_counter() - t0)
     ref = statistics.median(times["bare forward+backward"])
     print(f"device {device}, {len(X)} epochs x {X.shape[1]} ch x {X.shape[2]} "
           f"samples, EEGNet, batch {batch}, median of {args.repeats}")  # fmt: skip
     for name, ts in times.items():
         med = statistics.median(ts)
         line = (
-            f"{name:22s} {len(X) / med:8.0f} epochs/s  {med / ref:6.2f}x the bare pass"
+            f"{name:30s} {len(X) / med:8.0f} epochs/s  {med / ref:6.2f}x the bare pass"
         )
         if name in PASSES:
             line += f"  ({med / ref / PASSES[name]:.2f}x per forward+backward step)"
