@@ -156,6 +156,17 @@ def _cutout(x, module, y, size, guided, gen):
     return torch.where(keep, x, module[0].mean.expand_as(x))
 
 
+def _rng_state(device):
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state, device):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 class GuidedTrainingMixin:
     """skorch training step with the explanation terms of :mod:`eegsal.guidance`."""
 
@@ -202,7 +213,10 @@ class GuidedTrainingMixin:
             shift = g["consistency_shift"]
             if shift:
                 x2 = torch.roll(x2, shift, dims=-1)
+            # both maps under the same dropout masks: only the input differs
+            state = _rng_state(xi.device)
             _, grad2 = std_gradients(module, x2, yt, create_graph=True)
+            _set_rng_state(state, xi.device)
             _, grad1 = std_gradients(module, xi, yt, create_graph=True)
             if shift:  # compare the maps where both saw the same samples
                 grad2 = torch.roll(grad2, -shift, dims=-1)[..., : -abs(shift) or None]
