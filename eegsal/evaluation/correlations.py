@@ -17,10 +17,10 @@ from scipy.stats import rankdata
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
-from eegsal.decoding import get_device
 from eegsal.evaluation.faithfulness import (
     PERTURBATIONS,
     explained,
+    explained_batches,
     patch_cells,
     patch_sums,
     perturbation_reference,
@@ -113,12 +113,10 @@ def faithfulness_correlation(
     .. [1] Bhatt U, Weller A, Moura JMF (2020). Evaluating and aggregating
        feature-based model explanations. IJCAI.
     """
-    from eegsal.attribution.methods import class_index, fold_batches
-
     check_option("perturbation", perturbation, PERTURBATIONS)
     picks = mne.pick_types(epochs.info, eeg=True)
     n, n_cells = len(epochs), len(picks) * len(epochs.times)
-    label, models, fold, classes, y_true = explained(result_or_model, n, attr)
+    explained(result_or_model, n, attr)  # checks the label and the result
     rng = check_random_state(seed)
     size = subset_size or max(1, n_cells // 20)
     if subsets is None:
@@ -130,27 +128,18 @@ def faithfulness_correlation(
             f"subsets must have shape (n_epochs={n}, n_subsets, subset_size), "
             f"got {subsets.shape}."
         )
-    dev = get_device(device)
     corr = np.full(n, np.nan)
-    for model, forward, b, x in fold_batches(
-        models,
-        fold,
-        epochs,
-        picks,
-        target=attr.target,
-        batch_size=batch_size,
-        device=dev,
+    for forward, b, x, a, cls in explained_batches(
+        result_or_model, epochs, attr, batch_size=batch_size, device=device,
         desc="faithfulness correlation",
-    ):
+    ):  # fmt: skip
+        dev = cls.device
         ref = perturbation_reference(x, perturbation, rng).reshape(len(b), -1)
-        a = np.asarray(attr[b].data, np.float64).reshape(len(b), -1)
+        a = a.reshape(len(b), -1)
         flat = x.reshape(len(b), -1)
         rows = np.arange(len(b))[:, None]
         with torch.no_grad():
             xt = torch.from_numpy(x).to(dev)
-            cls = class_index(label, model, xt, classes,
-                              None if y_true is None else y_true[b])  # fmt: skip
-            cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
             y0 = forward(xt).gather(1, cls)[:, 0].double().cpu().numpy()
             drops, sums = [], []
             for r in range(subsets.shape[1]):
@@ -223,8 +212,6 @@ def monotonicity_correlation(
     .. [1] Nguyen A, Martinez MR (2020). On quantitative aspects of model
        interpretability. arXiv:2007.07584.
     """
-    from eegsal.attribution.methods import class_index, fold_batches
-
     check_option("perturbation", perturbation, PERTURBATIONS)
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
@@ -236,7 +223,7 @@ def monotonicity_correlation(
             f"attr has shape {attr.data.shape}; the epochs give "
             f"{(n, *shape[1:])}: pass the explained epochs."
         )
-    label, models, fold, classes, y_true = explained(result_or_model, n, attr)
+    explained(result_or_model, n, attr)  # checks the label and the result
     rng = check_random_state(seed)
     draws = 1 if perturbation in ("zeros", "mean") else n_samples
     cells_of = patch_cells(shape, patch)
@@ -245,32 +232,23 @@ def monotonicity_correlation(
         "monotonicity: %d epochs x %d patches of %s x %d draws",
         n, n_patches, patch, draws,
     )  # fmt: skip
-    dev = get_device(device)
     corr = np.full(n, np.nan)
-    for model, forward, b, x in fold_batches(
-        models,
-        fold,
-        epochs,
-        picks,
-        target=attr.target,
-        batch_size=batch_size,
-        device=dev,
+    for forward, b, x, a, cls in explained_batches(
+        result_or_model, epochs, attr, batch_size=batch_size, device=device,
         desc="monotonicity correlation",
-    ):
-        mass = patch_sums(np.abs(np.asarray(attr[b].data, np.float64)), patch)
+    ):  # fmt: skip
+        dev = cls.device
+        mass = patch_sums(np.abs(a), patch)
         effect = np.zeros((len(b), n_patches))
         with torch.no_grad():
             xt = torch.from_numpy(x).to(dev)
-            cls = class_index(label, model, xt, classes,
-                              None if y_true is None else y_true[b])  # fmt: skip
-            cls = torch.as_tensor(cls, device=dev).expand(len(b))
-            y0 = forward(xt).gather(1, cls[:, None])[:, 0].double().cpu().numpy()
+            y0 = forward(xt).gather(1, cls)[:, 0].double().cpu().numpy()
             for _ in range(draws):
                 ref = perturbation_reference(x, perturbation, rng)
                 ref = ref.reshape(len(b), -1)
                 for i in range(len(b)):
                     y = _one_patch_out(forward, x[i], ref[i], cells_of, batch_size, dev)
-                    effect[i] += (y[:, cls[i]] - y0[i]) ** 2 / draws
+                    effect[i] += (y[:, cls[i, 0]] - y0[i]) ** 2 / draws
         corr[b] = _rowwise_pearson(rankdata(mass, axis=1), rankdata(effect, axis=1))
     table = pd.DataFrame({"epoch": np.arange(n), "correlation": corr})
     return _with_metadata(table, attr)

@@ -155,6 +155,35 @@ def explained(result_or_model, n: int, attr) -> tuple:
     return (label, *resolve_models(result_or_model, n, label))
 
 
+def explained_batches(result_or_model, epochs, attr, *, batch_size, device, desc):
+    """Yield ``(forward, idx, x, a, cls)``: the explained epochs, batch by batch.
+
+    ``forward`` maps inputs to ``attr``'s target, ``x`` holds the epochs
+    ``idx`` (µV, float32), ``a`` their maps (float64) and ``cls`` the
+    explained class of each, an (n, 1) tensor on the device (for ``gather``).
+    """
+    from eegsal.attribution.methods import class_index, fold_batches
+
+    picks = mne.pick_types(epochs.info, eeg=True)
+    label, models, fold, classes, y_true = explained(result_or_model, len(epochs), attr)
+    dev = get_device(device)
+    for model, forward, b, x in fold_batches(
+        models,
+        fold,
+        epochs,
+        picks,
+        target=attr.target,
+        batch_size=batch_size,
+        device=dev,
+        desc=desc,
+    ):
+        with torch.no_grad():
+            cls = class_index(label, model, torch.from_numpy(x).to(dev), classes,
+                              None if y_true is None else y_true[b])  # fmt: skip
+        cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
+        yield forward, b, x, np.asarray(attr[b].data, np.float64), cls
+
+
 def patch_sums(a: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     """Sum of the attribution in each (channels x samples) patch: (n, P)."""
     n, c, t = a.shape
@@ -248,8 +277,6 @@ def faithfulness(
     >>> fc = eegsal.evaluation.faithfulness(result, epochs, attr)  # doctest: +SKIP
     >>> fc.auc["gain"].mean()  # doctest: +SKIP
     """
-    from eegsal.attribution.methods import class_index, fold_batches
-
     check_option("kind", kind, ("deletion", "insertion"))
     check_option("perturbation", perturbation, PERTURBATIONS)
     if not attr.params.get("spatially_resolved", True):
@@ -264,9 +291,7 @@ def faithfulness(
             f"attr has shape {attr.data.shape}; the epochs give "
             f"{(n, len(picks), len(epochs.times))}: pass the explained epochs."
         )
-    label, models, fold, classes, y_true = explained(result_or_model, n, attr)
     rng = check_random_state(seed)
-    dev = get_device(device)
     shape = (1, len(picks), len(epochs.times))
     n_patches = patch_sums(np.zeros(shape), patch).shape[1]
     cells_of = patch_cells(shape, patch)
@@ -280,23 +305,11 @@ def faithfulness(
         "%s curves: %d epochs x %d steps (%d patches of %s) x %d orderings",
         kind, n, n_steps, n_patches, patch, 1 + n_random,
     )  # fmt: skip
-    for model, forward, b, x in fold_batches(
-        models,
-        fold,
-        epochs,
-        picks,
-        target=attr.target,
-        batch_size=batch_size,
-        device=dev,
-        desc=kind,
+    for forward, b, x, a, cls in explained_batches(
+        result_or_model, epochs, attr, batch_size=batch_size, device=device, desc=kind
     ):
         ref = perturbation_reference(x, perturbation, rng)
-        a = np.asarray(attr[b].data, dtype=np.float64)
         with torch.no_grad():
-            xt = torch.from_numpy(x).to(dev)
-            cls = class_index(label, model, xt, classes,
-                              None if y_true is None else y_true[b])  # fmt: skip
-            cls = torch.as_tensor(cls, device=dev).expand(len(b)).reshape(-1, 1)
             # ties in an unspecified (but fixed) order: 2x faster than "stable"
             ranked = np.argsort(-patch_sums(a, patch), axis=1)
             identity = np.tile(np.arange(n_patches), (len(b), 1))
@@ -320,7 +333,7 @@ def faithfulness(
                     if s:
                         idx = flat[:, counts[s - 1] : count].ravel()
                         buf[idx] = src[idx]
-                    xt = torch.from_numpy(xs).to(dev)
+                    xt = torch.from_numpy(xs).to(cls.device)
                     add = forward(xt).gather(1, cls)[:, 0].float().cpu().numpy()
                     if name == "random":
                         add = add / n_random
