@@ -42,7 +42,7 @@ from eegsal._io import atomic_path
 from eegsal._logging import logger, verbose
 from eegsal._study import ConfigError
 from eegsal._study import Study as _Study
-from eegsal.data.manifest import _mapping, _unknown
+from eegsal.data.manifest import _load_yaml, _mapping, _unknown
 
 __all__ = ["DEFAULT_STUDY", "ConfigError", "read_config", "run_demo", "run_study"]
 
@@ -119,18 +119,8 @@ def read_config(config: str | os.PathLike | dict) -> dict:
     config : dict
         The complete config, ``data.manifest`` made absolute.
     """
-    if isinstance(config, dict):
-        raw, origin, base = copy.deepcopy(config), "config", Path.cwd()
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"Study config {path} does not exist.")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        raw = _mapping(raw, "top level", str(path), ConfigError)
-        origin, base = str(path), path.resolve().parent
+    raw, origin, path = _load_yaml(config, "study config", ConfigError)
+    base = Path.cwd() if path is None else path.resolve().parent
     _unknown(raw, _SECTIONS, "", origin, ConfigError)
     cfg = copy.deepcopy(DEFAULT_STUDY)
     cfg["name"] = str(raw.get("name") or cfg["name"])

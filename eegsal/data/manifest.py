@@ -106,6 +106,33 @@ def _unknown(keys, allowed, where, origin, error=None):
             )
 
 
+def _load_yaml(source, what: str, error=None) -> tuple[dict, str, Path | None]:
+    """Read a YAML mapping (``safe_load``) from a file, or copy a given dict.
+
+    Returns the mapping (a copy: the input is never edited), its origin for
+    messages and the file's path (None for a dict).
+    """
+    error = error or ManifestError
+    if isinstance(source, dict):
+        return (
+            copy.deepcopy(_mapping(source, "(top level)", "<dict>", error)),
+            "<dict>",
+            None,
+        )
+    path = Path(source)
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from None
+    return (
+        copy.deepcopy(_mapping(raw, "(top level)", str(path), error)),
+        str(path),
+        path,
+    )
+
+
 def _mapping(value, where, origin, error=None) -> dict:
     if value is None:
         return {}
@@ -145,18 +172,8 @@ def read_manifest(
     manifest : Manifest
         The validated manifest.
     """
-    if isinstance(manifest, dict):
-        origin, raw, base = "<dict>", manifest, Path.cwd()
-    else:
-        path = Path(manifest)
-        if not path.is_file():
-            raise ManifestError(f"{path}: no such manifest file.")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ManifestError(f"{path}: not valid YAML: {err}") from None
-        origin, base = str(path), path.parent
-    raw = copy.deepcopy(_mapping(raw, "(top level)", origin))  # never edit the input
+    raw, origin, path = _load_yaml(manifest, "manifest")
+    base = Path.cwd() if path is None else path.parent
     _unknown(raw, _TOP, "", origin)
     source = raw.get("source", "files")
     if source not in ("files", "simulate"):
