@@ -1,4 +1,4 @@
-"""joblib parallelism: local processes and a Dask cluster give the serial results."""
+"""joblib parallelism: local workers and a Dask cluster give the serial results."""
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ def _run(epochs, serial, n_jobs):
                                     n_jobs=n_jobs)  # fmt: skip
 
 
-def test_local_processes_equal_the_serial_run(_study_session, serial):
+def test_local_workers_equal_the_serial_run(_study_session, serial):
     epochs, _ = _study_session
     _same(*_run(epochs, serial, 2), serial)
 

@@ -382,7 +382,9 @@ def cluster_test(
     n_chunks = max(1, min(len(designs), 4 * effective_n_jobs(n_jobs)))
     chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
     scorer = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail)
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+    # threads by default (NumPy releases the GIL; no copy of the maps per
+    # process); a parallel_config backend such as Dask takes precedence
+    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(scorer)([designs[i] for i in c]) for c in chunks
     )
     max_null = (
