@@ -156,9 +156,9 @@ def make_report(
         f"(folds {ba.min():.2f}-{ba.max():.2f})."
     )
     sentences = [headline]
+    verdict = read("verdict.csv")
     if within is not None and subjects is not None:
         overall = None
-        verdict = read("verdict.csv")
         if verdict is not None:
             rows = verdict["test"].str.startswith("overall")
             overall = float(verdict.loc[rows, "balanced_accuracy"].iloc[0])
@@ -215,7 +215,6 @@ def make_report(
             section="Decoding",
         )
     # Content vs context
-    verdict = read("verdict.csv")
     if verdict is not None:
         report.add_html(
             _table_html(verdict.drop(columns="reading")),

@@ -19,7 +19,6 @@ from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
 from eegsal.evaluation.faithfulness import (
     PERTURBATIONS,
-    explained,
     explained_batches,
     patch_cells,
     patch_sums,
@@ -116,7 +115,6 @@ def faithfulness_correlation(
     check_option("perturbation", perturbation, PERTURBATIONS)
     picks = mne.pick_types(epochs.info, eeg=True)
     n, n_cells = len(epochs), len(picks) * len(epochs.times)
-    explained(result_or_model, n, attr)  # checks the label and the result
     rng = check_random_state(seed)
     size = subset_size or max(1, n_cells // 20)
     if subsets is None:
@@ -223,7 +221,6 @@ def monotonicity_correlation(
             f"attr has shape {attr.data.shape}; the epochs give "
             f"{(n, *shape[1:])}: pass the explained epochs."
         )
-    explained(result_or_model, n, attr)  # checks the label and the result
     rng = check_random_state(seed)
     draws = 1 if perturbation in ("zeros", "mean") else n_samples
     cells_of = patch_cells(shape, patch)

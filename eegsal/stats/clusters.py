@@ -367,7 +367,8 @@ def cluster_test(
         threshold,
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
-    z = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail).z_of(X)
+    scorer = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail)
+    z = scorer.z_of(X)
 
     rng = check_random_state(seed)
     info = lmm.design.design_info
@@ -381,7 +382,6 @@ def cluster_test(
     ]
     n_chunks = max(1, min(len(designs), 4 * effective_n_jobs(n_jobs)))
     chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
-    scorer = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail)
     # threads by default (NumPy releases the GIL; no copy of the maps per
     # process); a parallel_config backend such as Dask takes precedence
     jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
