@@ -64,8 +64,10 @@ def main() -> None:
     gain = auc.pivot_table("gain", "method", "kind")
     rand = pd.read_csv(tables / "randomization.csv")
     last = rand.groupby("method").tail(1).set_index("method")
-    loc = pd.read_csv(tables / "localization.csv").groupby("method").mean(
-        numeric_only=True
+    loc = (
+        pd.read_csv(tables / "localization.csv")
+        .groupby("method")
+        .mean(numeric_only=True)
     )
     table = pd.DataFrame({
         "deletion_gain": gain["deletion"],

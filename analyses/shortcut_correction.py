@@ -10,15 +10,19 @@ held-out subjects do not have. Decoders (EEGNet, subject-grouped folds):
 - ``plain``: trained with the shortcut;
 - ``rrr``: right for the right reasons, input gradients penalized on the
   frontal channels (:func:`eegsal.guidance.make_mask`);
+- ``counterfactual``: the same mask, but the penalty is the change of the
+  output when the frontal channels are swapped with another epoch's
+  (``rrr_method="counterfactual"``);
 - ``cutout`` / ``saliency_cutout``: a random, or the most salient, patch of
   (4 channels x 0.5 s) removed from each training example;
-- ``consistency``: maps of noisy copies kept alike.
+- ``consistency``: maps of noisy copies kept alike; ``clean_consistency``:
+  the same on clean data, to compare with ``clean``.
 
 Per condition: balanced accuracy on the held-out (clean) subjects, the share
 of |saliency| on the frontal channels (training epochs), and the maps'
 max-sensitivity to input noise (:func:`eegsal.evaluation.stability`).
 
-Run: python analyses/shortcut_correction.py [--out shortcut] [--folds 4]
+Run: python analyses/shortcut_correction.py [--out shortcut] [--folds 2]
      [--conditions clean plain rrr ...]
 """
 
@@ -40,17 +44,28 @@ from eegsal.evaluation import stability
 from eegsal.guidance import make_mask
 from eegsal.simulate import FRONTAL, plant_shortcut, simulate_sleep_study
 
-CONDITIONS = ("clean", "plain", "rrr", "cutout", "saliency_cutout", "consistency")
+CONDITIONS = (
+    "clean",
+    "plain",
+    "rrr",
+    "counterfactual",
+    "cutout",
+    "saliency_cutout",
+    "consistency",
+    "clean_consistency",
+)
 
 
 def main() -> None:
     """Train every condition in every fold; tabulate and plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="shortcut")
-    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS))
     parser.add_argument("--rrr-weight", type=float, default=1000.0)
-    parser.add_argument("--max-epochs", type=int, default=15)
+    parser.add_argument("--cf-weight", type=float, default=10.0)
+    parser.add_argument("--consistency-weight", type=float, default=0.1)
+    parser.add_argument("--max-epochs", type=int, default=30)
     args = parser.parse_args()
     eegsal.set_log_level("WARNING")
     out = Path(args.out)
@@ -71,15 +86,23 @@ def main() -> None:
         "clean": {},
         "plain": {},
         "rrr": dict(rrr_mask=frontal, rrr_weight=args.rrr_weight),
+        "counterfactual": dict(
+            rrr_mask=frontal, rrr_weight=args.cf_weight, rrr_method="counterfactual"
+        ),
         "cutout": dict(augment="cutout", cutout=(4, 50)),
         "saliency_cutout": dict(augment="saliency_cutout", cutout=(4, 50)),
-        "consistency": dict(consistency_weight=1.0, consistency_noise=0.1),
+        "consistency": dict(
+            consistency_weight=args.consistency_weight, consistency_noise=0.1
+        ),
+        "clean_consistency": dict(
+            consistency_weight=args.consistency_weight, consistency_noise=0.1
+        ),
     }
     rows, maps = [], {}
     for k, (train, test) in enumerate(GroupKFold(args.folds).split(y, y, g)):
         shortcut = plant_shortcut(epochs, value="flying", subjects=np.unique(g[train]))
         for cond in args.conditions:
-            src = epochs if cond == "clean" else shortcut
+            src = epochs if cond.startswith("clean") else shortcut
             X = src.get_data(units="uV").astype(np.float32)
             clf = EEGDecoder(**base, **extra[cond]).fit(X[train], y[train], g[train])
             ba = balanced_accuracy_score(y[test], clf.predict(X[test]))

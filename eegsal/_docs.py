@@ -31,8 +31,9 @@ docdict["ref_schirrmeister"] = """\
    networks for EEG decoding and visualization. Hum Brain Mapp 38, 5391-5420."""
 
 docdict["X_uv"] = """\
-X : ndarray, shape (n_epochs, n_chans, n_times)
-    EEG in µV."""
+X : ndarray, shape (n_epochs, n_chans, n_times) | mne.Epochs | EpochsReader
+    EEG in µV; epochs read with ``preload=False`` (or an
+    :class:`eegsal.data.reader.EpochsReader`) are read batch by batch."""
 
 docdict["seed"] = """\
 seed : int | numpy.random.Generator | None

@@ -23,7 +23,6 @@ from sklearn.model_selection import (
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EarlyStopping, LRScheduler
-from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -32,6 +31,13 @@ from eegsal._check import check_option, check_range, validate_type
 from eegsal._docs import fill_doc
 from eegsal._io import atomic_path
 from eegsal._logging import logger, progress, verbose
+from eegsal.data.reader import (
+    BatchDataset,
+    BatchLoader,
+    EpochsReader,
+    channel_moments,
+    take,
+)
 from eegsal.guidance import GuidedTrainingMixin, check_guidance
 from eegsal.models import get_model_class
 
@@ -80,6 +86,21 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return (x - self.mean) / self.scale
+
+
+def _as_source(X):
+    """Epochs as an array or an :class:`~eegsal.data.reader.EpochsReader`."""
+    if isinstance(X, mne.BaseEpochs):
+        return EpochsReader(X)
+    if isinstance(X, EpochsReader):
+        return X
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(
+            f"X must be epochs of shape (n_epochs, n_channels, n_times), got an "
+            f"array of shape {X.shape}."
+        )
+    return X
 
 
 def _build_module(
@@ -170,7 +191,14 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         :func:`eegsal.guidance.make_mask`.
     rrr_weight : float
         Weight of that penalty (0: off). The gradient is taken with respect
-        to the standardized input; on the simulator, 1-100 moves the maps.
+        to the standardized input; on the simulator, 100-1000 moves the maps
+        (``'gradient'``) and 10 unlearns a planted shortcut
+        (``'counterfactual'``).
+    rrr_method : str
+        ``'gradient'``: Ross et al.'s penalty on the input gradient in the
+        mask; ``'counterfactual'``: a penalty on the change of the output
+        when the masked cells are swapped with another epoch's, which cannot
+        be met by flattening the gradient (see :mod:`eegsal.guidance`).
     keep_mask : array-like of bool | None
         Cells where the reasons should lie, shape (n_channels, n_times).
     keep_weight : float
@@ -210,6 +238,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         seed: int = 0,
         rrr_mask=None,
         rrr_weight: float = 0.0,
+        rrr_method: str = "gradient",
         keep_mask=None,
         keep_weight: float = 0.0,
         augment: str | None = None,
@@ -233,6 +262,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.rrr_mask = rrr_mask
         self.rrr_weight = rrr_weight
+        self.rrr_method = rrr_method
         self.keep_mask = keep_mask
         self.keep_weight = keep_weight
         self.augment = augment
@@ -258,8 +288,10 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self : EEGDecoder
             The fitted decoder.
         """
-        X = np.asarray(X, dtype=np.float32)
+        X = _as_source(X)
         y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"X holds {len(X)} epochs but y has {len(y)} labels.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         device = get_device(self.device)
         torch.manual_seed(self.seed)
@@ -271,10 +303,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             dict(self.model_params or {}),
         )
         train, valid = self._split(y_idx, groups)
-        module[0].mean.copy_(torch.from_numpy(X[train].mean(axis=(0, 2))[:, None]))
-        module[0].scale.copy_(
-            torch.from_numpy(X[train].std(axis=(0, 2))[:, None] + 1e-6)
-        )
+        mean, std = channel_moments(X, train, batch_size=self.batch_size)
+        module[0].mean.copy_(torch.from_numpy(mean[:, None]))
+        module[0].scale.copy_(torch.from_numpy(std[:, None] + 1e-6))
         weight = None
         if self.class_weight == "balanced":
             counts = np.bincount(y_idx[train], minlength=len(self.classes_))
@@ -290,7 +321,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             )
         split = False
         if valid is not None:
-            split = predefined_split(Dataset(X[valid], y_idx[valid].astype(np.int64)))
+            split = predefined_split(BatchDataset(X, valid, y_idx[valid]))
             callbacks.append(
                 _EarlyStopping(
                     patience=self.patience,
@@ -304,7 +335,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             guidance["rrr_weight"] or guidance["keep_weight"] or guidance["augment"]
             or guidance["consistency_weight"]
         )  # fmt: skip
-        X_train = X[train]
+        masks = None
         if guidance["per_epoch"]:
             masks = np.asarray(self.rrr_mask, dtype=np.float32)
             if masks.shape != X.shape:
@@ -312,7 +343,6 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
                     f"rrr_mask has shape {masks.shape}; one mask per epoch of X "
                     f"needs {X.shape}."
                 )
-            X_train = {"X": X[train], "mask": masks[train]}
         for key in ("rrr_mask", "keep_mask"):
             if guidance[key] is not None:
                 guidance[key] = guidance[key].to(device)
@@ -320,11 +350,14 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             module,
             criterion=nn.CrossEntropyLoss,
             criterion__weight=weight,
+            classes=list(range(len(self.classes_))),
             optimizer=torch.optim.AdamW,
             lr=self.lr,
             optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
+            iterator_train=BatchLoader,
+            iterator_valid=BatchLoader,
             iterator_train__shuffle=True,
             train_split=split,
             callbacks=callbacks,
@@ -332,7 +365,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             verbose=0,
         )
         self.net_.guidance = guidance
-        self.net_.fit(X_train, y_idx[train].astype(np.int64))
+        self.net_.fit(BatchDataset(X, train, y_idx[train], masks), None)
         self.module_ = self.net_.module_.eval()
         self.n_epochs_trained_ = len(self.net_.history)
         return self
@@ -365,7 +398,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             Probabilities, columns in the order of ``classes_``.
         """
         check_is_fitted(self, "module_")
-        return self.net_.predict_proba(np.asarray(X, dtype=np.float32))
+        X = _as_source(X)
+        return self.net_.predict_proba(BatchDataset(X, np.arange(len(X))))
 
     @fill_doc
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -540,10 +574,10 @@ def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
     clf = clone(base)
     if per_epoch_mask is not None:  # one mask per epoch: the fold's own
         clf.set_params(rrr_mask=per_epoch_mask[train])
-    clf = clf.fit(X[train], y[train], groups=g[train])
+    clf = clf.fit(take(X, train), y[train], groups=g[train])
     # a fold's training set may miss a class: map its columns to all classes
     p = np.zeros((len(test), len(classes)))
-    p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(X[test])
+    p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(take(X, test))
     return p, clf.module_.cpu(), clf.n_epochs_trained_
 
 
@@ -596,6 +630,8 @@ def decode(
     ----------
     epochs : mne.Epochs
         EEG epochs with ``metadata`` holding ``target`` and ``groups``.
+        Epochs read with ``preload=False`` are read batch by batch in every
+        fold, so that studies larger than memory can be decoded.
     target : str
         Metadata column to decode, e.g. ``'content'`` or ``'stage'``.
     model : str
@@ -649,7 +685,10 @@ def decode(
         )
     g = meta[groups].to_numpy()
     splitter = _make_cv(cv, g)
-    X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
+    if epochs.preload:
+        X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
+    else:  # read batch by batch, in each fold (studies larger than memory)
+        X = EpochsReader(epochs)
     base = EEGDecoder(model, device=device, seed=seed, **decoder_params)
     per_epoch_mask = None
     if base.rrr_mask is not None and np.ndim(base.rrr_mask) == 3:

@@ -9,16 +9,27 @@ model's first layer), so that weights do not depend on the data's µV scale:
   ``rrr_weight * sum((M- * dlogp/dx)^2)`` on gradient inside a mask of
   irrelevant cells (e.g. frontal channels during REM, or annotated eye
   movements), and optionally ``keep_weight * (1 - share of the squared
-  gradient inside M+)``, which rewards reasons inside a mask of relevant cells;
+  gradient inside M+)``, which rewards reasons inside a mask of relevant cells.
+  A network can meet the gradient penalty by flattening its input gradient at
+  the training epochs while still deciding by the masked cells (gradient
+  masking); ``rrr_method="counterfactual"`` closes that door: the penalty is
+  ``rrr_weight * sum((logp(x) - logp(x'))^2)``, where ``x'`` is the epoch with
+  its masked cells taken from another epoch of the batch. By completeness,
+  ``logp(x) - logp(x')`` is the integrated-gradients attribution of the masked
+  cells, summed, on the path from ``x'`` to ``x``: the masked cells may hold
+  no evidence *as a whole*, not just at ``x``;
 - **saliency-guided CutOut**: each training example loses the patch of
   ``cutout`` = (channels, samples) where the current model's input x gradient
   is largest (its most salient channels, over its most salient window), set
   to the channel means; ``augment="cutout"`` removes a random patch instead
   (DeVries & Taylor, 2017);
 - **explanation consistency**: ``consistency_weight`` times the squared
-  difference between the maps of an epoch and of a copy with Gaussian noise
-  (``consistency_noise`` standard deviations) and/or shifted by
-  ``consistency_shift`` samples, relative to the map's own squared norm.
+  difference between the maps (input gradients of the true class's logit)
+  of an epoch and of a copy with Gaussian noise (``consistency_noise``
+  standard deviations) and/or shifted by ``consistency_shift`` samples,
+  relative to the maps' squared norm over the batch. Logits, not
+  log-probabilities: the gradient of a confident log-probability vanishes,
+  and a ratio to it would reward unconfident models.
 
 :func:`make_mask` builds masks from channel names, time windows or MNE
 annotations; :func:`localize_events` turns Grad-CAM time courses into event
@@ -36,9 +47,10 @@ from skorch.dataset import unpack_data
 from eegsal._check import check_option
 from eegsal._logging import verbose
 
-__all__ = ["AUGMENTATIONS", "localize_events", "make_mask"]
+__all__ = ["AUGMENTATIONS", "RRR_METHODS", "localize_events", "make_mask"]
 
 AUGMENTATIONS = ("cutout", "saliency_cutout")
+RRR_METHODS = ("gradient", "counterfactual")
 
 
 def make_mask(
@@ -99,7 +111,14 @@ def make_mask(
     return mask
 
 
-def std_gradients(module, x: torch.Tensor, y: torch.Tensor, create_graph: bool):
+def std_gradients(
+    module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    create_graph: bool,
+    *,
+    target: str = "logp",
+):
     """Gradient of the log-probability of ``y`` w.r.t. the standardized input.
 
     Parameters
@@ -112,6 +131,9 @@ def std_gradients(module, x: torch.Tensor, y: torch.Tensor, create_graph: bool):
         Class index per epoch, or -1 for the sum over classes (Ross et al.).
     create_graph : bool
         Keep the graph (the gradient enters a loss).
+    target : str
+        ``'logp'``: log-probabilities (Ross et al.); ``'logit'``: logits, which
+        do not saturate as the model grows confident.
 
     Returns
     -------
@@ -121,9 +143,11 @@ def std_gradients(module, x: torch.Tensor, y: torch.Tensor, create_graph: bool):
     std = module[0]
     z = std(x.detach()).requires_grad_(True)
     logits = module[1:](z)
-    logp = F.log_softmax(logits.float(), dim=-1)
-    target = logp.sum() if y is None else logp.gather(1, y[:, None]).sum()
-    (grad,) = torch.autograd.grad(target, z, create_graph=create_graph)
+    out = logits.float()
+    if target == "logp":
+        out = F.log_softmax(out, dim=-1)
+    total = out.sum() if y is None else out.gather(1, y[:, None]).sum()
+    (grad,) = torch.autograd.grad(total, z, create_graph=create_graph)
     return logits, grad
 
 
@@ -191,21 +215,37 @@ class GuidedTrainingMixin:
                 g["augment"] == "saliency_cutout",
                 g["generator"],
             )
-        need_grad = g["rrr_weight"] or g["keep_weight"] or g["consistency_weight"]
-        if not need_grad:
-            y_pred = self.infer(xi, **fit_params)
-            loss = self.get_loss(y_pred, yi, X=xi, training=True)
-            loss.backward()
-            return {"loss": loss, "y_pred": y_pred}
-        y_pred, grad = std_gradients(module, xi, None, create_graph=True)
-        loss = self.get_loss(y_pred, yi, X=xi, training=True)
-        sq = grad.pow(2)
+        rrr = g["rrr_weight"] and g["rrr_method"] == "gradient"
+        counterfactual = g["rrr_weight"] and g["rrr_method"] == "counterfactual"
+        m = None
         if g["rrr_weight"]:
             m = g["rrr_mask"] if mask is None else mask.to(self.device)
+        state = _rng_state(xi.device)  # the dropout masks of the main forward
+        if rrr or g["keep_weight"]:
+            y_pred, grad = std_gradients(module, xi, None, create_graph=True)
+            sq = grad.pow(2)
+        else:
+            y_pred = self.infer(xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=xi, training=True)
+        if rrr:
             loss = loss + g["rrr_weight"] * (sq * m).sum() / len(xi)
         if g["keep_weight"]:
             share = (sq * g["keep_mask"]).sum((1, 2)) / (sq.sum((1, 2)) + 1e-12)
             loss = loss + g["keep_weight"] * (1 - share).mean()
+        if counterfactual:
+            # the masked cells of each epoch swapped with those of another epoch
+            # of the batch, under the same dropout masks: the output must not move
+            order = torch.randperm(len(xi), generator=g["generator"]).to(xi.device)
+            partner = torch.empty_like(order)
+            partner[order] = order.roll(-1)
+            x_cf = torch.where(m.bool(), xi[partner], xi)
+            after = _rng_state(xi.device)
+            _set_rng_state(state, xi.device)
+            cf_pred = self.infer(x_cf, **fit_params)
+            _set_rng_state(after, xi.device)
+            logp = F.log_softmax(y_pred.float(), -1)
+            moved = logp - F.log_softmax(cf_pred.float(), -1)
+            loss = loss + g["rrr_weight"] * moved.pow(2).sum(1).mean()
         if g["consistency_weight"]:
             x2 = xi + g["consistency_noise"] * module[0].scale * torch.randn(
                 xi.shape, generator=g["generator"]
@@ -215,15 +255,16 @@ class GuidedTrainingMixin:
                 x2 = torch.roll(x2, shift, dims=-1)
             # both maps under the same dropout masks: only the input differs
             state = _rng_state(xi.device)
-            _, grad2 = std_gradients(module, x2, yt, create_graph=True)
+            _, grad2 = std_gradients(module, x2, yt, True, target="logit")
             _set_rng_state(state, xi.device)
-            _, grad1 = std_gradients(module, xi, yt, create_graph=True)
+            _, grad1 = std_gradients(module, xi, yt, True, target="logit")
             if shift:  # compare the maps where both saw the same samples
                 grad2 = torch.roll(grad2, -shift, dims=-1)[..., : -abs(shift) or None]
                 grad1 = grad1[..., : -abs(shift) or None]
-            diff = (grad1 - grad2).pow(2).sum((1, 2))
-            norm = grad1.pow(2).sum((1, 2)).detach() + 1e-12
-            loss = loss + g["consistency_weight"] * (diff / norm).mean()
+            # one ratio for the batch: an epoch with a near-zero map cannot blow it up
+            diff = (grad1 - grad2).pow(2).sum()
+            norm = grad1.pow(2).sum().detach() + 1e-12
+            loss = loss + g["consistency_weight"] * diff / norm
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
 
@@ -250,6 +291,7 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
 
     if decoder.augment is not None:
         check_option("augment", decoder.augment, AUGMENTATIONS)
+    check_option("rrr_method", decoder.rrr_method, RRR_METHODS)
     rrr = decoder.rrr_mask
     per_epoch = rrr is not None and np.ndim(rrr) == 3
     if decoder.rrr_weight and rrr is None:
@@ -260,6 +302,7 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
     return dict(
         rrr_mask=None if per_epoch else fixed("rrr_mask", rrr),
         rrr_weight=float(decoder.rrr_weight),
+        rrr_method=decoder.rrr_method,
         keep_mask=fixed("keep_mask", decoder.keep_mask),
         keep_weight=float(decoder.keep_weight),
         augment=decoder.augment,

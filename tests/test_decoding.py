@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from eegsal.data.cache import read_epochs
+from eegsal.data.reader import EpochsReader, channel_moments
 from eegsal.decoding import DecodingResult, EEGDecoder, decode
 
 
@@ -43,6 +45,61 @@ def test_same_seed_same_predictions(study):
     np.testing.assert_array_equal(
         a.predictions["proba_flying"], b.predictions["proba_flying"]
     )
+
+
+class _CountingReader(EpochsReader):
+    """Records how many epochs each read asks for."""
+
+    def __init__(self, epochs):
+        self.reads = []
+        super().__init__(epochs)
+
+    def __getitem__(self, item):
+        data = super().__getitem__(item)
+        self.reads.append(len(data))
+        return data
+
+
+def test_lazy_epochs_train_batch_by_batch_like_preloaded(study, tmp_path):
+    epochs, _ = study
+    fname = tmp_path / "study-epo.fif"
+    epochs.save(fname, fmt="double")
+    loaded, lazy = read_epochs(fname), read_epochs(fname, preload=False)
+    kw = dict(cv=2, max_epochs=1, seed=1, device="cpu")
+    a = decode(loaded, "content", **kw)
+    b = decode(lazy, "content", **kw)
+    np.testing.assert_allclose(
+        a.predictions["proba_flying"], b.predictions["proba_flying"], atol=1e-6
+    )
+    assert not lazy.preload
+    # worker processes open the file themselves (open files do not pickle)
+    c = decode(lazy, "content", n_jobs=2, **kw)
+    np.testing.assert_allclose(
+        c.predictions["proba_flying"], b.predictions["proba_flying"], atol=1e-5
+    )
+    # a decoder on a reader holds one batch at a time
+    y = epochs.metadata["content"].to_numpy()
+    reader = _CountingReader(lazy)
+    clf = EEGDecoder(max_epochs=2, batch_size=16, valid_size=0.25).fit(
+        reader, y, epochs.metadata["subject"]
+    )
+    clf.predict_proba(reader)
+    assert max(reader.reads) == 16 and sum(reader.reads) > 3 * len(y)
+    want = loaded.get_data(units="uV")[[7, 2]].astype(np.float32)
+    np.testing.assert_array_equal(reader[[7, 2]], want)
+    with pytest.raises(ValueError, match="shape"):
+        EEGDecoder().fit(np.zeros((4, 10)), y[:4])
+
+
+def test_channel_moments_match_numpy_for_any_batch_size():
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((37, 3, 50)) * [[1], [20], [300]] + 1e4).astype(np.float32)
+    rows = rng.permutation(37)[:30]
+    ref = X[rows].astype(np.float64)
+    for batch_size in (1, 7, 64):
+        mean, std = channel_moments(X, rows, batch_size=batch_size)
+        np.testing.assert_allclose(mean, ref.mean(axis=(0, 2)), rtol=1e-12)
+        np.testing.assert_allclose(std, ref.std(axis=(0, 2)), rtol=1e-9)
 
 
 def test_fitted_model_standardizes_with_training_statistics(study):

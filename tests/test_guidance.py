@@ -101,6 +101,45 @@ def test_rrr_penalty_moves_the_gradient_out_of_the_mask():
         EEGDecoder(rrr_mask=mask[:3], rrr_weight=1.0, max_epochs=1).fit(X, y)
 
 
+def test_counterfactual_rrr_unlearns_a_shortcut_absent_at_test_time():
+    # channels 0-1 carry a bump in every class-"a" training epoch (the shortcut,
+    # absent from the test epochs); channels 4-5 carry a weak real signal
+    rng = np.random.default_rng(0)
+    n, c, t = 128, 6, 64
+
+    def make(shortcut):
+        y = np.repeat(["a", "b"], n // 2)
+        X = rng.standard_normal((n, c, t)).astype(np.float32)
+        X[:, 4:6] += 0.3 * np.where(y == "a", 1.0, -1.0)[:, None, None]
+        if shortcut:
+            X[y == "a", 0:2] += 3.0
+        return X, y
+
+    X, y = make(True)
+    X_test, y_test = make(False)
+    mask = np.zeros((c, t), bool)
+    mask[0:2] = True
+    kw = dict(max_epochs=8, min_epochs=8, valid_size=0, lr=3e-3, batch_size=32,
+              device="cpu")  # fmt: skip
+    plain = EEGDecoder(**kw).fit(X, y)
+    fixed = EEGDecoder(
+        **kw, rrr_mask=mask, rrr_weight=10.0, rrr_method="counterfactual"
+    ).fit(X, y)
+    for clf in (plain, fixed):
+        assert (clf.predict(X) == y).mean() > 0.9  # both fit the training set
+    assert (plain.predict(X_test) == y_test).mean() < 0.7  # it read the shortcut
+    assert (fixed.predict(X_test) == y_test).mean() > 0.9  # it reads the signal
+    # and its output ignores the masked channels: swap them between epochs
+    swapped = X_test.copy()
+    swapped[:, 0:2] = X_test[::-1, 0:2]
+    moved = np.abs(fixed.predict_proba(swapped) - fixed.predict_proba(X_test))
+    assert moved.max() < 0.1
+    with pytest.raises(ValueError, match="rrr_method"):
+        EEGDecoder(rrr_mask=mask, rrr_weight=1.0, rrr_method="ig", max_epochs=1).fit(
+            X, y
+        )
+
+
 class _Energy(torch.nn.Module):
     """Logit 1 = the energy of the channel mean: evidence where the signal is."""
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import mne
 
-from eegsal._io import atomic_path
+from eegsal._io import atomic_dir
 from eegsal._logging import logger
 
-__all__ = ["cache_key", "read_cached", "write_cached"]
+__all__ = ["cache_key", "cache_path", "read_cached", "write_cached"]
 
 
 def default_cache_dir() -> Path:
@@ -51,29 +52,53 @@ def cache_key(manifest, recordings: list[dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _path(name: str, key: str, cache_dir) -> Path:
+#: Smallest size (bytes) of each part of a cached epochs file. Saving epochs
+#: read lazily holds one part in memory at a time; as MNE writes at most 100
+#: parts, studies over 22 GiB get parts of 1/90 of their size.
+SPLIT_SIZE = 256 * 2**20
+
+
+def cache_path(name: str, key: str, cache_dir=None) -> Path:
+    """Return where the epochs for ``key`` are cached, in a folder of their own.
+
+    The folder holds the file and its split parts (``-epo-1.fif``...), which
+    name each other, so it is written whole and renamed into place.
+    """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return folder / f"{name}-{key[:16]}-epo.fif"
+    return folder / f"{name}-{key[:16]}" / f"{name}-epo.fif"
 
 
-def read_cached(name: str, key: str, cache_dir=None) -> mne.Epochs | None:
-    """Return the cached epochs for ``key``, or None."""
-    path = _path(name, key, cache_dir)
+def read_epochs(path, *, preload: bool = True) -> mne.Epochs:
+    """:func:`mne.read_epochs`, quiet about MNE's metadata reader vs pandas 3.1."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The inplace keyword", Warning)
+        return mne.read_epochs(path, preload=preload, verbose=False)
+
+
+def read_cached(
+    name: str, key: str, cache_dir=None, *, preload: bool = True
+) -> mne.Epochs | None:
+    """Return the cached epochs for ``key`` (lazily unless ``preload``), or None."""
+    path = cache_path(name, key, cache_dir)
     if not path.is_file():
         return None
     try:
-        with warnings.catch_warnings():  # MNE's metadata reader vs pandas 3.1
-            warnings.filterwarnings("ignore", "The inplace keyword", Warning)
-            return mne.read_epochs(path, preload=True, verbose=False)
+        return read_epochs(path, preload=preload)
     except (OSError, ValueError, RuntimeError) as err:  # damaged: rebuild it
         logger.warning("Ignoring the unreadable cache file %s (%s).", path, err)
         return None
 
 
 def write_cached(epochs: mne.Epochs, name: str, key: str, cache_dir=None) -> Path:
-    """Write ``epochs`` (float64, exactly) to the cache, atomically."""
-    path = _path(name, key, cache_dir)
-    with atomic_path(path) as tmp:  # keeps MNE's -epo.fif ending
-        epochs.save(tmp, fmt="double", overwrite=True, verbose=False)
+    """Write ``epochs`` (float64, exactly) to the cache, atomically.
+
+    ``epochs`` may be lazy (``preload=False``): MNE then reads one split part
+    (:data:`SPLIT_SIZE`, or 1/90 of the study) at a time while writing.
+    """
+    path = cache_path(name, key, cache_dir)
+    if path.parent.exists():  # a damaged entry (read_cached failed on it)
+        shutil.rmtree(path.parent)
+    with atomic_dir(path.parent) as tmp:
+        epochs.save(tmp / path.name, fmt="double", split_size=SPLIT_SIZE, verbose=False)
     logger.info("Cached the epochs in %s", path)
     return path

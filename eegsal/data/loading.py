@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from joblib import Parallel, delayed
 
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
-from eegsal.data.cache import cache_key, read_cached, write_cached
+from eegsal.data.cache import (
+    cache_key,
+    cache_path,
+    read_cached,
+    read_epochs,
+    write_cached,
+)
 from eegsal.data.manifest import FORMATS, Manifest, _as_list, read_manifest
 
 __all__ = ["load_manifest"]
@@ -463,7 +470,14 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------- loading
-def _epochs_of(rec: dict, m: Manifest) -> mne.Epochs | None:
+def _write_part(rec: dict, m: Manifest, fname: Path) -> dict | None:
+    """Read and preprocess one recording; write it to ``fname``; return its epochs.
+
+    The preprocessed recording is saved as a float64 FIF raw (only what the
+    epochs read), so that the study's epochs can be cut from all recordings
+    read lazily, in bounded memory. Returns the epochs' events (samples in
+    the saved file), times and metadata, or None when it holds no epochs.
+    """
     raw = _read_raw(rec, m)
     ep, sfreq = m.epochs, raw.info["sfreq"]
     length = ep["length"]
@@ -490,17 +504,22 @@ def _epochs_of(rec: dict, m: Manifest) -> mne.Epochs | None:
     if not len(table):
         logger.warning("%s: no epochs.", rec["path"].name)
         return None
+    stim = mne.pick_types(raw.info, stim=True)
+    if len(stim):  # it served the events only
+        raw.drop_channels([raw.ch_names[i] for i in stim])
+    raw.set_annotations(None)
     samples = np.round(table["onset"].to_numpy() * sfreq).astype(int) + raw.first_samp
     events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
+    # MNE decides which epochs exist (repeated samples, windows past the end)
     epochs = mne.Epochs(raw, events, {"epoch": 1}, tmin, tmax, baseline=None,
-                        preload=True, reject_by_annotation=False,
+                        preload=False, reject_by_annotation=False,
                         event_repeated="drop", verbose=False)  # fmt: skip
-    stim = mne.pick_types(epochs.info, stim=True)
-    if len(stim):
-        epochs.drop_channels([epochs.ch_names[i] for i in stim])
-    if len(epochs) != len(table):  # repeated samples were dropped
-        keep = [i for i, log in enumerate(epochs.drop_log) if not log]
-        table = table.iloc[keep]
+    epochs.drop_bad(verbose=False)
+    keep = [i for i, log in enumerate(epochs.drop_log) if not log]
+    table = table.iloc[keep]
+    if not len(table):
+        logger.warning("%s: no epochs.", rec["path"].name)
+        return None
     meta = pd.DataFrame(meta_cols, index=range(len(table)))
     meta["onset"] = table["onset"].to_numpy()
     for col in table.columns.drop("onset"):
@@ -508,14 +527,42 @@ def _epochs_of(rec: dict, m: Manifest) -> mne.Epochs | None:
     for col, value in {**rec["groups"], **rec["columns"]}.items():
         if col not in meta:
             meta[col] = value
+    for ch in raw.info["chs"]:  # data are in SI units: parts share calibrations
+        ch["cal"], ch["range"] = 1.0, 1.0
+    raw._cals[:] = 1.0
+    raw.save(fname, fmt="double", overwrite=True, verbose=False)
+    return dict(
+        fname=fname,
+        samples=epochs.events[:, 0] - raw.first_samp,
+        tmin=tmin,
+        tmax=tmax,
+        meta=meta,
+        sfreq=sfreq,
+        ch_names=raw.ch_names,
+    )
+
+
+def _cut_epochs(parts: list) -> mne.Epochs:
+    """Epochs of every part, cut from the parts read lazily (nothing is loaded)."""
+    raws = [mne.io.read_raw_fif(p["fname"], verbose=False) for p in parts]
+    offsets = np.cumsum([0] + [r.n_times for r in raws[:-1]])
+    samples = np.concatenate(
+        [p["samples"] + off for p, off in zip(parts, offsets, strict=True)]
+    )
+    raw = mne.concatenate_raws(raws, verbose=False)
+    samples += raw.first_samp
+    events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
+    meta = pd.concat([p["meta"] for p in parts], ignore_index=True)
     with mne.use_log_level("warning"):
-        epochs.metadata = meta
-    epochs.set_annotations(None)  # concatenate_epochs cannot merge them
-    return epochs
+        epochs = mne.Epochs(raw, events, {"epoch": 1}, parts[0]["tmin"],
+                            parts[0]["tmax"], baseline=None, preload=False,
+                            reject_by_annotation=False, metadata=meta)  # fmt: skip
+    epochs.set_annotations(None)  # the boundaries between recordings
+    return epochs.drop_bad(verbose=False)  # drops nothing; reads one epoch at a time
 
 
 def _check_compatible(parts: list, m: Manifest) -> None:
-    sfreqs = {p[0]["path"].name: p[1].info["sfreq"] for p in parts}
+    sfreqs = {p[0]["path"].name: p[1]["sfreq"] for p in parts}
     if len(set(sfreqs.values())) > 1:
         seen = {}
         for name, sf in sfreqs.items():
@@ -525,10 +572,10 @@ def _check_compatible(parts: list, m: Manifest) -> None:
             "preprocessing.sfreq", f"recordings have different sampling rates: "
             f"{listing}; set preprocessing.sfreq to resample them to one rate."
         )  # fmt: skip
-    first = parts[0][1].ch_names
-    for rec, ep in parts[1:]:
-        if ep.ch_names != first:
-            diff = sorted(set(first) ^ set(ep.ch_names))
+    first = parts[0][1]["ch_names"]
+    for rec, part in parts[1:]:
+        if part["ch_names"] != first:
+            diff = sorted(set(first) ^ set(part["ch_names"]))
             raise m.error(
                 "preprocessing.picks", f"{rec['path'].name} and "
                 f"{parts[0][0]['path'].name} have different channels ({diff[:8]}); "
@@ -544,6 +591,7 @@ def load_manifest(
     *,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    preload: bool = True,
     n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> mne.Epochs:
@@ -563,8 +611,16 @@ def load_manifest(
     cache_dir : path-like | None
         Where cached ``-epo.fif`` files live; default ``$EEGSAL_CACHE`` or
         ``~/.cache/eegsal``.
+    preload : bool
+        False returns the cached epochs read lazily (``mne.read_epochs(...,
+        preload=False)``), for studies larger than memory: each recording is
+        read and preprocessed on its own, and the cache file is written in
+        parts of 256 MiB (:data:`eegsal.data.cache.SPLIT_SIZE`; 1/90 of the
+        study over 22 GiB), so memory holds one recording, or one part, at a
+        time. :func:`eegsal.decode` and
+        :func:`eegsal.attribute` read such epochs batch by batch.
     %(n_jobs)s
-        Each task reads and epochs one recording.
+        Each task reads and preprocesses one recording.
     %(verbose)s
 
     Returns
@@ -590,32 +646,49 @@ def load_manifest(
         except (TypeError, ValueError) as err:
             raise m.error("simulate", str(err)) from None
         return epochs
+    if not preload and not cache:
+        raise ValueError(
+            "preload=False reads the epochs lazily from the cache file; it needs "
+            "cache=True."
+        )
     recs = expand_recordings(m)
     key = None
     if cache:
         key = cache_key(m, recs)
-        hit = read_cached(m.name, key, cache_dir)
+        hit = read_cached(m.name, key, cache_dir, preload=preload)
         if hit is not None:
             logger.info("Loaded %d epochs of %s from the cache.", len(hit), m.name)
             return hit
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_epochs_of)(rec, m) for rec in recs
-    )
-    parts = [
-        (rec, ep)
-        for rec, ep in zip(
-            recs, progress(jobs, desc=f"reading {m.name}", total=len(recs)), strict=True
+        folder = cache_path(m.name, key, cache_dir).parent.parent
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = None
+    # each recording is preprocessed and written as a part, in its own task;
+    # the epochs are then cut from the parts read lazily, in bounded memory
+    with tempfile.TemporaryDirectory(prefix=".parts-", dir=folder) as tmp:
+        jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_write_part)(rec, m, Path(tmp) / f"part-{k:05d}_raw.fif")
+            for k, rec in enumerate(recs)
         )
-        if ep is not None
-    ]
-    if not parts:
-        raise m.error("epochs", "no epochs in any recording; check labels/stages.")
-    _check_compatible(parts, m)
-    epochs = mne.concatenate_epochs([p[1] for p in parts], verbose=False)
-    _report(epochs, m)
-    if cache:
-        write_cached(epochs, m.name, key, cache_dir)
-    return epochs
+        parts = [
+            (rec, part)
+            for rec, part in zip(
+                recs,
+                progress(jobs, desc=f"reading {m.name}", total=len(recs)),
+                strict=True,
+            )
+            if part is not None
+        ]
+        if not parts:
+            raise m.error("epochs", "no epochs in any recording; check labels/stages.")
+        _check_compatible(parts, m)
+        epochs = _cut_epochs([p[1] for p in parts])
+        _report(epochs, m)
+        if not cache:
+            with mne.use_log_level("warning"):
+                return epochs.load_data()
+        path = write_cached(epochs, m.name, key, cache_dir)
+    return read_epochs(path, preload=preload)
 
 
 def _report(epochs: mne.Epochs, m: Manifest) -> None:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from mne.datasets import eegbci
 
-from eegsal.data import ManifestError, load_manifest
+from eegsal.data import ManifestError, load_manifest, read_manifest
+from eegsal.data.loading import _read_raw, expand_recordings
 from eegsal.simulate import simulate_night
 from tests.conftest import shared_data_or_skip
 
@@ -47,15 +48,34 @@ def test_eegmmidb_manifest_counts_match_the_annotations(tmp_path):
                 sel["onset"], ann.onset[np.isin(ann.description, ["T1", "T2"])]
             )
     # the cache gives the same arrays and table, and is written once
-    (cached,) = list(tmp_path.glob("eegmmidb_motor-*-epo.fif"))
+    (cached,) = list(tmp_path.glob("eegmmidb_motor-*/*-epo.fif"))
     again = load_manifest(spec, root=root, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.get_data(), epochs.get_data())
     pd.testing.assert_frame_equal(again.metadata, epochs.metadata)
-    assert list(tmp_path.glob("*-epo.fif")) == [cached]
+    assert list(tmp_path.glob("*/*-epo.fif")) == [cached]
+    assert not list(tmp_path.glob(".*"))  # no temporary part left behind
+    # read lazily: the same epochs, read only when asked for
+    lazy = load_manifest(spec, root=root, cache_dir=tmp_path, preload=False)
+    assert not lazy.preload
+    some = lazy.get_data(item=[3, 40])
+    np.testing.assert_array_equal(some, epochs.get_data()[[3, 40]])
+    pd.testing.assert_frame_equal(lazy.metadata, epochs.metadata)
+    # each recording's epochs are those MNE cuts from it alone (the recordings
+    # are cut from one lazy concatenation: no epoch may straddle two of them)
+    m = read_manifest(spec, root)
+    for rec in expand_recordings(m)[::3]:
+        raw = _read_raw(rec, m)
+        sel = (meta["recording"] == rec["path"].name).to_numpy()
+        onsets = meta.loc[sel, "onset"].to_numpy()
+        samples = np.round(onsets * raw.info["sfreq"]).astype(int) + raw.first_samp
+        events = np.column_stack([samples, 0 * samples, 1 + 0 * samples])
+        direct = mne.Epochs(raw, events, None, *epochs.times[[0, -1]], baseline=None,
+                            picks="eeg", verbose=False)  # fmt: skip
+        np.testing.assert_array_equal(epochs.get_data()[sel], direct.get_data())
     # another setting is another key
     spec["epochs"]["tmax"] = 2.0
     load_manifest(spec, root=root, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*-epo.fif"))) == 2
+    assert len(list(tmp_path.glob("*/*-epo.fif"))) == 2
     uncached = load_manifest(spec, root=root, cache=False)
     assert uncached.times[-1] == 2.0
     # recordings read in 2 processes: the same epochs, in the same order
