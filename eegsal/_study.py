@@ -11,8 +11,13 @@ import pandas as pd
 
 from eegsal._io import atomic_path
 from eegsal._logging import logger
+from eegsal.data.cache import save_epochs
 
 __all__ = ["Study"]
+
+#: Epochs files and attribution maps larger than this are read lazily (batch by
+#: batch, block by block) instead of into memory.
+LAZY_BYTES = 2**30
 
 
 class ConfigError(ValueError):
@@ -77,10 +82,13 @@ class Study:
     # -- readers (cached within a run) ------------------------------------
     def _epochs(self):
         if "epochs" not in self._cache:
-            import mne
+            from eegsal.data.cache import read_epochs
 
-            fname = self.out / "epochs" / "epochs-epo.fif"
-            self._cache["epochs"] = mne.read_epochs(fname, verbose=False)
+            folder = self.out / "epochs"
+            size = sum(f.stat().st_size for f in folder.glob("epochs-epo*.fif"))
+            self._cache["epochs"] = read_epochs(
+                folder / "epochs-epo.fif", preload=size < LAZY_BYTES
+            )
         return self._cache["epochs"]
 
     def _result(self, which: str):
@@ -97,7 +105,8 @@ class Study:
             from eegsal.attribution import read_attributions
 
             path = self.out / "attributions" / f"{name}.h5"
-            self._cache[key] = read_attributions(path)
+            small = path.stat().st_size < LAZY_BYTES
+            self._cache[key] = read_attributions(path, preload=small)
         return self._cache[key]
 
     def _truth(self) -> dict | None:
@@ -123,7 +132,8 @@ class Study:
         else:
             from eegsal.data import load_manifest
 
-            epochs = load_manifest(data["manifest"], data.get("root"))
+            # read lazily: the study is copied below one part at a time
+            epochs = load_manifest(data["manifest"], data.get("root"), preload=False)
         meta = epochs.metadata
         for col in (self.target, self.context, self.cfg["decode"]["groups"]):
             if col and col not in meta:
@@ -147,10 +157,9 @@ class Study:
             }
             with atomic_path(self.out / "epochs" / "truth.json") as tmp:
                 tmp.write_text(json.dumps(record))
-        with atomic_path(self.out / "epochs" / "epochs-epo.fif") as tmp:
-            # float64: a resumed run reads exactly what the first run computed on
-            epochs.save(tmp, fmt="double", overwrite=True, verbose=False)
-        self._cache["epochs"] = epochs
+        # float64: a resumed run reads exactly what the first run computed on
+        save_epochs(epochs, self.out / "epochs" / "epochs-epo.fif")
+        self._cache.pop("epochs", None)  # read back, lazily when large
 
     # -- decoding ---------------------------------------------------------
     def decode_outputs(self) -> list[str]:
@@ -218,7 +227,8 @@ class Study:
             overwrite=True,
             **att["params"].get(method, {}),
         )
-        attr.load_data()
+        if path.stat().st_size < LAZY_BYTES:
+            attr.load_data()
         self._cache[f"attr:{name}"] = attr
         return attr
 

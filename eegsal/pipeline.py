@@ -7,7 +7,8 @@ decoder, the attribution methods, the evaluation and the statistics;
     OUT/
       config.yaml               the config as run (defaults filled in)
       stages.json               the hash of each finished stage
-      epochs/epochs-epo.fif     the epochs (and truth.json for simulated data)
+      epochs/epochs-epo.fif     the epochs in float64 (split in -epo-1.fif... parts when
+                                large; and truth.json for simulated data)
       decoding/TARGET/          the content decoder (DecodingResult.save)
       decoding/CONTEXT/         the context decoder (when asked)
       attributions/METHOD.h5    maps of every epoch (eegsal.read_attributions)
@@ -20,7 +21,11 @@ A stage is skipped when the hash of its settings and of the stages it reads
 is the one recorded in ``stages.json`` and its files exist; so a rerun
 after a crash, or after a change of settings, redoes only what it must.
 Every file is written atomically (temporary file, then rename), and a stage
-is recorded only once all its files are written.
+is recorded only once all its files are written. Data from a manifest is
+loaded lazily (``load_manifest(..., preload=False)``) and copied one part at
+a time; epochs files and maps over 1 GiB are read lazily by the later stages
+(decoding and attribution read them batch by batch, the mixed model block by
+block; the cluster test holds the binned maps in memory).
 """
 
 from __future__ import annotations

@@ -134,6 +134,24 @@ def test_a_run_killed_midway_resumes_to_the_same_results(study_dir, monkeypatch)
         pd.testing.assert_frame_equal(got, want, rtol=1e-5)
 
 
+def test_a_study_read_lazily_gives_the_same_results(study_dir, monkeypatch):
+    # as for studies larger than memory: epochs saved in split parts, and the
+    # epochs and maps read lazily (batch by batch, block by block)
+    from eegsal import _study
+    from eegsal.data import cache
+
+    monkeypatch.setattr(cache, "SPLIT_SIZE", 3 * 2**19)  # 1.5 MiB
+    monkeypatch.setattr(_study, "LAZY_BYTES", 0)
+    out = study_dir.parent / "lazy"
+    run_study(TINY, out, device="cpu", verbose=False)
+    assert len(list((out / "epochs").glob("epochs-epo-*.fif"))) >= 2
+    assert not list((out / "epochs").glob(".*"))
+    for table in ("faithfulness_auc", "randomization", "lmm", "verdict", "scores"):
+        got = pd.read_csv(out / "tables" / f"{table}.csv")
+        want = pd.read_csv(study_dir / "tables" / f"{table}.csv")
+        pd.testing.assert_frame_equal(got, want, rtol=1e-5)
+
+
 def test_the_report_has_every_section(study_dir):
     from eegsal.report import SECTIONS
 

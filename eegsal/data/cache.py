@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import mne
 from eegsal._io import atomic_dir
 from eegsal._logging import logger
 
-__all__ = ["cache_key", "cache_path", "read_cached", "write_cached"]
+__all__ = ["cache_key", "cache_path", "read_cached", "save_epochs", "write_cached"]
 
 
 def default_cache_dir() -> Path:
@@ -52,10 +53,11 @@ def cache_key(manifest, recordings: list[dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-#: Smallest size (bytes) of each part of a cached epochs file. Saving epochs
-#: read lazily holds one part in memory at a time; as MNE writes at most 100
-#: parts, studies over 22 GiB get parts of 1/90 of their size.
-SPLIT_SIZE = 256 * 2**20
+#: Smallest size (bytes) of each part of a saved epochs file. Saving epochs
+#: read lazily holds one part in memory at a time (about three copies of it,
+#: in MNE's writer); as MNE writes at most 100 parts, studies over 5.6 GiB get
+#: parts of 1/90 of their size.
+SPLIT_SIZE = 64 * 2**20
 
 
 def cache_path(name: str, key: str, cache_dir=None) -> Path:
@@ -87,6 +89,37 @@ def read_cached(
     except (OSError, ValueError, RuntimeError) as err:  # damaged: rebuild it
         logger.warning("Ignoring the unreadable cache file %s (%s).", path, err)
         return None
+
+
+def _save_parts(epochs: mne.BaseEpochs, fname: Path) -> None:
+    n_bytes = len(epochs.events) * len(epochs.ch_names) * len(epochs.times) * 8
+    split = max(SPLIT_SIZE, -(-n_bytes // 90))
+    epochs.save(fname, fmt="double", split_size=split, verbose=False)
+
+
+def save_epochs(epochs: mne.BaseEpochs, fname: str | os.PathLike) -> None:
+    """Save epochs in float64, in split parts for large ones, atomically.
+
+    Everything is written in a temporary folder beside ``fname``; the parts
+    (``-epo-1.fif``..., which MNE finds by name in the same folder) are moved
+    into place first and the main file last, so that a crash never leaves a
+    main file without its parts. Lazy epochs are read one part at a time.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        The epochs, preloaded or not.
+    fname : path-like
+        The file, ending in ``-epo.fif``.
+    """
+    fname = Path(fname)
+    fname.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".", dir=fname.parent) as tmp:
+        _save_parts(epochs, Path(tmp) / fname.name)
+        for part in sorted(Path(tmp).iterdir()):
+            if part.name != fname.name:
+                os.replace(part, fname.parent / part.name)
+        os.replace(Path(tmp) / fname.name, fname)
 
 
 def write_cached(epochs: mne.Epochs, name: str, key: str, cache_dir=None) -> Path:

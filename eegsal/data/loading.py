@@ -615,8 +615,8 @@ def load_manifest(
         False returns the cached epochs read lazily (``mne.read_epochs(...,
         preload=False)``), for studies larger than memory: each recording is
         read and preprocessed on its own, and the cache file is written in
-        parts of 256 MiB (:data:`eegsal.data.cache.SPLIT_SIZE`; 1/90 of the
-        study over 22 GiB), so memory holds one recording, or one part, at a
+        parts of 64 MiB (:data:`eegsal.data.cache.SPLIT_SIZE`; 1/90 of the
+        study over 5.6 GiB), so memory holds one recording, or one part, at a
         time. :func:`eegsal.decode` and
         :func:`eegsal.attribute` read such epochs batch by batch.
     %(n_jobs)s
