@@ -1,3 +1,6 @@
+import pickle
+
+import mne
 import numpy as np
 import pytest
 import torch
@@ -89,6 +92,12 @@ def test_lazy_epochs_train_batch_by_batch_like_preloaded(study, tmp_path):
     np.testing.assert_array_equal(reader[[7, 2]], want)
     with pytest.raises(ValueError, match="shape"):
         EEGDecoder().fit(np.zeros((4, 10)), y[:4])
+    # epochs cut lazily from a Raw have no file for the workers to open
+    raw = mne.io.RawArray(np.zeros((2, 1000)), mne.create_info(2, 100.0, "eeg"))
+    events = np.array([[100, 0, 1], [400, 0, 1]])
+    from_raw = mne.Epochs(raw, events, tmin=0, tmax=1, baseline=None, preload=False)
+    with pytest.raises(ValueError, match="cannot be sent to worker processes"):
+        pickle.dumps(EpochsReader(from_raw))
 
 
 def test_channel_moments_match_numpy_for_any_batch_size():

@@ -48,6 +48,8 @@ class EpochsReader:
     """
 
     def __init__(self, epochs: mne.BaseEpochs, picks: str | list = "eeg"):
+        if not epochs.preload:  # its length is known once MNE checked each epoch
+            epochs.drop_bad(verbose=False)
         self.epochs = epochs
         self.picks = picks
         first = self[[0]] if len(epochs) else np.empty((0, 0, len(epochs.times)))
