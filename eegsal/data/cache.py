@@ -92,6 +92,7 @@ def read_cached(
 
 
 def _save_parts(epochs: mne.BaseEpochs, fname: Path) -> None:
+    """Save in float64, in parts of SPLIT_SIZE or 1/90 of the epochs (MNE: <= 100)."""
     n_bytes = len(epochs.events) * len(epochs.ch_names) * len(epochs.times) * 8
     split = max(SPLIT_SIZE, -(-n_bytes // 90))
     epochs.save(fname, fmt="double", split_size=split, verbose=False)
@@ -132,6 +133,6 @@ def write_cached(epochs: mne.Epochs, name: str, key: str, cache_dir=None) -> Pat
     if path.parent.exists():  # a damaged entry (read_cached failed on it)
         shutil.rmtree(path.parent)
     with atomic_dir(path.parent) as tmp:
-        epochs.save(tmp / path.name, fmt="double", split_size=SPLIT_SIZE, verbose=False)
+        _save_parts(epochs, tmp / path.name)
     logger.info("Cached the epochs in %s", path)
     return path

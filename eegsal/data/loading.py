@@ -528,8 +528,7 @@ def _write_part(rec: dict, m: Manifest, fname: Path) -> dict | None:
         if col not in meta:
             meta[col] = value
     for ch in raw.info["chs"]:  # data are in SI units: parts share calibrations
-        ch["cal"], ch["range"] = 1.0, 1.0
-    raw._cals[:] = 1.0
+        ch["cal"], ch["range"] = 1.0, 1.0  # (which concatenate_raws requires)
     raw.save(fname, fmt="double", overwrite=True, verbose=False)
     return dict(
         fname=fname,
