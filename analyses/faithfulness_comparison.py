@@ -28,17 +28,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from eegsal.attribution import METHODS as ATTRIBUTION_METHODS
 from eegsal.pipeline import DEFAULT_STUDY, run_study
 
-METHODS = [
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "deeplift",
-    "occlusion",
-    "guided_gradcam",
-]
+# every method of eegsal but plain Grad-CAM, whose map at the default layer
+# is a time course (its guided form supplies the electrodes)
+METHODS = [m for m in ATTRIBUTION_METHODS if m != "gradcam"]
 
 
 def main() -> None:
