@@ -84,6 +84,18 @@ def _baseline(
     return arr
 
 
+def summation_delta(forward, x, base, cls, attr) -> torch.Tensor:
+    """Completeness error of each epoch: sum of its map minus f(x) - f(baseline).
+
+    The sums are taken in float64: the error is a small difference of large
+    sums, which float32 would round differently for every batching.
+    """
+    with torch.no_grad():
+        rows = torch.arange(x.shape[0], device=x.device)
+        gain = forward(x)[rows, cls].double() - forward(base)[rows, cls].double()
+    return attr.detach().double().flatten(1).sum(1) - gain
+
+
 def _captum(method, forward, x, cls, base, opts):
     """One batch of attributions: (batch, C, T) or (batch, 1, T), and IG deltas."""
     from captum import attr as ca
@@ -93,13 +105,10 @@ def _captum(method, forward, x, cls, base, opts):
     if method == "input_x_gradient":
         return ca.InputXGradient(forward).attribute(x, target=cls), None
     if method == "integrated_gradients":
-        return ca.IntegratedGradients(forward).attribute(
-            x,
-            baselines=base,
-            target=cls,
-            n_steps=opts["n_steps"],
-            return_convergence_delta=True,
+        a = ca.IntegratedGradients(forward).attribute(
+            x, baselines=base, target=cls, n_steps=opts["n_steps"]
         )
+        return a, summation_delta(forward, x, base, cls, a)
     if method == "smoothgrad":
         sd = float(opts["noise"] * opts["data_std"])
         return ca.NoiseTunnel(ca.Saliency(forward)).attribute(

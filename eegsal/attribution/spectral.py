@@ -121,7 +121,12 @@ def attribute_spectrum(
     """
     from captum.attr import IntegratedGradients, Saliency
 
-    from eegsal.attribution.methods import class_index, fold_batches, resolve_models
+    from eegsal.attribution.methods import (
+        class_index,
+        fold_batches,
+        resolve_models,
+        summation_delta,
+    )
 
     validate_type(epochs, mne.BaseEpochs, "epochs")
     check_option("method", method, SPECTRAL_METHODS)
@@ -178,11 +183,12 @@ def attribute_spectrum(
             a = Saliency(wrapped).attribute(amp.requires_grad_(), target=cls,
                                             abs=False)  # fmt: skip
         else:
-            a, d = IntegratedGradients(wrapped).attribute(
-                amp.requires_grad_(), baselines=torch.zeros_like(amp), target=cls,
-                n_steps=n_steps, return_convergence_delta=True,
-            )  # fmt: skip
-            delta[b] = d.detach().cpu().numpy()
+            zero = torch.zeros_like(amp)
+            a = IntegratedGradients(wrapped).attribute(
+                amp.requires_grad_(), baselines=zero, target=cls, n_steps=n_steps
+            )
+            d = summation_delta(wrapped, amp, zero, cls, a)
+            delta[b] = d.cpu().numpy()
         out[b] = a.detach().cpu().numpy()
     meta = None if epochs.metadata is None else epochs.metadata.reset_index(drop=True)
     if method == "integrated_gradients":
