@@ -110,8 +110,41 @@ def _build_module(
     return nn.Sequential(Standardize(np.zeros(n_chans), np.ones(n_chans)), net)
 
 
+class _StopTraining(KeyboardInterrupt):
+    """Early stopping's signal to end training.
+
+    skorch ends training on any KeyboardInterrupt and keeps the model; only
+    this one is meant so.
+    """
+
+
+class _Interrupted(BaseException):
+    """A user's Ctrl-C during training, carried past skorch's handler."""
+
+
 class _Net(NeuralNetClassifier):
-    """skorch classifier that autocasts to bfloat16 on CUDA (mixed precision)."""
+    """skorch classifier that autocasts to bfloat16 on CUDA (mixed precision).
+
+    skorch's ``partial_fit`` swallows ``KeyboardInterrupt`` and keeps the
+    half-trained model (its early stopping ends training that way). Here only
+    eegsal's early stopping (:class:`_StopTraining`) ends training quietly; a
+    user's Ctrl-C leaves ``fit`` as ``KeyboardInterrupt``, so that no
+    half-trained model is ever kept or saved.
+    """
+
+    def fit_loop(self, X, y=None, **fit_params):  # noqa: D102
+        try:
+            return super().fit_loop(X, y, **fit_params)
+        except _StopTraining:
+            raise
+        except KeyboardInterrupt as err:
+            raise _Interrupted from err
+
+    def fit(self, X, y=None, **fit_params):  # noqa: D102
+        try:
+            return super().fit(X, y, **fit_params)
+        except _Interrupted:
+            raise KeyboardInterrupt("training interrupted") from None
 
     def infer(self, x, **fit_params):  # noqa: D102
         device = torch.device(self.device)
@@ -137,7 +170,7 @@ class _EarlyStopping(EarlyStopping):
             super().on_epoch_end(net, **kwargs)
         except KeyboardInterrupt:  # skorch's signal to stop training
             if len(net.history) >= self.min_epochs:
-                raise
+                raise _StopTraining from None
             self.misses_ -= 1  # stay one miss short of stopping
 
 

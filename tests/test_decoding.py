@@ -201,3 +201,34 @@ def test_folds_train_on_other_subjects_only(study, monkeypatch):
         )
         assert len(test_subjects) == 1 and train_subjects.isdisjoint(test_subjects)
         assert len(train_subjects) == 3
+
+
+def test_ctrl_c_during_training_raises_and_keeps_no_model(study):
+    """skorch swallows KeyboardInterrupt in fit; a user's Ctrl-C must not be."""
+    import os
+    import signal
+    import threading
+
+    epochs, _ = study
+    X = epochs.get_data(units="uV")[:40]
+    y = epochs.metadata["content"].to_numpy()[:40]
+    EEGDecoder(max_epochs=1, valid_size=0, seed=0).fit(X, y)  # imports done
+    dec = EEGDecoder(max_epochs=100_000, valid_size=0, batch_size=8, seed=0)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            dec.fit(X, y)
+    finally:
+        timer.cancel()
+    assert not hasattr(dec, "module_")  # no half-trained model is kept
+
+
+def test_early_stopping_still_ends_training_quietly(study):
+    epochs, _ = study
+    X = epochs.get_data(units="uV")
+    y = epochs.metadata["content"].to_numpy()
+    groups = epochs.metadata["subject"].to_numpy()
+    dec = EEGDecoder(max_epochs=200, patience=1, min_epochs=2, seed=0)
+    dec.fit(X, y, groups)  # early stopping raises inside skorch; fit returns
+    assert 2 <= dec.n_epochs_trained_ < 200

@@ -14,6 +14,7 @@ import mne
 
 from eegsal._io import atomic_dir
 from eegsal._logging import logger
+from eegsal.data.manifest import check_name
 
 __all__ = ["cache_key", "cache_path", "read_cached", "save_epochs", "write_cached"]
 
@@ -66,8 +67,31 @@ def cache_path(name: str, key: str, cache_dir=None) -> Path:
     The folder holds the file and its split parts (``-epo-1.fif``...), which
     name each other, so it is written whole and renamed into place.
     """
+    check_name(name, "name", "cache", error=ValueError)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / f"{name}-{key[:16]}" / f"{name}-epo.fif"
+
+
+def _remove_entry(entry: Path, cache_dir: Path) -> None:
+    """Remove one cache entry, only if it is a folder directly inside the cache.
+
+    Every removal eegsal makes is confined to the cache folder: the entry's
+    resolved path must be a child of the resolved cache folder and hold only
+    the files eegsal writes there (``*-epo.fif`` and its split parts).
+    """
+    parent, target = cache_dir.resolve(), entry.resolve()
+    if target.parent != parent or entry.is_symlink():
+        raise RuntimeError(
+            f"Refusing to remove {entry}: it is not an entry of the cache folder "
+            f"{cache_dir}."
+        )
+    stray = [p.name for p in target.iterdir() if not p.name.endswith(".fif")]
+    if stray:
+        raise RuntimeError(
+            f"Refusing to remove the cache entry {entry}: it holds files eegsal "
+            f"did not write ({stray[:3]}); remove it by hand."
+        )
+    shutil.rmtree(target)
 
 
 def read_epochs(path, *, preload: bool = True) -> mne.Epochs:
@@ -131,7 +155,7 @@ def write_cached(epochs: mne.Epochs, name: str, key: str, cache_dir=None) -> Pat
     """
     path = cache_path(name, key, cache_dir)
     if path.parent.exists():  # a damaged entry (read_cached failed on it)
-        shutil.rmtree(path.parent)
+        _remove_entry(path.parent, path.parent.parent)
     with atomic_dir(path.parent) as tmp:
         _save_parts(epochs, tmp / path.name)
     logger.info("Cached the epochs in %s", path)

@@ -68,6 +68,64 @@ def _inside(root: Path, path: Path, m: Manifest, where: str) -> Path:
     return full
 
 
+#: Longest ``match:`` pattern accepted (characters).
+MAX_MATCH_LENGTH = 300
+
+
+def _compile_match(pattern: str, m: Manifest, where: str) -> re.Pattern:
+    """Compile a ``match:`` regex, refusing patterns that can backtrack for ever.
+
+    A repeated group that holds another repetition or alternatives
+    (``(a+)+``, ``(a|aa)+``) can take exponential time on a non-matching file
+    name; such nesting is never needed to pick fields out of file names, so it
+    is refused.
+    """
+    from re import _parser  # the regex parser of the standard library
+
+    if not isinstance(pattern, str) or len(pattern) > MAX_MATCH_LENGTH:
+        raise m.error(
+            where, f"expected a regular expression of at most {MAX_MATCH_LENGTH} "
+            f"characters, got {str(pattern)[:40]!r}."
+        )  # fmt: skip
+    try:
+        compiled = re.compile(pattern)
+        tree = _parser.parse(pattern)
+    except re.error as err:
+        raise m.error(
+            where, f"{pattern!r} is not a valid regular expression: {err}."
+        ) from None
+
+    repeats = (_parser.MAX_REPEAT, _parser.MIN_REPEAT, _parser.POSSESSIVE_REPEAT)
+
+    def nested(items, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                lo, hi, sub = av
+                if hi > 1 and inside:
+                    return True
+                if nested(sub, inside or hi > 1):
+                    return True
+            elif op is _parser.SUBPATTERN:
+                if nested(av[-1], inside):
+                    return True
+            elif op is _parser.BRANCH:  # alternatives under a repetition: (a|aa)+
+                if inside or any(nested(b, inside) for b in av[1]):
+                    return True
+            elif op in (_parser.ASSERT, _parser.ASSERT_NOT):
+                if nested(av[1], inside):
+                    return True
+        return False
+
+    if nested(tree, False):
+        raise m.error(
+            where, f"{pattern!r} repeats a group that itself repeats or holds "
+            "alternatives (such as (a+)+ or (a|aa)+), which can take exponential "
+            "time; write it without the nested repetition, e.g. "
+            r"sub-(?P<subject>\d+)_run-(?P<run>\d+)."
+        )  # fmt: skip
+    return compiled
+
+
 def _template(value: str, fields: dict, folder: Path, m: Manifest, where: str) -> Path:
     """Resolve a recording's companion file (hypnogram, events table)."""
     try:
@@ -77,6 +135,11 @@ def _template(value: str, fields: dict, folder: Path, m: Manifest, where: str) -
             where, f"{value!r} uses {{{err.args[0]}}}, which is not a named group "
             f"of match: or a field ({sorted(fields)})."
         ) from None  # fmt: skip
+    if Path(text).is_absolute() or ".." in Path(text).parts:
+        raise m.error(
+            where, f"{text!r} leaves the recording's folder; name companion files "
+            "relative to the recording, without '..' or absolute paths."
+        )  # fmt: skip
     if any(c in text for c in "*?["):
         hits = sorted(folder.glob(text))
         if len(hits) != 1:
@@ -84,8 +147,10 @@ def _template(value: str, fields: dict, folder: Path, m: Manifest, where: str) -
                 where, f"pattern {text!r} matches {len(hits)} files in {folder} "
                 "(need exactly one)."
             )  # fmt: skip
-        return hits[0]
-    path = folder / text
+        path = hits[0]
+    else:
+        path = folder / text
+    path = _inside(m.root, path.relative_to(m.root), m, where)
     if not path.is_file():
         raise m.error(where, f"{path} does not exist.")
     return path
@@ -106,10 +171,17 @@ def expand_recordings(m: Manifest) -> list[dict]:
                 )
             found = [(path, {})]
         else:
-            pattern = re.compile(rec.get("match", r".*"))
+            pattern = _compile_match(rec.get("match", r".*"), m, f"{where}.match")
+            glob = str(rec["glob"])
+            if Path(glob).is_absolute() or ".." in Path(glob).parts:
+                raise m.error(
+                    f"{where}.glob", f"{glob!r} reaches outside the data root; "
+                    "patterns are relative to root, without '..'."
+                )  # fmt: skip
             found = []
-            for path in sorted(m.root.glob(rec["glob"])):
+            for path in sorted(m.root.glob(glob)):
                 rel = path.relative_to(m.root).as_posix()
+                _inside(m.root, path.relative_to(m.root), m, f"{where}.glob")
                 hit = pattern.search(rel)
                 if hit is None:
                     continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,15 +123,70 @@ def _load_yaml(source, what: str, error=None) -> tuple[dict, str, Path | None]:
     path = Path(source)
     if not path.is_file():
         raise error(f"{path}: no such {what} file.")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise error(
+            f"{path}: {path.stat().st_size} bytes; a {what} file is at most "
+            f"{MAX_YAML_BYTES // 2**20} MiB (list recordings by glob: pattern)."
+        )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {err}") from None
+    except ValueError as err:
+        raise error(f"{path}: {err}") from None
     return (
         copy.deepcopy(_mapping(raw, "(top level)", str(path), error)),
         str(path),
         path,
     )
+
+
+#: Largest manifest or config file read (bytes), and largest number of values
+#: it may expand to through YAML aliases (``*name``), which guards against
+#: "billion laughs" documents that hold a few lines and expand to billions.
+MAX_YAML_BYTES = 2**20
+MAX_YAML_NODES = 100_000
+
+
+def safe_load_bounded(text: str):
+    """``yaml.safe_load``, refusing documents that expand past MAX_YAML_NODES.
+
+    The document is composed into its node graph first (no Python objects),
+    and the size it expands to, with every alias counted as a full copy of
+    what it names, is computed before anything is constructed.
+    """
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(n) -> int:
+        key = id(n)
+        if key in open_:
+            raise ValueError(
+                f"line {n.start_mark.line + 1}: an alias refers to a value that "
+                "contains it (a recursive document); write the values out."
+            )
+        if key not in sizes:
+            open_.add(key)
+            total = 1
+            if isinstance(n, yaml.SequenceNode):
+                total += sum(size(c) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                total += sum(size(k) + size(v) for k, v in n.value)
+            open_.discard(key)
+            sizes[key] = total
+        return sizes[key]
+
+    total = size(node)
+    if total > MAX_YAML_NODES:
+        raise ValueError(
+            f"the document expands to {total} values through aliases (*name); at "
+            f"most {MAX_YAML_NODES} are read. Write the values out instead of "
+            "nesting aliases."
+        )
+    return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 (SafeLoader)
 
 
 def _mapping(value, where, origin, error=None) -> dict:
@@ -142,6 +198,27 @@ def _mapping(value, where, origin, error=None) -> dict:
             f"{type(value).__name__} {value!r}."
         )
     return value
+
+
+#: A dataset name becomes a file and folder name in the cache: letters, digits,
+#: ``.``, ``_`` and ``-``, starting with a letter or digit, at most 64 characters.
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(value, where: str, origin: str, error=None) -> str:
+    """Return ``value`` if it is a safe file name (a slug), else raise.
+
+    Names name files and folders (the cache entry of a dataset), so they may
+    not hold path separators, ``..`` or start with a dot.
+    """
+    text = str(value)
+    if not _SLUG.fullmatch(text) or ".." in text:
+        raise (error or ManifestError)(
+            f"{origin}: {where}: {text!r} is not a valid name; use 1-64 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit (no path "
+            "separators, no '..'), e.g. 'sleep-edf_cassette'."
+        )
+    return text
 
 
 def _number(value, where, origin, *, positive=False, allow_none=True):
@@ -180,7 +257,11 @@ def read_manifest(
         raise ManifestError(
             f"{origin}: source: {source!r} is not 'files' or 'simulate'."
         )
-    name = str(raw.get("name") or (Path(origin).stem if origin != "<dict>" else "data"))
+    if raw.get("name") is not None:
+        name = check_name(raw["name"], "name", origin)
+    else:  # the file's stem, made a slug
+        stem = Path(origin).stem if origin != "<dict>" else ""
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")[:64] or "data"
     simulate = _mapping(raw.get("simulate"), "simulate", origin)
     given_root = root or os.environ.get("EEGSAL_DATA") or raw.get("root")
     data_root = None

@@ -16,14 +16,20 @@ from eegsal._docs import fill_doc
 from eegsal._io import atomic_path, check_fname
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml
+from eegsal.stats._formula import check_formula
 
 __all__ = ["LMMResult", "fit_lmm"]
 
 
 def _design(formula: str, metadata: pd.DataFrame):
-    """Fixed-effects design matrix (patsy, R's treatment coding by default)."""
+    """Fixed-effects design matrix (patsy, R's treatment coding by default).
+
+    The formula is checked token by token first (:func:`check_formula`):
+    patsy evaluates terms as Python code, and formulas come from users.
+    """
     import patsy
 
+    check_formula(formula, metadata.columns)
     rhs = formula.split("~", 1)[-1].strip()
     try:
         X = patsy.dmatrix(rhs, metadata, return_type="dataframe", NA_action="raise")
