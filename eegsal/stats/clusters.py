@@ -19,6 +19,8 @@ from eegsal.stats.lmm import _variables
 
 __all__ = ["ClusterTest", "cluster_test", "two_stage_test"]
 
+RESTRICTED, FREEDMAN_LANE = "restricted shuffle", "Freedman-Lane"
+
 
 @dataclass
 class ClusterTest:
@@ -49,6 +51,16 @@ class ClusterTest:
         the maximum TFCE score of each permutation).
     tfce : ndarray, shape (n_channels, n_times) | None
         TFCE only: the observed scores.
+    scheme : str
+        How the null was drawn: ``'restricted shuffle'`` (the tested labels
+        shuffled within strata), ``'Freedman-Lane'`` (the reduced model's
+        residuals permuted within strata) or ``'sign flip'`` (per-subject
+        contrast maps, :func:`two_stage_test`); also the ``scheme`` column of
+        ``clusters``.
+    strata : list of str
+        Metadata columns whose combinations bound the permutations (for
+        ``'sign flip'``: the columns within whose cells the contrasts were
+        formed).
     """
 
     name: str
@@ -61,6 +73,17 @@ class ClusterTest:
     times: np.ndarray = field(repr=False)
     p_cells: np.ndarray | None = field(default=None, repr=False)
     tfce: np.ndarray | None = field(default=None, repr=False)
+    scheme: str = "restricted shuffle"
+    strata: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        n_sig = int((self.clusters["p"] < 0.05).sum())
+        within = " x ".join(self.strata) if self.strata else "-"
+        return (
+            f"<ClusterTest | {self.name}, {self.scheme} within {within}, "
+            f"{len(self.null)} permutations, {len(self.clusters)} clusters "
+            f"({n_sig} with p < 0.05)>"
+        )
 
     def mask(self, alpha: float = 0.05) -> np.ndarray:
         """Cells of the clusters with p < ``alpha``.
@@ -151,22 +174,44 @@ def _tfce(stat: np.ndarray, adj, tfce: dict, tail: int) -> np.ndarray:
 
 
 class _NullScorer:
-    """Score permuted designs: the maximum cluster mass (or TFCE) of their z-map.
+    """Score permutations: the maximum cluster mass (or TFCE) of their z-map.
 
-    A picklable callable, so that joblib can send it to other processes or
-    to a Dask cluster.
+    ``Y`` is what each permutation refits: the data under the restricted
+    shuffle (column ``j`` of the design follows the permuted labels), the
+    reduced model's residuals under Freedman-Lane. Fitting permuted residuals
+    ``P r`` against the design ``X`` is the same GLS fit as fitting ``r``
+    against the rows of ``X`` permuted by ``P^-1``, because the covariance
+    ``I + gamma Z Z'`` is unchanged by permutations within subject; so both
+    schemes permute rows of the design and reuse the subject means and
+    within-subject sums of squares of ``Y``. A picklable callable, so that
+    joblib can send it to other processes or to a Dask cluster.
     """
 
-    def __init__(self, Y, codes, suff, gamma0, j, adj, threshold, tfce, tail):
-        self.Y, self.codes, self.suff, self.gamma0 = Y, codes, suff, gamma0
-        self.j, self.adj, self.threshold, self.tfce, self.tail = (
-            j, adj, threshold, tfce, tail,
-        )  # fmt: skip
+    def __init__(self, X, Y, codes, gamma0, j, scheme, refit_gamma, adj, threshold,
+                 tfce, tail):  # fmt: skip
+        self.X, self.Y, self.codes, self.gamma0, self.j = X, Y, codes, gamma0, j
+        self.scheme, self.refit_gamma = scheme, refit_gamma
+        self.adj, self.threshold, self.tfce, self.tail = adj, threshold, tfce, tail
+        s = _reml.sufficient(X[:, :1], Y, codes)
+        self.yb, self.ywyw = s.yb, s.ywyw
 
-    def z_of(self, design) -> np.ndarray:
-        s = _reml.sufficient(design, self.Y, self.codes, yb=self.suff.yb,
-                             ywyw=self.suff.ywyw)  # fmt: skip
-        beta, se, _ = _reml.estimates(s, self.gamma0)
+    def design(self, perm: np.ndarray) -> np.ndarray:
+        """Build the design of one permutation (row ``i`` takes row ``perm[i]``)."""
+        if self.scheme == FREEDMAN_LANE:
+            return self.X[perm]
+        design = self.X.copy()
+        design[:, self.j] = self.X[perm, self.j]
+        return design
+
+    def z_of(self, perm: np.ndarray | None = None) -> np.ndarray:
+        """Wald z of coefficient ``j`` per cell, observed (None) or permuted."""
+        design = self.X if perm is None else self.design(perm)
+        s = _reml.sufficient(design, self.Y, self.codes, yb=self.yb, ywyw=self.ywyw)
+        gamma = self.gamma0
+        if self.refit_gamma and perm is not None:
+            # the reduced model of the permuted data, as gamma0 is of the data
+            gamma = _reml.fit_gamma(_reml.drop(s, self.j))
+        beta, se, _ = _reml.estimates(s, gamma)
         return beta[:, self.j] / se[:, self.j]
 
     def score(self, stat) -> float:  # the statistic whose maximum builds the null
@@ -175,15 +220,18 @@ class _NullScorer:
             return float(np.abs(tf).max(initial=0.0))
         return _max_mass(stat, self.adj, self.threshold, self.tail)
 
-    def __call__(self, designs) -> np.ndarray:
-        return np.array([self.score(self.z_of(d)) for d in designs])
+    def __call__(self, perms) -> np.ndarray:
+        return np.array([self.score(self.z_of(p)) for p in perms])
 
 
 def _perm_p(masses, null) -> np.ndarray:
     return (1 + (null[None, :] >= np.abs(masses)[:, None]).sum(1)) / (1 + len(null))
 
 
-def _table(labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "tmax")):
+def _table(
+    labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "tmax"),
+    scheme="restricted shuffle",
+):  # fmt: skip
     rows = []
     lab2 = labels.reshape(n_rows, n_times)
     for k, m in enumerate(masses):
@@ -196,9 +244,10 @@ def _table(labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "t
                 n_cells=len(ch),
                 channels=" ".join(ch_names[c] for c in np.unique(ch)),
                 **{span[0]: times[tt.min()], span[1]: times[tt.max()]},
+                scheme=scheme,
             )
         )
-    cols = ["sign", "mass", "p", "n_cells", "channels", *span]
+    cols = ["sign", "mass", "p", "n_cells", "channels", *span, "scheme"]
     table = pd.DataFrame(rows, columns=cols)
     order = np.argsort(-np.abs(masses), kind="stable")
     # relabel so that cluster k is row k of the sorted table
@@ -208,46 +257,105 @@ def _table(labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "t
     return table.iloc[order].reset_index(drop=True), labels.reshape(n_rows, n_times)
 
 
-def strata_of(lmm, name: str) -> tuple[list[str], list[str]]:
-    """Variables permuted to test ``name``, and the strata they move within."""
+@dataclass(frozen=True)
+class PermutationScheme:
+    """How one coefficient is tested by permutation.
+
+    Attributes
+    ----------
+    name : str
+        ``'restricted shuffle'`` or ``'Freedman-Lane'``.
+    tested : list of str
+        The metadata columns of the tested term.
+    strata : list of str
+        The columns whose combinations bound the permutations: the subjects
+        and every categorical variable of the formula outside the tested term.
+    """
+
+    name: str
+    tested: list
+    strata: list
+
+
+def permutation_scheme(lmm, name: str) -> PermutationScheme:
+    """Choose how a test of coefficient ``name`` permutes: the one place of that choice.
+
+    The null model (the *reduced* model) is the formula without the tested
+    coefficient; every other column of the design is a nuisance. Shuffling
+    the tested variable within strata of subject x the other categorical
+    variables leaves the reduced design unchanged, so under the null the
+    epochs of a stratum are exchangeable and the test is exact, when the
+    coefficient is the only column of its term, its variables enter no other
+    term, and every other variable is categorical (e.g. ``content`` in
+    ``content + stage``). Otherwise shuffling labels would move part of the
+    reduced model too, and test a broader null: for ``content:C(stage, Sum)``
+    it would shuffle content *and* stage, testing "no content, no stage, no
+    interaction". Then the residuals of the reduced model are permuted
+    within the same strata and added back to its fit (Freedman & Lane,
+    1983): that is the case for interactions, for the main effect of a
+    variable that also enters an interaction, for one level of a factor with
+    more, and beside a numeric covariate.
+
+    Parameters
+    ----------
+    lmm : LMMResult
+        The fitted model.
+    name : str
+        Coefficient to test (see :meth:`LMMResult.coef`).
+
+    Returns
+    -------
+    scheme : PermutationScheme
+        The scheme, the tested variables and the strata.
+    """
     meta = lmm.attr.metadata
     info = lmm.design.design_info
     j = lmm.coef(name)
     slices = info.term_name_slices
+
+    def variables(term) -> set[str]:
+        return {v for f in term.factors for v in _variables(f.code, meta)}
+
     term = next(
         t for t in info.terms if slices[t.name()].start <= j < slices[t.name()].stop
     )
-    tested = sorted({v for f in term.factors for v in _variables(f.code, meta)})
+    tested = variables(term)
     if not tested:
         raise ValueError(f"{lmm.names[j]!r} involves no metadata column to permute.")
-    others = {
-        v
-        for t in info.terms
-        for f in t.factors
-        for v in _variables(f.code, meta)
-        if v not in tested
-    }
+    elsewhere = set().union(*(variables(t) for t in info.terms if t != term))
+    nuisance = elsewhere - tested
     categorical = [
-        v for v in sorted(others) if not pd.api.types.is_numeric_dtype(meta[v])
+        v for v in sorted(nuisance) if not pd.api.types.is_numeric_dtype(meta[v])
     ]
-    numeric = sorted(others - set(categorical))
-    if numeric:
-        logger.warning(
-            "Numeric covariates %s cannot define permutation strata; labels are "
-            "permuted within %s only.",
-            numeric,
-            [lmm.groups, *categorical],
-        )
-    return tested, [lmm.groups, *categorical]
+    sl = slices[term.name()]
+    exact = (
+        sl.stop - sl.start == 1
+        and not tested & elsewhere
+        and len(categorical) == len(nuisance)
+    )
+    return PermutationScheme(
+        RESTRICTED if exact else FREEDMAN_LANE,
+        sorted(tested),
+        [lmm.groups, *categorical],
+    )
+
+
+def _strata_rows(meta: pd.DataFrame, strata) -> list[np.ndarray]:
+    return list(meta.groupby(strata, sort=False, observed=True).indices.values())
+
+
+def _shuffle(n: int, strata_rows, rng) -> np.ndarray:
+    """Draw a permutation of ``range(n)`` that moves rows within their stratum."""
+    perm = np.arange(n)
+    for rows in strata_rows:
+        perm[rows] = rng.permutation(rows)
+    return perm
 
 
 def permute_within(meta: pd.DataFrame, cols, strata, rng) -> pd.DataFrame:
     """Shuffle the rows of ``cols`` within each stratum (other columns stay)."""
     out = meta.copy()
-    idx = np.arange(len(meta))
-    perm = idx.copy()
-    for rows in meta.groupby(strata, sort=False, observed=True).indices.values():
-        perm[rows] = rng.permutation(rows)
+    perm = _shuffle(len(meta), _strata_rows(meta, strata), rng)
     for c in cols:
         out[c] = meta[c].to_numpy()[perm]
     return out
@@ -263,22 +371,50 @@ def cluster_test(
     threshold: float | dict | None = None,
     tail: int = 0,
     adjacency=None,
+    refit_gamma: bool = False,
     seed: int | np.random.Generator | None = 0,
     n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> ClusterTest:
     """Cluster-based permutation test of one mixed-model coefficient.
 
-    The labels of the tested variable (e.g. ``content``) are shuffled within
-    strata of subject x every other categorical variable of the formula
-    (e.g. ``stage``), so each subject keeps its epochs and its stage mix and
-    only the content-to-epoch assignment changes. Each permutation refits
-    the fixed effects by GLS with every cell's variance ratio held at its
-    value in the *null* model (the formula without the tested coefficient):
-    the statistic is then exactly the GLS Wald z, and the approximation is
-    that the variance ratio is not re-estimated per permutation (as in
-    FaST-LMM's permutation scheme). The observed map is computed the same
-    way, so observed and permuted statistics are exchangeable under the null.
+    The null hypothesis is that the coefficient is zero in the model that
+    keeps every other column of the design (the *reduced* model, the formula
+    without the tested coefficient). Permutations move epochs only within
+    strata of subject x every categorical variable outside the tested term,
+    so each subject keeps its epochs, its stage mix and its random intercept.
+    :func:`permutation_scheme` chooses between two schemes, recorded in the
+    result's ``scheme``:
+
+    - *restricted shuffle*, where it is exact (a one-column main effect whose
+      variables enter no other term, beside categorical variables only, e.g.
+      ``content`` in ``content + stage``): the tested labels are shuffled
+      within the strata. Under the null the epochs of a stratum are
+      exchangeable (same subject, same levels of every other variable).
+    - *Freedman-Lane* (Freedman & Lane, 1983; Winkler et al., 2014) for
+      everything else: interactions, main effects of variables that also
+      enter an interaction, one level of a multi-level factor, and models
+      with numeric covariates. The reduced model is fitted (GLS at its REML
+      variance ratio), its marginal residuals ``Y - X_r beta_r`` (the random
+      intercept left in them) are permuted within the strata, added back to
+      the reduced fit, and the full model is refitted. This assumes the
+      reduced model's residuals exchangeable within a stratum (one variance
+      per subject, the random intercept constant in a subject); it is exact
+      only asymptotically, and any effect of the reduced model (e.g. a stage
+      main effect beside a tested content x stage interaction) leaves the
+      test unchanged.
+
+    Each permutation refits the fixed effects by GLS; the statistic is the
+    Wald z of the coefficient, observed and permuted alike. The variance
+    ratio of each cell is that of the reduced model fitted to the observed
+    data, held for every permutation by default (as in FaST-LMM's permutation
+    scheme). Under the restricted shuffle that is exact: the reduced design
+    does not move, so its REML fit is the same for every permutation. Under
+    Freedman-Lane the reduced design moves relative to the permuted
+    residuals; holding the ratio is then an approximation, and
+    ``refit_gamma=True`` re-estimates it per permutation (the REML fit of the
+    reduced model to the permuted data, as for the observed map) at the
+    cost of one REML search per permutation.
 
     Parameters
     ----------
@@ -300,6 +436,10 @@ def cluster_test(
         Channel adjacency (n_channels, n_channels); None uses
         :func:`mne.channels.find_ch_adjacency` on the channel positions.
         Time points are adjacent to their neighbours.
+    refit_gamma : bool
+        Freedman-Lane only: re-estimate every cell's variance ratio for each
+        permutation instead of holding the observed one (about 12x slower
+        per permutation; see above).
     seed : int | numpy.random.Generator | None
         Seed of the permutations.
     %(n_jobs)s
@@ -309,7 +449,8 @@ def cluster_test(
     -------
     result : ClusterTest
         Clusters of the observed map, largest first, with p-values
-        ``(1 + #{permutations with max |mass| >= |mass|}) / (1 + n_permutations)``.
+        ``(1 + #{permutations with max |mass| >= |mass|}) / (1 + n_permutations)``,
+        and the ``scheme`` and ``strata`` of the permutations.
 
     References
     ----------
@@ -317,13 +458,17 @@ def cluster_test(
        EEG- and MEG-data. J Neurosci Methods 164:177-190.
     .. [2] Smith SM, Nichols TE (2009). Threshold-free cluster enhancement.
        NeuroImage 44:83-98.
+    .. [3] Freedman D, Lane D (1983). A nonstochastic interpretation of
+       reported significance levels. J Bus Econ Stat 1:292-298.
+    .. [4] Winkler AM, Ridgway GR, Webster MA, Smith SM, Nichols TE (2014).
+       Permutation inference for the general linear model. NeuroImage
+       92:381-397.
 
     Examples
     --------
     >>> ct = lmm.cluster_test("content", n_permutations=1000)  # doctest: +SKIP
     >>> ct.clusters.head()  # doctest: +SKIP
     """
-    import patsy
     from scipy import stats
 
     check_option("tail", tail, (0, 1, -1))
@@ -351,41 +496,43 @@ def cluster_test(
         Y = np.abs(Y)
     codes, _ = pd.factorize(meta[lmm.groups], sort=True)
     X = lmm.design.to_numpy()
-    suff = _reml.sufficient(X, Y, codes)
-    null = _reml.sufficient(
-        np.delete(X, j, axis=1), Y, codes, yb=suff.yb, ywyw=suff.ywyw
-    )
-    gamma0 = _reml.fit_gamma(null)
-
-    tested, strata = strata_of(lmm, name)
+    scheme = permutation_scheme(lmm, name)
+    reduced = _reml.drop(_reml.sufficient(X, Y, codes), j)
+    gamma0 = _reml.fit_gamma(reduced)
+    if scheme.name == FREEDMAN_LANE:
+        # marginal residuals of the reduced model: its random intercepts stay
+        # in them and, permuted within subject, stay with their subject
+        beta_r, _, _ = _reml.estimates(reduced, gamma0)
+        Y = Y - np.delete(X, j, axis=1) @ beta_r.T
+    refit_gamma = bool(refit_gamma) and scheme.name == FREEDMAN_LANE
     logger.info(
-        "Cluster test of %s: %d permutations of %s within %s, threshold %.3g",
+        "Cluster test of %s: %d permutations (%s%s) of %s within %s, threshold %s",
         coef_name,
         n_permutations,
-        tested,
-        strata,
+        scheme.name,
+        ", variance ratio refitted" if refit_gamma else "",
+        "the reduced model's residuals"
+        if scheme.name == FREEDMAN_LANE
+        else scheme.tested,
+        scheme.strata,
         threshold,
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
-    scorer = _NullScorer(Y, codes, suff, gamma0, j, adj, threshold, tfce, tail)
-    z = scorer.z_of(X)
+    scorer = _NullScorer(X, Y, codes, gamma0, j, scheme.name, refit_gamma, adj,
+                         threshold, tfce, tail)  # fmt: skip
+    z = scorer.z_of(None)
 
     rng = check_random_state(seed)
-    info = lmm.design.design_info
+    strata_rows = _strata_rows(meta, scheme.strata)
     # the permutations are drawn here, in order, so that the null does not
     # depend on n_jobs; chunks of them are scored in parallel
-    designs = [
-        np.asarray(patsy.build_design_matrices([info], perm)[0])
-        for perm in (
-            permute_within(meta, tested, strata, rng) for _ in range(n_permutations)
-        )
-    ]
-    n_chunks = max(1, min(len(designs), 4 * effective_n_jobs(n_jobs)))
+    perms = [_shuffle(n, strata_rows, rng) for _ in range(n_permutations)]
+    n_chunks = max(1, min(len(perms), 4 * effective_n_jobs(n_jobs)))
     chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
     # threads by default (NumPy releases the GIL; no copy of the maps per
     # process); a parallel_config backend such as Dask takes precedence
     jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(scorer)([designs[i] for i in c]) for c in chunks
+        delayed(scorer)([perms[i] for i in c]) for c in chunks
     )
     max_null = (
         np.concatenate(
@@ -421,6 +568,7 @@ def cluster_test(
         ("fmin", "fmax")
         if getattr(attr, "domain", "time") == "frequency"
         else ("tmin", "tmax"),
+        scheme=scheme.name,
     )
     return ClusterTest(
         name=coef_name,
@@ -433,6 +581,8 @@ def cluster_test(
         times=attr.times,
         p_cells=p_cells,
         tfce=scores,
+        scheme=scheme.name,
+        strata=list(scheme.strata),
     )
 
 

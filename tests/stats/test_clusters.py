@@ -145,3 +145,133 @@ def test_clusters_over_channels_and_neighbouring_frequency_bins():
     found = test.labels == 0
     assert (found & planted).sum() / planted.sum() > 0.8
     assert (found & ~planted).sum() <= 3
+
+
+def _crossed(info, *, stage=0.0, content=0.0, interaction=0.0, seed=0, n_subjects=8,
+             per=30):  # fmt: skip
+    """Noise + subject offsets + stage, content and content x stage effects.
+
+    The main effects are uniform over the map; the interaction (content's
+    effect opposite in N2 and REM) sits in the planted cluster.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_subjects * per
+    meta = pd.DataFrame(
+        {
+            "subject": np.repeat([f"s{i}" for i in range(n_subjects)], per),
+            "content": rng.choice(["flying", "other"], n),
+            "stage": rng.choice(["N2", "REM"], n),
+        }
+    )
+    n_chans = len(info["ch_names"])
+    y = rng.standard_normal((n, n_chans, N_TIMES))
+    y += rng.standard_normal((n_subjects, n_chans, N_TIMES))[
+        np.repeat(range(n_subjects), per)
+    ]
+    rem = (meta["stage"] == "REM").to_numpy()[:, None, None]
+    other = (meta["content"] == "other").to_numpy()[:, None, None]
+    truth = np.zeros((n_chans, N_TIMES), bool)
+    truth[[info["ch_names"].index(c) for c in CLUSTER_CHANS], 10:20] = True
+    y += stage * rem + content * other
+    y += interaction * np.where(rem, 1.0, -1.0) * other * truth
+    attr = Attributions(y.astype(np.float32), info, np.arange(N_TIMES) / 100.0,
+                        metadata=meta, method="saliency", target="logit")  # fmt: skip
+    return attr, truth
+
+
+INTERACTION = "content[T.other]:C(stage, Sum)[S.N2]"
+
+
+@pytest.mark.parametrize("refit_gamma", [False, True])
+def test_the_interaction_test_ignores_main_effects_of_the_reduced_model(
+    study, refit_gamma
+):
+    # the stage and content main effects are in the reduced model (the formula
+    # without the interaction): under Freedman-Lane they move its fit, never
+    # its residuals, so the whole null distribution is the same
+    epochs, _ = study
+    kw = dict(n_permutations=40, seed=0, refit_gamma=refit_gamma)
+    tests = []
+    for stage, content in [(0.0, 0.0), (2.0, 1.0)]:
+        attr, _ = _crossed(epochs.info, stage=stage, content=content, seed=4)
+        lmm = fit_lmm(attr, "content * C(stage, Sum)")
+        tests.append(lmm.cluster_test(INTERACTION, **kw))
+    flat, shifted = tests
+    assert flat.scheme == shifted.scheme == "Freedman-Lane"
+    assert flat.strata == ["subject"]  # both variables of the term move
+    # equal up to the float32 rounding of the shifted maps (~1e-7)
+    np.testing.assert_allclose(shifted.stat, flat.stat, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shifted.null, flat.null, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shifted.clusters["p"], flat.clusters["p"])
+
+
+def test_a_planted_interaction_is_found_beside_a_large_stage_effect(study):
+    epochs, _ = study
+    attr, truth = _crossed(epochs.info, stage=2.0, content=0.5, interaction=0.6)
+    lmm = fit_lmm(attr, "content * C(stage, Sum)")
+    ct = lmm.cluster_test(INTERACTION, n_permutations=100, seed=0)
+    top = ct.clusters.iloc[0]
+    assert top["p"] <= 2 / 101 and top["sign"] == "-"  # other - flying < 0 in N2
+    assert (ct.mask() & truth).sum() / ct.mask().sum() > 0.8
+    assert "Freedman-Lane" in repr(ct)
+    assert set(ct.clusters["scheme"]) == {"Freedman-Lane"}
+
+
+def test_the_restricted_shuffle_only_where_the_reduced_design_stays(study):
+    from eegsal.stats.clusters import permutation_scheme
+
+    epochs, _ = study
+    attr, _ = _crossed(epochs.info, seed=5)
+    attr.metadata["age"] = np.random.default_rng(0).normal(30, 5, len(attr))
+    three = attr.metadata["stage"].where(attr.metadata.index % 3 > 0, "N3")
+    attr.metadata["stage3"] = three
+    cases = [
+        ("content + stage", "content", "restricted shuffle", ["subject", "stage"]),
+        ("content * stage", "content[T.other]", "Freedman-Lane", ["subject", "stage"]),
+        ("content * stage", "content[T.other]:stage[T.REM]", "Freedman-Lane",
+         ["subject"]),
+        ("content + age", "content", "Freedman-Lane", ["subject"]),
+        ("content + stage3", "stage3[T.REM]", "Freedman-Lane", ["subject", "content"]),
+    ]  # fmt: skip
+    for formula, name, scheme, strata in cases:
+        found = permutation_scheme(fit_lmm(attr, formula), name)
+        assert (found.name, found.strata) == (scheme, strata), (formula, name)
+
+
+def test_the_freedman_lane_null_refits_the_reduced_fit_plus_permuted_residuals(study):
+    """The null equals a dense GLS refit of Y* = X_r beta_r + P r, cell by cell."""
+    from eegsal.stats.clusters import _adjacency, _max_mass, _shuffle, _strata_rows
+
+    epochs, _ = study
+    attr, _ = _crossed(epochs.info, stage=1.0, interaction=0.3, seed=6)
+    full = fit_lmm(attr, "content * C(stage, Sum)")
+    ct = full.cluster_test(INTERACTION, n_permutations=2, seed=0)
+    reduced = fit_lmm(attr, "content + C(stage, Sum)")  # the null model
+    X, X_r = full.design.to_numpy(), reduced.design.to_numpy()
+    j = full.coef(INTERACTION)
+    n = len(attr)
+    Y = attr.data.reshape(n, -1).astype(np.float64)
+    beta_r = reduced.beta.reshape(X_r.shape[1], -1)
+    fit = X_r @ beta_r
+    resid = Y - fit  # marginal residuals: the subject offsets stay in them
+    Z = (attr.metadata["subject"].to_numpy()[:, None] == np.unique(
+        attr.metadata["subject"])[None]).astype(float)  # fmt: skip
+    gamma = reduced.gamma.ravel()
+    adj = _adjacency(attr.info, len(attr.ch_names), N_TIMES, None)
+    rng = np.random.default_rng(0)
+    rows = _strata_rows(attr.metadata.reset_index(drop=True), ["subject"])
+    for k in range(2):
+        perm = _shuffle(n, rows, rng)
+        # the design's rows follow perm: the residuals follow its inverse
+        y_star = fit + resid[np.argsort(perm)]
+        z = np.empty(Y.shape[1])
+        for f in range(Y.shape[1]):
+            V = np.eye(n) + gamma[f] * Z @ Z.T
+            vx = np.linalg.solve(V, np.column_stack([X, y_star[:, f]]))
+            A = X.T @ vx[:, :-1]
+            beta = np.linalg.solve(A, X.T @ vx[:, -1])
+            e = y_star[:, f] - X @ beta
+            scale = e @ np.linalg.solve(V, e) / (n - X.shape[1])
+            z[f] = beta[j] / np.sqrt(scale * np.linalg.inv(A)[j, j])
+        ref = _max_mass(z, adj, ct.threshold, 0)
+        assert ref > 0 and ct.null[k] == pytest.approx(ref, rel=1e-6)
