@@ -50,7 +50,7 @@ def test_cluster_test_finds_the_planted_cluster(study):
     # the observed z (null variance ratio) is close to the fitted model's z
     np.testing.assert_allclose(ct.stat, lmm.t[lmm.coef("content")], atol=0.05)
     # the summary-statistics route finds it too
-    ts = two_stage_test(attr, "content", n_permutations=200, seed=0)
+    ts = two_stage_test(attr, "content", context="stage", n_permutations=200, seed=0)
     assert ts.clusters.iloc[0]["p"] < 0.05
     assert (ts.mask() & truth).sum() / ts.mask().sum() > 0.8
 
@@ -275,3 +275,86 @@ def test_the_freedman_lane_null_refits_the_reduced_fit_plus_permuted_residuals(s
             z[f] = beta[j] / np.sqrt(scale * np.linalg.inv(A)[j, j])
         ref = _max_mass(z, adj, ct.threshold, 0)
         assert ref > 0 and ct.null[k] == pytest.approx(ref, rel=1e-6)
+
+
+def _confounded(info, *, stage=0.0, content=0.0, seed=0, n_subjects=10, per=40):
+    """Flying mostly in REM (90 %); a stage offset everywhere, content in a cluster."""
+    rng = np.random.default_rng(seed)
+    n = n_subjects * per
+    stages = rng.choice(["N2", "REM"], n)
+    flying = rng.random(n) < np.where(stages == "REM", 0.9, 0.1)
+    meta = pd.DataFrame(
+        {
+            "subject": np.repeat([f"s{i}" for i in range(n_subjects)], per),
+            "content": np.where(flying, "flying", "other"),
+            "stage": stages,
+        }
+    )
+    n_chans = len(info["ch_names"])
+    y = rng.standard_normal((n, n_chans, N_TIMES))
+    y += rng.standard_normal((n_subjects, n_chans, N_TIMES))[
+        np.repeat(range(n_subjects), per)
+    ]
+    truth = np.zeros((n_chans, N_TIMES), bool)
+    truth[[info["ch_names"].index(c) for c in CLUSTER_CHANS], 10:20] = True
+    y += stage * (stages == "REM")[:, None, None]
+    y += content * (~flying)[:, None, None] * truth
+    attr = Attributions(y.astype(np.float32), info, np.arange(N_TIMES) / 100.0,
+                        metadata=meta, method="saliency", target="logit")  # fmt: skip
+    return attr, truth
+
+
+def test_subject_contrasts_equal_least_squares_with_a_mean_per_stage(study):
+    import statsmodels.formula.api as smf
+
+    from eegsal.stats.clusters import _subject_contrasts
+
+    epochs, _ = study
+    attr, _ = _confounded(epochs.info, stage=1.0, content=0.5, seed=1)
+    meta = attr.metadata
+    # s0 keeps flying in REM only: its N2 cell has one level and adds nothing
+    drop = (meta["subject"] == "s0") & (meta["stage"] == "N2")
+    drop &= meta["content"] == "flying"
+    attr = attr[np.flatnonzero(~drop.to_numpy())]
+    meta = attr.metadata
+    maps, subjects, levels = _subject_contrasts(attr, "content", "subject", ["stage"])
+    assert levels == ["flying", "other"] and len(subjects) == 10
+    for s, cell in zip(subjects[:3], [(0, 0), (4, 12), (17, 29)], strict=True):
+        rows = (meta["subject"] == s).to_numpy()
+        df = meta[rows].assign(y=attr.data[rows][:, cell[0], cell[1]].astype(float))
+        ref = smf.ols("y ~ content + stage", df).fit().params["content[T.other]"]
+        assert maps[subjects.index(s), cell[0], cell[1]] == pytest.approx(ref, rel=1e-8)
+
+
+def test_two_stage_contrasts_hold_the_stage_fixed(study):
+    epochs, _ = study
+    kw = dict(n_permutations=200, seed=0)
+    flat, _ = _confounded(epochs.info, stage=0.0, seed=2)
+    shifted, _ = _confounded(epochs.info, stage=3.0, seed=2)  # same noise
+    # over all epochs, the stage offset becomes a "content" effect everywhere
+    naive = two_stage_test(shifted, "content", context=None, **kw)
+    assert naive.clusters.iloc[0]["p"] < 0.01
+    assert naive.mask().mean() > 0.9
+    # within stage, the offset is removed in every cell: the test is that of
+    # the same noise without any offset
+    within = [two_stage_test(a, "content", context="stage", **kw)
+              for a in (flat, shifted)]  # fmt: skip
+    np.testing.assert_allclose(within[1].stat, within[0].stat, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(within[1].null, within[0].null, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(within[1].clusters["p"], within[0].clusters["p"])
+    assert within[1].scheme == "sign flip" and within[1].strata == ["stage"]
+    assert "sign flip within stage" in repr(within[1])
+    with pytest.raises(ValueError, match=r"\['sleep'\] not in the metadata"):
+        two_stage_test(shifted, "content", context="sleep")
+    with pytest.raises(TypeError, match="context"):
+        two_stage_test(shifted, "content")  # the context is required
+
+
+def test_two_stage_test_finds_a_content_effect_within_stage(study):
+    epochs, _ = study
+    attr, truth = _confounded(epochs.info, stage=3.0, content=1.5, seed=3)
+    ts = two_stage_test(attr, "content", context="stage", n_permutations=200)
+    top = ts.clusters.iloc[0]
+    assert top["p"] < 0.05 and top["sign"] == "+"
+    assert (ts.mask() & truth).sum() / ts.mask().sum() > 0.8
+    assert (ts.mask() & truth).sum() / truth.sum() > 0.6
