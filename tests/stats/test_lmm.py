@@ -166,3 +166,17 @@ def test_maps_on_disk_are_streamed_to_the_same_fit(tmp_path):
         np.testing.assert_allclose(got.beta, ref.beta, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got.se, ref.se, rtol=1e-7)
         np.testing.assert_allclose(got.gamma, ref.gamma, rtol=1e-5, atol=1e-9)
+
+
+def test_dropping_a_column_equals_the_sufficient_statistics_of_the_smaller_design():
+    attr = _random_attr(0)
+    X = fit_lmm(attr, "content * stage").design.to_numpy()
+    y = attr.data.reshape(len(attr), -1).astype(float)
+    codes = pd.factorize(attr.metadata["subject"], sort=True)[0]
+    full = _reml.sufficient(X, y, codes)
+    for j in (1, X.shape[1] - 1):
+        ref = _reml.sufficient(np.delete(X, j, axis=1), y, codes)
+        got = _reml.drop(full, j)
+        for name in ("n_g", "xb", "yb", "xwxw", "xwyw", "ywyw"):
+            np.testing.assert_allclose(getattr(got, name), getattr(ref, name),
+                                       rtol=1e-12, atol=1e-10)  # fmt: skip
