@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from eegsal._docs import fill_doc
+from eegsal.models._layers import SafeLog, Square
 
 __all__ = ["ShallowConvNet"]
 
@@ -25,8 +26,11 @@ class ShallowConvNet(nn.Module):
       electrode axis** (the last one).
     - ``spatial_conv``, ``bn``: ``(batch, F, n_times - k + 1, 1)``; no electrode
       axis from here on.
-    - ``pool``: mean of the squares over ``pool_length`` samples every
-      ``pool_stride``; then ``log`` and ``dropout``.
+    - ``square``, ``pool``, ``log``: the squares, their mean over
+      ``pool_length`` samples every ``pool_stride``, and its logarithm
+      (floored at 1e-6); then ``dropout``. Square and log are modules so
+      that attribution rules that act on nonlinear modules (DeepLIFT,
+      guided backpropagation) see them; they hold no parameters.
     - ``classifier``: a convolution over all remaining time steps.
 
     Parameters
@@ -77,7 +81,9 @@ class ShallowConvNet(nn.Module):
         self.temporal_conv = nn.Conv2d(1, n_filters, (filter_length, 1))
         self.spatial_conv = nn.Conv2d(n_filters, n_filters, (1, n_chans), bias=False)
         self.bn = nn.BatchNorm2d(n_filters, momentum=0.1)
+        self.square = Square()
         self.pool = nn.AvgPool2d((pool_length, 1), stride=(pool_stride, 1))
+        self.log = SafeLog(eps=1e-6)
         self.dropout = nn.Dropout(drop_prob)
         self.classifier = nn.Conv2d(n_filters, n_classes, (n_pool, 1))
 
@@ -85,6 +91,6 @@ class ShallowConvNet(nn.Module):
         """Map ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``."""
         x = x.transpose(1, 2).unsqueeze(1)  # (batch, 1, time, electrodes)
         x = self.bn(self.spatial_conv(self.temporal_conv(x)))
-        x = torch.log(torch.clamp(self.pool(x * x), min=1e-6))
+        x = self.log(self.pool(self.square(x)))
         x = self.classifier(self.dropout(x))
         return x.flatten(1)

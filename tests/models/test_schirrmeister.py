@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +63,24 @@ def test_training_loop_can_overfit_a_tiny_set(name):
         model_params={"drop_prob": 0.0},
     ).fit(X, y)  # fmt: skip
     assert (clf.predict(X) == y).mean() == 1.0
+
+
+def test_shallow_nonlinearities_are_modules_with_the_published_forward():
+    # square and log are modules (for attribution rules) but hold no state: a
+    # saved model's keys are unchanged, and the output is the functional formula
+    torch.manual_seed(0)
+    model = ShallowConvNet(5, 120, 2, filter_length=5, pool_length=10).eval()
+    assert set(model.state_dict()) == {
+        "temporal_conv.weight", "temporal_conv.bias", "spatial_conv.weight",
+        "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+        "bn.num_batches_tracked", "classifier.weight", "classifier.bias",
+    }  # fmt: skip
+    x = torch.randn(3, 5, 120)
+    with torch.no_grad():
+        h = model.bn(model.spatial_conv(model.temporal_conv(x.mT.unsqueeze(1))))
+        ref = model.classifier(torch.log(torch.clamp(model.pool(h * h), min=1e-6)))
+        torch.testing.assert_close(model(x), ref.flatten(1), rtol=0, atol=0)
+    hidden = torch.full((1, 1, 1, 2), -3.0)
+    assert model.square(hidden).eq(9.0).all()
+    logs = model.log(torch.tensor([0.0, 1.0])).tolist()
+    assert logs == pytest.approx([np.log(1e-6), 0.0], rel=1e-6)
