@@ -13,6 +13,7 @@ from torch import nn
 
 from eegsal._check import check_option, validate_type
 from eegsal._logging import logger, progress, verbose
+from eegsal.attribution._rules import RescaleDeepLift
 from eegsal.attribution.container import Attributions
 from eegsal.attribution.gradcam import (
     default_layer,
@@ -96,8 +97,31 @@ def summation_delta(forward, x, base, cls, attr) -> torch.Tensor:
     return attr.detach().double().flatten(1).sum(1) - gain
 
 
+#: DeepLIFT's maps sum to f(x) - f(baseline) by construction; a larger miss
+#: than float32 rounding (relative to |f(x) - f(baseline)|, over all epochs)
+#: means a nonlinearity that its rules do not see.
+DEEPLIFT_RTOL = 1e-3
+
+
+def _check_summation(delta: np.ndarray, gain: np.ndarray) -> None:
+    """Warn when DeepLIFT's maps do not sum to f(x) - f(baseline)."""
+    miss = np.abs(delta).sum() / max(np.abs(gain).sum(), np.finfo(float).tiny)
+    if miss > DEEPLIFT_RTOL:
+        warnings.warn(
+            f"DeepLIFT's maps miss summation-to-delta: their sums differ from "
+            f"f(x) - f(baseline) by {miss:.2g} of |f(x) - f(baseline)| (per "
+            "epoch: metadata column 'completeness_error'). The model or the "
+            "target has a nonlinearity that DeepLIFT treats as linear: a function "
+            "call (torch.square, torch.log, softmax) or a module it has no rule "
+            "for. Compute it in an elementwise torch.nn module, or explain "
+            "target='logit'.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def _captum(method, forward, x, cls, base, opts):
-    """One batch of attributions: (batch, C, T) or (batch, 1, T), and IG deltas."""
+    """One batch of maps, (batch, C, T) or (batch, 1, T), and IG/DeepLIFT deltas."""
     from captum import attr as ca
 
     if method == "saliency":
@@ -122,7 +146,8 @@ def _captum(method, forward, x, cls, base, opts):
     if method == "deeplift":
         with warnings.catch_warnings():  # Captum's note that it hooks activations
             warnings.filterwarnings("ignore", r"\s*Setting forward, backward hooks")
-            return ca.DeepLift(forward).attribute(x, baselines=base, target=cls), None
+            a = RescaleDeepLift(forward).attribute(x, baselines=base, target=cls)
+        return a, summation_delta(forward, x, base, cls, a)
     if method == "occlusion":
         return ca.Occlusion(forward).attribute(
             x,
@@ -194,9 +219,13 @@ def attribute(
         ``'saliency'`` (signed gradient, unlike Captum's absolute default),
         ``'input_x_gradient'``, ``'integrated_gradients'`` (Sundararajan et al.,
         2017), ``'smoothgrad'`` (mean signed gradient under Gaussian input
-        noise; Smilkov et al., 2017), ``'deeplift'`` (Shrikumar et al., 2017),
-        ``'occlusion'`` (change of the target when a channel x time window is
-        replaced by the baseline; Zeiler & Fergus, 2014) or ``'gradcam'``
+        noise; Smilkov et al., 2017), ``'deeplift'`` (Shrikumar et al., 2017;
+        the rescale rule at every elementwise nonlinear module, so the map
+        sums to ``f(x) - f(baseline)``; a nonlinearity written as a function
+        call is invisible to it, which the recorded completeness error and a
+        ``RuntimeWarning`` reveal), ``'occlusion'`` (change of the target when
+        a channel x time window is replaced by the baseline; Zeiler & Fergus,
+        2014) or ``'gradcam'``
         (Selvaraju et al., 2017) at ``layer``, or ``'guided_gradcam'``: the
         Grad-CAM time course (or map) times guided backpropagation, which gives
         a later layer's Grad-CAM its electrode axis from the input gradient.
@@ -258,9 +287,10 @@ def attribute(
     attr : Attributions
         Values of shape (n_epochs, n_channels, n_times): target per µV
         (saliency, SmoothGrad) or target units (the others). Integrated
-        gradients add a metadata column ``completeness_error``:
-        ``sum(attr) - (f(x) - f(baseline))`` per epoch (Captum's convergence
-        delta), a saturation diagnostic.
+        gradients and DeepLIFT add a metadata column ``completeness_error``:
+        ``sum(attr) - (f(x) - f(baseline))`` per epoch, in float64 (Captum's
+        convergence delta): for IG a saturation diagnostic, for DeepLIFT zero up
+        to rounding unless a nonlinearity escaped its rules.
 
     References
     ----------
@@ -376,7 +406,7 @@ def attribute(
     sink = (
         _MemorySink(shape) if out is None else AttributionsWriter(out, shape, overwrite)
     )
-    delta = np.full(n, np.nan)
+    delta, gain = np.full(n, np.nan), np.full(n, np.nan)
     torch.manual_seed(seed)
     with sink:
         for k, model in enumerate(models):
@@ -409,10 +439,14 @@ def attribute(
                 sink.write(b, a.detach().cpu().numpy())
                 if d is not None:
                     delta[b] = d.detach().cpu().numpy()
+                    gain[b] = a.detach().double().flatten(1).sum(1).cpu().numpy()
+                    gain[b] -= delta[b]
             model.zero_grad(set_to_none=True)
-        if method == "integrated_gradients":
+        if method in ("integrated_gradients", "deeplift"):
             meta = pd.DataFrame(index=range(n)) if meta is None else meta
             meta["completeness_error"] = delta
+        if method == "deeplift":
+            _check_summation(delta, gain)
         return sink.finish(metadata=meta, **header)
 
 
