@@ -13,7 +13,7 @@ from torch import nn
 
 from eegsal._check import check_option, validate_type
 from eegsal._logging import logger, progress, verbose
-from eegsal.attribution._rules import RescaleDeepLift
+from eegsal.attribution._rules import RescaleDeepLift, guided_gradient
 from eegsal.attribution.container import Attributions
 from eegsal.attribution.gradcam import (
     default_layer,
@@ -175,10 +175,7 @@ def _captum(method, forward, x, cls, base, opts):
     # half-sample-centred linear interpolation, constant beyond the ends
     cam = nn.functional.interpolate(cam, size=x.shape[-1], mode="linear")
     if method == "guided_gradcam":  # electrodes from the guided input gradient
-        with warnings.catch_warnings():  # Captum's note that it hooks ReLUs
-            warnings.filterwarnings("ignore", r"\s*Setting backward hooks on ReLU")
-            guided = ca.GuidedBackprop(forward).attribute(x, target=cls)
-        return guided * cam, None
+        return guided_gradient(forward, x, cls) * cam, None
     return cam, None
 
 
@@ -227,8 +224,11 @@ def attribute(
         a channel x time window is replaced by the baseline; Zeiler & Fergus,
         2014) or ``'gradcam'``
         (Selvaraju et al., 2017) at ``layer``, or ``'guided_gradcam'``: the
-        Grad-CAM time course (or map) times guided backpropagation, which gives
-        a later layer's Grad-CAM its electrode axis from the input gradient.
+        Grad-CAM time course (or map) times guided backpropagation (the input
+        gradient with negative gradients zeroed at every elementwise
+        activation module, ELU included; Springenberg et al., 2015), which
+        gives a later layer's Grad-CAM its electrode axis from the input
+        gradient.
     target : str
         What is explained: the class ``'logit'``, its softmax ``'probability'``,
         ``'log_probability'``, or ``'contrast'`` (the class's logit minus the
@@ -308,6 +308,8 @@ def attribute(
        networks via gradient-based localization. ICCV.
     .. [7] Haufe S et al. (2014). On the interpretation of weight vectors of
        linear models in multivariate neuroimaging. NeuroImage 87:96-110.
+    .. [8] Springenberg JT et al. (2015). Striving for simplicity: the all
+       convolutional net. ICLR workshop.
 
     Examples
     --------

@@ -1,5 +1,7 @@
 """SmoothGrad, DeepLIFT, occlusion, Grad-CAM, baselines and targets against Captum."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -171,9 +173,26 @@ def test_contrast_target_is_the_log_odds_for_two_classes(model, study):
     np.testing.assert_allclose(attr.data, x.grad.numpy(), rtol=1e-4, atol=1e-8)
 
 
-def test_guided_gradcam_gives_a_later_layer_its_electrodes(model, study):
-    from captum.attr import GuidedBackprop
+class _GuidedElu(torch.autograd.Function):
+    """ELU whose backward passes only positive gradients (the guided rule)."""
 
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return nn.functional.elu(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (grad * torch.where(x > 0, 1.0, torch.exp(x))).clamp(min=0)
+
+
+class _GuidedEluModule(nn.Module):
+    def forward(self, x):
+        return _GuidedElu.apply(x)
+
+
+def test_guided_gradcam_gives_a_later_layer_its_electrodes(model, study):
     epochs, _ = study
     x = _x(epochs)
     attr = attribute(model, epochs[:6], method="guided_gradcam", label=1,
@@ -183,10 +202,20 @@ def test_guided_gradcam_gives_a_later_layer_its_electrodes(model, study):
         x, target=1, relu_attributions=True
     )
     cam = nn.functional.interpolate(cam[:, 0], size=x.shape[-1], mode="linear")
-    with pytest.warns(UserWarning, match="Setting backward hooks on ReLU"):
-        guided = GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=1)
-    ref = guided * cam
+    # reference guided gradient: a copy of EEGNet whose ELUs are guided functions
+    guided_model = copy.deepcopy(model)
+    for name in ("spatial_act", "separable_act"):
+        assert isinstance(getattr(guided_model, name), nn.ELU)
+        setattr(guided_model, name, _GuidedEluModule())
+    xg = x.clone().requires_grad_()
+    guided_model(xg)[:, 1].sum().backward()
+    ref = xg.grad * cam
     np.testing.assert_allclose(attr.data, ref.detach().numpy(), rtol=1e-4, atol=1e-9)
+    # the guided rule acts: Captum's GuidedBackprop (ReLUs only) is the gradient
+    xs = x.clone().requires_grad_()
+    model(xs)[:, 1].sum().backward()
+    plain = (xs.grad * cam).detach().numpy()
+    assert np.abs(attr.data - plain).max() > 0.1 * np.abs(plain).max()
     # time-only Grad-CAM, interpolated onto the samples, is the same time course
     t_only = attribute(
         model, epochs[:6], method="gradcam", label=1, layer="spatial_conv"
