@@ -8,6 +8,11 @@ the spatial convolution the electrode axis is gone (size 1): Grad-CAM is a
 time course, and eegsal returns it as such (``spatially_resolved=False``)
 rather than interpolating an electrode axis into existence.
 
+Which axis is which is what the model declares (``grad_cam_layers``: layer
+name -> electrode axis or None, time axis), not what the sizes suggest: an
+EEGNet with 64 channels and 256 samples has 64 time steps at
+``separable_pointwise``, which a size rule would take for electrodes.
+
 Two principled ways give such a later layer its electrodes back:
 
 - guided Grad-CAM: the time course times guided backpropagation, i.e. the
@@ -91,15 +96,90 @@ def default_layer(model: nn.Module) -> str:
     )
 
 
-def layer_axes(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple:
-    """Shape of ``layer``'s output and which axes are electrodes and time.
+def _declaring(model: nn.Module, layer: nn.Module) -> tuple[nn.Module, str] | None:
+    """Find the innermost submodule declaring ``grad_cam_layers`` that holds ``layer``.
+
+    Returns that module and the layer's name within it, or None when no
+    declaring module holds the layer.
+    """
+    found = None
+    for owner in model.modules():
+        if not getattr(owner, "grad_cam_layers", None):
+            continue
+        for local, module in owner.named_modules():
+            if module is layer and local:
+                found = (owner, local)  # later modules are nested deeper
+    return found
+
+
+def _output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple]:
+    """Output shape of every named submodule in one forward pass of ``x[:1]``."""
+    shapes, handles = {}, []
+
+    def keep(name):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                shapes.setdefault(name, tuple(output.shape))
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(keep(name)))
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def _guess_axes(shape: tuple, n_chans: int) -> tuple[int | None, int] | str:
+    """Electrode and time axes of an undeclared layer from its sizes, or why not.
+
+    Trusted only where the sizes admit one reading: an axis of ``n_chans``
+    beside an axis of more than one step (electrodes x time), or no axis of
+    ``n_chans`` and one of size 1 (time only). A size-1 axis beside an axis of
+    ``n_chans`` could be pooled time at the electrodes or ``n_chans`` time
+    steps after spatial mixing; two axes of ``n_chans`` could be either way
+    round: both are refused.
+    """
+    a, b = shape[2], shape[3]
+    chans = [ax for ax in (2, 3) if shape[ax] == n_chans]
+    if len(chans) == 1 and shape[5 - chans[0]] > 1:
+        return chans[0], 5 - chans[0]
+    if len(chans) == 1:
+        return (
+            f"an axis of {n_chans} (the number of channels) beside one of size 1 "
+            "could be electrodes or time"
+        )
+    if len(chans) == 2:
+        return f"both axes have {n_chans} steps, as many as channels"
+    if a == 1 and b > 1:
+        return None, 3
+    if b == 1 and a > 1:
+        return None, 2
+    return "neither axis has as many steps as channels, nor size 1"
+
+
+def layer_axes(model: nn.Module, name: str, x: torch.Tensor) -> tuple:
+    """Shape of layer ``name``'s output and which axes are electrodes and time.
+
+    The axes are those the model declares in a ``grad_cam_layers`` attribute
+    (``{layer: (electrode axis or None, time axis)}``, as eegsal's models do),
+    never guessed from sizes: a declared model's other layers are refused. For
+    a model that declares nothing, the sizes decide where they admit only one
+    reading (see ``_guess_axes``), and an ambiguous layer is refused with the
+    layers that would work.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The model.
-    layer : torch.nn.Module
-        One of its layers, with a 4-D output ``(batch, features, a, b)``.
+        The model (or ``Sequential(Standardize, model)`` from :func:`decode`).
+    name : str
+        The layer, as for :func:`find_layer`; its output must be 4-D
+        ``(batch, features, a, b)``.
     x : torch.Tensor, shape (batch, n_chans, n_times)
         An input batch.
 
@@ -112,32 +192,49 @@ def layer_axes(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple:
     time_axis : int
         2 or 3.
     """
-    shapes = []
-    handle = layer.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        handle.remove()
-    if not shapes or len(shapes[0]) != 4:
+    layer = find_layer(model, name)
+    declared = _declaring(model, layer)
+    if declared is not None:
+        owner, local = declared
+        if local not in owner.grad_cam_layers:
+            raise ValueError(
+                f"Grad-CAM at layer={name!r}: {type(owner).__name__} declares "
+                "which axes are electrodes and time only for the layers "
+                f"{list(owner.grad_cam_layers)}; choose one of them."
+            )
+    shapes = _output_shapes(model, x)
+    key = next(k for k, m in model.named_modules() if m is layer)
+    shape = shapes.get(key)
+    if shape is None or len(shape) != 4:
         raise ValueError(
             f"Grad-CAM needs a layer with a 4-D output (batch, features, a, b); "
-            f"this layer gave {shapes[0] if shapes else 'nothing'}."
+            f"layer={name!r} gave {shape if shape else 'nothing'}."
         )
-    shape = shapes[0]
     n_chans = x.shape[1]
-    a, b = shape[2], shape[3]
-    if a == n_chans and b != n_chans:
-        return shape, 2, 3
-    if b == n_chans and a != n_chans:
-        return shape, 3, 2
-    if a == 1 and b > 1:
-        return shape, None, 3
-    if b == 1 and a > 1:
-        return shape, None, 2
+    if declared is not None:
+        chan_axis, time_axis = owner.grad_cam_layers[local]
+        other = shape[5 - time_axis]
+        if other != (1 if chan_axis is None else n_chans):
+            raise ValueError(
+                f"{type(owner).__name__} declares layer {local!r} as "
+                f"{'time only' if chan_axis is None else 'electrodes x time'} "
+                f"(time axis {time_axis}) but its output is {shape} for "
+                f"{n_chans} channels; fix the model's grad_cam_layers."
+            )
+        return shape, chan_axis, time_axis
+    axes = _guess_axes(shape, n_chans)
+    if isinstance(axes, tuple):
+        return (shape, *axes)
+    usable = [
+        k
+        for k, sh in shapes.items()
+        if len(sh) == 4 and isinstance(_guess_axes(sh, n_chans), tuple)
+    ]
     raise ValueError(
-        f"cannot tell electrodes from time in the layer output {shape} "
-        f"({n_chans} channels); choose another layer."
+        f"Grad-CAM at layer={name!r}: cannot tell electrodes from time in its "
+        f"output {shape} ({n_chans} channels): {axes}. Layers whose axes are "
+        f"unambiguous: {usable}; or declare the axes on the model, as "
+        "grad_cam_layers = {layer: (electrode axis or None, time axis)}."
     )
 
 

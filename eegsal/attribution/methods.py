@@ -360,7 +360,7 @@ def attribute(
     if method in ("gradcam", "guided_gradcam"):
         layer = default_layer(models[0]) if layer is None else layer
         _, chan_axis, time_axis = layer_axes(
-            models[0], find_layer(models[0], layer), torch.from_numpy(get([0]))
+            models[0], layer, torch.from_numpy(get([0]))
         )
         if projection is not None and chan_axis is not None:
             raise ValueError(

@@ -52,8 +52,22 @@ class Deep4Net(nn.Module):
     %(ref_schirrmeister)s
     """
 
+    #: Grad-CAM layers: name -> (electrode axis, time axis) of the output
+    #: ``(batch, filters, time, electrodes)``; None once electrodes are mixed.
+    grad_cam_layers: dict[str, tuple[int | None, int]] = {
+        "temporal_conv": (3, 2),
+        **dict.fromkeys(
+            ("spatial_conv", "bn_1", "act_1", "pool_1")
+            + tuple(
+                f"{kind}_{i}"
+                for i in (2, 3, 4)
+                for kind in ("drop", "conv", "bn", "act", "pool")
+            ),
+            (None, 2),
+        ),
+    }
     #: Layers whose output still has an electrode axis (the last dimension).
-    channel_layers = ("temporal_conv",)
+    channel_layers = tuple(k for k, (c, _) in grad_cam_layers.items() if c is not None)
 
     def __init__(
         self,

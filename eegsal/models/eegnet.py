@@ -83,8 +83,30 @@ class EEGNet(nn.Module):
        for EEG-based brain-computer interfaces. J Neural Eng 15, 056013.
     """
 
+    #: Grad-CAM layers: name -> (electrode axis, time axis) of the output
+    #: ``(batch, features, electrodes, time)``; None once electrodes are mixed.
+    grad_cam_layers: dict[str, tuple[int | None, int]] = {
+        "temporal_conv": (2, 3),
+        "temporal_bn": (2, 3),
+        **dict.fromkeys(
+            (
+                "spatial_conv",
+                "spatial_bn",
+                "spatial_act",
+                "spatial_pool",
+                "spatial_drop",
+                "separable_depthwise",
+                "separable_pointwise",
+                "separable_bn",
+                "separable_act",
+                "separable_pool",
+                "separable_drop",
+            ),
+            (None, 3),
+        ),
+    }
     #: Layers whose output still has an electrode axis (dimension 2).
-    channel_layers = ("temporal_conv", "temporal_bn")
+    channel_layers = tuple(k for k, (c, _) in grad_cam_layers.items() if c is not None)
 
     def __init__(
         self,

@@ -54,8 +54,16 @@ class ShallowConvNet(nn.Module):
     %(ref_schirrmeister)s
     """
 
+    #: Grad-CAM layers: name -> (electrode axis, time axis) of the output
+    #: ``(batch, filters, time, electrodes)``; None once electrodes are mixed.
+    grad_cam_layers: dict[str, tuple[int | None, int]] = {
+        "temporal_conv": (3, 2),
+        **dict.fromkeys(
+            ("spatial_conv", "bn", "square", "pool", "log", "dropout"), (None, 2)
+        ),
+    }
     #: Layers whose output still has an electrode axis (the last dimension).
-    channel_layers = ("temporal_conv",)
+    channel_layers = tuple(k for k, (c, _) in grad_cam_layers.items() if c is not None)
 
     def __init__(
         self,
