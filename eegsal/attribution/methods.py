@@ -254,7 +254,10 @@ def attribute(
         electrode axis (``temporal_conv`` for eegsal's models), which gives a
         channels x time map. A layer after the spatial convolution gives a time
         course only (``spatially_resolved=False``, data of shape
-        (n_epochs, 1, n_times)).
+        (n_epochs, 1, n_times)). Which axes are electrodes and time is what
+        the model declares (``grad_cam_layers``; eegsal's models declare every
+        layer from ``temporal_conv`` to the last pooling); for other models it
+        is read from the sizes where they admit one reading, else refused.
     relu : bool
         Grad-CAM: keep positive evidence only (the published rule).
     projection : None | 'pattern'
