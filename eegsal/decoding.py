@@ -478,8 +478,10 @@ class DecodingResult:
     ----------
     predictions : pandas.DataFrame
         One row per epoch, in the order of the epochs: the metadata, ``fold``
-        (the fold in which the epoch was tested), ``y_true``, ``y_pred`` and
-        ``proba_<class>`` for each class.
+        (the fold in which the epoch was tested; -1 for an epoch that no fold
+        tested, whose ``y_pred`` and probabilities are empty), ``y_true``,
+        ``y_pred`` and ``proba_<class>`` for each class. Scores leave the
+        untested epochs out (:meth:`tested_predictions`).
     scores : pandas.DataFrame
         One row per fold: ``fold``, ``n_train``, ``n``, ``test_groups``,
         ``balanced_accuracy``, ``roc_auc``, ``n_epochs_trained``.
@@ -508,6 +510,33 @@ class DecodingResult:
             f"{ba.mean():.3f} ± {ba.std(ddof=0):.3f}>"
         )
 
+    def tested_predictions(self) -> pd.DataFrame:
+        """The rows of ``predictions`` that a fold tested (``fold >= 0``).
+
+        A splitter may leave epochs out of every test fold; they have no
+        prediction, and counting them as errors would bias every score. They
+        are dropped here, with a logged count, wherever predictions are scored.
+
+        Returns
+        -------
+        predictions : pandas.DataFrame
+            The tested rows, index reset.
+        """
+        pred = self.predictions
+        if "fold" not in pred:
+            return pred.reset_index(drop=True)
+        tested = pred["fold"].to_numpy() >= 0
+        if not tested.all():
+            logger.warning(
+                "%d of %d epochs of the %s decoder have no out-of-fold prediction "
+                "(fold -1: the splitter tested them in no fold); they are left out "
+                "of the scores.",
+                (~tested).sum(),
+                len(pred),
+                self.config.get("target", "?"),
+            )
+        return pred[tested].reset_index(drop=True)
+
     def score_by(self, column: str) -> pd.DataFrame:
         """Balanced accuracy and ROC AUC of the out-of-fold predictions per value.
 
@@ -519,17 +548,19 @@ class DecodingResult:
         Returns
         -------
         scores : pandas.DataFrame
-            One row per value of ``column``: ``n``, ``balanced_accuracy``, ``roc_auc``.
+            One row per value of ``column``: ``n``, ``balanced_accuracy``,
+            ``roc_auc`` (of the tested epochs, :meth:`tested_predictions`).
         """
         if column not in self.predictions:
             raise ValueError(
                 f"column {column!r} is not in the predictions; available: "
                 f"{list(self.predictions.columns)}."
             )
-        proba = self.predictions[[f"proba_{c}" for c in self.classes]].to_numpy()
+        pred = self.tested_predictions()
+        proba = pred[[f"proba_{c}" for c in self.classes]].to_numpy()
         rows = []
-        for value, idx in self.predictions.groupby(column, sort=True).indices.items():
-            y = self.predictions["y_true"].to_numpy()[idx]
+        for value, idx in pred.groupby(column, sort=True).indices.items():
+            y = pred["y_true"].to_numpy()[idx]
             rows.append({column: value, **_scores(y, proba[idx], self.classes)})
         return pd.DataFrame(rows)
 
@@ -773,6 +804,14 @@ def decode(
             )
         )
     tested = fold_of >= 0
+    if not tested.all():
+        logger.warning(
+            "cv tested %d of %d epochs; the other %d have no prediction (fold -1) "
+            "and are left out of the scores.",
+            tested.sum(),
+            len(tested),
+            (~tested).sum(),
+        )
     predictions = meta.reset_index(drop=True).copy()
     predictions["fold"] = fold_of
     predictions["y_true"] = y

@@ -15,13 +15,13 @@ from eegsal.decoding import DecodingResult
 __all__ = ["content_verdict", "explanation_similarity", "within_context_scores"]
 
 
-def _column(result: DecodingResult, name: str) -> np.ndarray:
-    if name not in result.predictions:
+def _column(pred: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in pred:
         raise ValueError(
             f"{name!r} is not a column of the result's predictions; have "
-            f"{list(result.predictions.columns)}."
+            f"{list(pred.columns)}."
         )
-    return result.predictions[name].to_numpy()
+    return pred[name].to_numpy()
 
 
 def _strata(*cols: np.ndarray) -> list[np.ndarray]:
@@ -95,7 +95,8 @@ def within_context_scores(
     Returns
     -------
     scores : pandas.DataFrame
-        One row per context value and a last row ``'all (within-context)'``,
+        One row per context value and a last row ``'all (within-context)'``
+        (of the tested epochs: :meth:`DecodingResult.tested_predictions`),
         the mean of the within-context scores weighted by their epochs:
         ``n, balanced_accuracy, null_mean, null_95, p``. ``p`` is
         ``(1 + #{null >= observed}) / (1 + n_permutations)``, one-sided.
@@ -108,9 +109,10 @@ def within_context_scores(
     >>> eegsal.stats.within_context_scores(result, "stage")  # doctest: +SKIP
     """
     validate_type(result, DecodingResult, "result")
-    y_true = _column(result, "y_true").astype(str)
-    y_pred = _column(result, "y_pred").astype(str)
-    ctx, subj = _column(result, context), _column(result, groups)
+    pred = result.tested_predictions()
+    y_true = _column(pred, "y_true").astype(str)
+    y_pred = _column(pred, "y_pred").astype(str)
+    ctx, subj = _column(pred, context), _column(pred, groups)
     values = sorted(pd.unique(ctx), key=str)
     contexts = [np.flatnonzero(ctx == v) for v in values]
     sizes = np.array([len(r) for r in contexts], float)
@@ -180,9 +182,10 @@ def subject_scores(
         weighted by their epochs; NaN when no context holds both classes).
     """
     validate_type(result, DecodingResult, "result")
-    y_true = _column(result, "y_true").astype(str)
-    y_pred = _column(result, "y_pred").astype(str)
-    ctx, subj = _column(result, context), _column(result, groups)
+    pred = result.tested_predictions()
+    y_true = _column(pred, "y_true").astype(str)
+    y_pred = _column(pred, "y_pred").astype(str)
+    ctx, subj = _column(pred, context), _column(pred, groups)
     labels = np.unique(y_true)
     rows = []
     for s in pd.unique(subj):
@@ -247,8 +250,9 @@ def content_verdict(
         within = within_context_scores(
             result, context, groups=groups, n_permutations=n_permutations, seed=seed
         )
-    y_true = _column(result, "y_true").astype(str)
-    y_pred = _column(result, "y_pred").astype(str)
+    pred = result.tested_predictions()
+    y_true = _column(pred, "y_true").astype(str)
+    y_pred = _column(pred, "y_pred").astype(str)
     per_subject = subject_scores(result, context, groups=groups)["balanced_accuracy"]
     per_subject = per_subject.dropna().to_numpy()
     if len(per_subject) >= 2 and np.any(per_subject != 0.5):
@@ -282,7 +286,7 @@ def content_verdict(
     )
     if context_result is not None:
         validate_type(context_result, DecodingResult, "context_result")
-        pred = context_result.predictions
+        pred = context_result.tested_predictions()
         rows.insert(
             0,
             dict(

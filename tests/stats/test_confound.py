@@ -111,3 +111,63 @@ def test_explanation_similarity(study):
     assert len(diff) == epochs.metadata["subject"].nunique() + 1
     with pytest.raises(ValueError, match="same epochs"):
         explanation_similarity(attr(base), attr(base[:, :, :20].repeat(2, axis=2))[:5])
+
+
+class _PartialSplitter:
+    """Leave-one-subject-out that tests only the first two thirds of each subject."""
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return len(np.unique(groups))
+
+    def split(self, X, y=None, groups=None):
+        groups = np.asarray(groups)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            yield np.flatnonzero(groups != g), rows[: 2 * len(rows) // 3]
+
+
+def test_untested_epochs_are_left_out_of_every_score(study, tmp_path, caplog):
+    import logging
+
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from eegsal.decoding import decode
+    from eegsal.stats import subject_scores
+
+    epochs, _ = study
+    result = decode(epochs, "content", cv=_PartialSplitter(), max_epochs=1,
+                    valid_size=0, batch_size=64, device="cpu")  # fmt: skip
+    fold = result.predictions["fold"].to_numpy()
+    n_untested = (fold == -1).sum()
+    assert n_untested == len(epochs) - 4 * 20  # 10 per subject
+    result.save(tmp_path / "r")
+    back = DecodingResult.load(tmp_path / "r")
+    for res in (result, back):  # y_pred None in memory, NaN once read back
+        tested = res.predictions[res.predictions["fold"] >= 0]
+        y, yp = tested["y_true"].astype(str), tested["y_pred"].astype(str)
+        with caplog.at_level(logging.WARNING, logger="eegsal"):
+            caplog.clear()
+            within = within_context_scores(res, "stage", n_permutations=10)
+        for row in within.iloc[:-1].itertuples():
+            sel = (tested["stage"] == row.stage).to_numpy()
+            if y[sel].nunique() == 2:
+                ref = balanced_accuracy_score(y[sel], yp[sel])
+                assert row.balanced_accuracy == pytest.approx(ref, abs=1e-12)
+        assert within.iloc[-1]["n"] == len(tested) == within["n"].iloc[:-1].sum()
+        assert f"{n_untested} of {len(epochs)} epochs" in caplog.text
+        verdict = content_verdict(res, "stage", within=within)
+        assert verdict.iloc[0]["n"] == len(tested)
+        assert verdict.iloc[0]["balanced_accuracy"] == pytest.approx(
+            balanced_accuracy_score(y, yp), abs=1e-12
+        )
+        assert subject_scores(res, "stage")["n"].sum() == len(tested)
+        by = res.score_by("stage")
+        assert by["n"].sum() == len(tested)
+        for row in by.itertuples():
+            sel = (tested["stage"] == row.stage).to_numpy()
+            if y[sel].nunique() == 2:
+                assert row.balanced_accuracy == pytest.approx(
+                    balanced_accuracy_score(y[sel], yp[sel]), abs=1e-12
+                )
+                auc = roc_auc_score(y[sel] == "other", tested["proba_other"][sel])
+                assert row.roc_auc == pytest.approx(auc, abs=1e-12)
