@@ -12,6 +12,7 @@ import yaml
 
 from eegsal._io import atomic_path
 from eegsal._logging import logger, verbose
+from eegsal.stats.confound import verdict_text  # the verdict's one wording
 
 __all__ = ["SECTIONS", "make_report", "verdict_text"]
 
@@ -25,72 +26,6 @@ SECTIONS = (
     "Faithfulness",
     "Statistics",
 )
-
-
-def verdict_text(
-    within: pd.DataFrame,
-    subjects: pd.DataFrame,
-    *,
-    target: str = "content",
-    context: str = "stage",
-    alpha: float = 0.05,
-    overall: float | None = None,
-) -> str:
-    """Say in plain words whether the decoder reads more than the context.
-
-    Parameters
-    ----------
-    within : pandas.DataFrame
-        :func:`eegsal.stats.within_context_scores` (its last row pooled).
-    subjects : pandas.DataFrame
-        :func:`eegsal.stats.subject_scores`.
-    target, context : str
-        The decoded column and the context column.
-    alpha : float
-        Significance level.
-    overall : float | None
-        The decoder's balanced accuracy ignoring the context; when it is
-        within the permutation null too, the verdict says there is no
-        content information at all (rather than blaming the context).
-
-    Returns
-    -------
-    text : str
-        One or two sentences, e.g. "The content effect holds within REM and
-        within N2 (p < 0.05), in 6 of 8 subjects."
-    """
-    pooled = within.iloc[-1]
-    per = within.iloc[:-1]
-    holds = per.loc[per["p"] < alpha, context].astype(str).tolist()
-    ba = subjects["balanced_accuracy"].dropna()
-    n_above, n = int((ba > 0.5).sum()), len(ba)
-    if pooled["p"] < alpha:
-        if not holds:
-            where = f"pooled over {context}s (in no single {context} alone)"
-        elif len(holds) == len(per):
-            where = f"within every {context} ({', '.join(holds)})"
-        else:
-            where = "within " + " and ".join(
-                [", ".join(holds[:-1]), holds[-1]] if len(holds) > 1 else holds
-            )
-        return (
-            f"The {target} effect holds {where} (p < {alpha:g}), in {n_above} of "
-            f"{n} subjects: balanced accuracy {pooled['balanced_accuracy']:.2f} "
-            f"with the {context} held fixed (p = {pooled['p']:.2g})."
-        )
-    if overall is not None and overall <= pooled["null_95"]:
-        return (
-            f"No evidence of {target} at all: balanced accuracy {overall:.2f} "
-            f"overall and {pooled['balanced_accuracy']:.2f} with the {context} "
-            f"held fixed (p = {pooled['p']:.2g}; {n_above} of {n} subjects above "
-            "chance)."
-        )
-    return (
-        f"No evidence of {target} beyond the {context}: with the {context} held "
-        f"fixed, balanced accuracy is {pooled['balanced_accuracy']:.2f} (p = "
-        f"{pooled['p']:.2g}; {n_above} of {n} subjects above chance). The "
-        f"decoder's score may come from the {context} alone."
-    )
 
 
 def _table_html(df: pd.DataFrame, caption: str = "") -> str:

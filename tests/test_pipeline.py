@@ -325,10 +325,18 @@ def test_verdict_in_words_for_content_confound_and_null():
             "null_95": [0.56, 0.56, 0.55],
         })  # fmt: skip
 
-    subjects = pd.DataFrame({"balanced_accuracy": [0.7, 0.6, 0.4, np.nan]})
+    # five of five subjects above chance: Wilcoxon p = 1/2**5
+    subjects = pd.DataFrame({"balanced_accuracy": [0.7, 0.6, 0.8, 0.65, 0.9, np.nan]})
     text = verdict_text(within(0.8, 0.001), subjects, overall=0.8)
-    assert text.startswith("The content effect holds within N2 (p < 0.05)")
-    assert "2 of 3 subjects" in text
+    assert text.startswith(
+        "The content effect holds within N2 (Holm-corrected over 2 stages, p < 0.05)"
+    )
+    assert "5 of 5 subjects above chance (Wilcoxon across subjects p = 0.031)" in text
+    # 2 of 3 subjects: decoded within stage, but not consistently across them
+    few = pd.DataFrame({"balanced_accuracy": [0.7, 0.6, 0.4, np.nan]})
+    text = verdict_text(within(0.8, 0.001), few, overall=0.8)
+    assert text.startswith("No consistent content effect across subjects")
+    assert "holds" not in text and "2 of 3 subjects" in text
     text = verdict_text(within(0.5, 0.6), subjects, overall=0.75)  # confound
     assert text.startswith("No evidence of content beyond the stage")
     text = verdict_text(within(0.5, 0.6), subjects, overall=0.5)  # nothing at all

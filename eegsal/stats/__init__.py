@@ -2,9 +2,12 @@
 
 from eegsal.stats.clusters import ClusterTest, cluster_test, two_stage_test
 from eegsal.stats.confound import (
+    across_subjects,
     content_verdict,
     explanation_similarity,
+    holm,
     subject_scores,
+    verdict_text,
     within_context_scores,
 )
 from eegsal.stats.lmm import LMMResult, fit_lmm
@@ -12,11 +15,14 @@ from eegsal.stats.lmm import LMMResult, fit_lmm
 __all__ = [
     "ClusterTest",
     "LMMResult",
+    "across_subjects",
     "cluster_test",
     "content_verdict",
     "explanation_similarity",
     "fit_lmm",
+    "holm",
     "two_stage_test",
     "subject_scores",
+    "verdict_text",
     "within_context_scores",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -10,9 +12,24 @@ from sklearn.metrics import balanced_accuracy_score
 from eegsal._check import check_random_state, validate_type
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
-from eegsal.decoding import DecodingResult
 
-__all__ = ["content_verdict", "explanation_similarity", "within_context_scores"]
+if TYPE_CHECKING:  # eegsal.stats imports without torch
+    from eegsal.decoding import DecodingResult
+
+__all__ = [
+    "across_subjects",
+    "content_verdict",
+    "explanation_similarity",
+    "holm",
+    "verdict_text",
+    "within_context_scores",
+]
+
+
+def _check_result(result, name: str = "result") -> None:
+    from eegsal.decoding import DecodingResult
+
+    validate_type(result, DecodingResult, name)
 
 
 def _column(pred: pd.DataFrame, name: str) -> np.ndarray:
@@ -45,6 +62,33 @@ def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
         n = np.bincount(codes[rows], minlength=n_labels)
         if (n > 0).all():
             out[k] = (np.bincount(codes[rows], hit[rows], n_labels) / n).mean()
+    return out
+
+
+def holm(p: np.ndarray | pd.Series) -> np.ndarray:
+    """Holm-adjusted p-values of a family of tests; NaN (untested) stays NaN.
+
+    Holm's step-down correction (Holm, 1979) controls the family-wise error
+    rate of the defined p-values; an adjusted value below ``alpha`` rejects at
+    level ``alpha``. Computed by :func:`statsmodels.stats.multitest.multipletests`.
+
+    Parameters
+    ----------
+    p : array-like, shape (n_tests,)
+        Unadjusted p-values (NaN for a test that could not be run).
+
+    Returns
+    -------
+    p_holm : ndarray, shape (n_tests,)
+        Adjusted p-values.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 
@@ -98,8 +142,11 @@ def within_context_scores(
         One row per context value and a last row ``'all (within-context)'``
         (of the tested epochs: :meth:`DecodingResult.tested_predictions`),
         the mean of the within-context scores weighted by their epochs:
-        ``n, balanced_accuracy, null_mean, null_95, p``. ``p`` is
-        ``(1 + #{null >= observed}) / (1 + n_permutations)``, one-sided.
+        ``n, balanced_accuracy, null_mean, null_95, p, p_holm``. ``p`` is
+        ``(1 + #{null >= observed}) / (1 + n_permutations)``, one-sided;
+        ``p_holm`` corrects the per-context p-values for testing every
+        context (Holm, 1979; :func:`holm`); on the pooled row, a single
+        test, it equals ``p``.
     null : pandas.DataFrame
         Only with ``return_null``: one row per permutation x row of
         ``scores``: ``permutation``, the context, ``balanced_accuracy``.
@@ -108,7 +155,7 @@ def within_context_scores(
     --------
     >>> eegsal.stats.within_context_scores(result, "stage")  # doctest: +SKIP
     """
-    validate_type(result, DecodingResult, "result")
+    _check_result(result)
     pred = result.tested_predictions()
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
@@ -132,6 +179,8 @@ def within_context_scores(
             perm[rows] = y_true[rng.permutation(rows)]
         null[i] = scores(perm)
     p = (1 + (null >= observed - 1e-12).sum(0)) / (1 + n_permutations)
+    p = np.where(np.isnan(observed), np.nan, p)
+    p_holm = np.append(holm(p[:-1]), p[-1])
     # a context with one class only has no score, observed or permuted
     defined = np.isfinite(null).any(axis=0)
     null_mean, null_95 = np.full(len(observed), np.nan), np.full(len(observed), np.nan)
@@ -144,7 +193,8 @@ def within_context_scores(
             "balanced_accuracy": observed,
             "null_mean": null_mean,
             "null_95": null_95,
-            "p": np.where(np.isnan(observed), np.nan, p),
+            "p": p,
+            "p_holm": p_holm,
         }
     )
     logger.info("Within-%s scores:\n%s", context, table.round(3).to_string(index=False))
@@ -181,7 +231,7 @@ def subject_scores(
         ``balanced_accuracy`` (the within-context scores of the subject,
         weighted by their epochs; NaN when no context holds both classes).
     """
-    validate_type(result, DecodingResult, "result")
+    _check_result(result)
     pred = result.tested_predictions()
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
@@ -194,6 +244,132 @@ def subject_scores(
         ba = _pooled(_ba_by(y_true, y_pred, labels, ctxs), ctxs)
         rows.append({groups: s, "n": len(idx), "balanced_accuracy": ba})
     return pd.DataFrame(rows)
+
+
+def across_subjects(subjects: pd.DataFrame) -> tuple[int, float, float]:
+    """Test each subject's within-context score against chance, over subjects.
+
+    The one-sided Wilcoxon signed-rank test of the subjects' balanced
+    accuracies against 0.5: the subjects are the units, so the claim is
+    about the population they were drawn from, not about the epochs at hand.
+
+    Parameters
+    ----------
+    subjects : pandas.DataFrame
+        :func:`subject_scores` (its ``balanced_accuracy`` column; NaN rows,
+        subjects with no context holding both classes, are left out).
+
+    Returns
+    -------
+    n : int
+        Subjects with a score.
+    mean : float
+        Their mean balanced accuracy (NaN without any).
+    p : float
+        One-sided p-value (NaN with fewer than 2 subjects, or when every
+        subject scores exactly 0.5).
+    """
+    ba = subjects["balanced_accuracy"].dropna().to_numpy(float)
+    p = np.nan
+    if len(ba) >= 2 and np.any(ba != 0.5):
+        p = float(stats.wilcoxon(ba - 0.5, alternative="greater").pvalue)
+    return len(ba), float(ba.mean()) if len(ba) else np.nan, p
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def verdict_text(
+    within: pd.DataFrame,
+    subjects: pd.DataFrame,
+    *,
+    target: str = "content",
+    context: str = "stage",
+    alpha: float = 0.05,
+    overall: float | None = None,
+) -> str:
+    """Say in plain words whether the decoder reads more than the context.
+
+    The one wording of the verdict, used by :func:`content_verdict` (its
+    ``reading``), the study report and ``summary.txt`` (which ``eegsal run``
+    prints). The effect *holds* only when both tests reject at ``alpha``:
+    the within-context score pooled over contexts (restricted permutations,
+    :func:`within_context_scores`) and the across-subject test
+    (:func:`across_subjects`). Single contexts are named when their p-value,
+    Holm-corrected for testing every context, is below ``alpha``.
+
+    Parameters
+    ----------
+    within : pandas.DataFrame
+        :func:`within_context_scores` (its last row pooled); tables without a
+        ``p_holm`` column (written by an older eegsal) are corrected here.
+    subjects : pandas.DataFrame
+        :func:`subject_scores`.
+    target, context : str
+        The decoded column and the context column.
+    alpha : float
+        Significance level of both tests.
+    overall : float | None
+        The decoder's balanced accuracy ignoring the context; when it is
+        within the permutation null too, the verdict says there is no
+        content information at all (rather than blaming the context).
+
+    Returns
+    -------
+    text : str
+        One or two sentences, e.g. "The content effect holds within REM
+        (Holm-corrected over 5 stages, p < 0.05), in 7 of 8 subjects ...".
+
+    Examples
+    --------
+    >>> eegsal.stats.verdict_text(within, subjects)  # doctest: +SKIP
+    """
+    pooled = within.iloc[-1]
+    per = within.iloc[:-1]
+    p_holm = per["p_holm"] if "p_holm" in per else holm(per["p"])
+    p_holm = np.asarray(p_holm, float)
+    holds = per.loc[p_holm < alpha, context].astype(str).tolist()
+    n_tested = int(np.isfinite(p_holm).sum())
+    n, _, p_subj = across_subjects(subjects)
+    n_above = int((subjects["balanced_accuracy"].dropna() > 0.5).sum())
+    fixed = (
+        f"balanced accuracy {pooled['balanced_accuracy']:.2f} with the {context} "
+        f"held fixed (p = {pooled['p']:.2g})"
+    )
+    test = f"p = {p_subj:.2g}" if np.isfinite(p_subj) else "not computable"
+    subj = f"{n_above} of {n} subjects above chance (Wilcoxon across subjects {test})"
+    if pooled["p"] < alpha and p_subj < alpha:
+        corrected = f"Holm-corrected over {n_tested} {context}s, p < {alpha:g}"
+        if not holds:
+            where = (
+                f"pooled over {context}s (in no single {context} alone, {corrected})"
+            )
+        elif len(holds) == n_tested:
+            where = f"within every {context} ({_and(holds)}; {corrected})"
+        else:
+            where = f"within {_and(holds)} ({corrected})"
+        return (
+            f"The {target} effect holds {where}, in {subj}: {fixed}. The decoder "
+            f"reads more than the {context}."
+        )
+    if pooled["p"] < alpha:
+        return (
+            f"No consistent {target} effect across subjects: {fixed}, but "
+            f"{subj}; the score may rest on a few subjects."
+        )
+    if overall is not None and overall <= pooled["null_95"]:
+        return (
+            f"No evidence of {target} at all: balanced accuracy {overall:.2f} "
+            f"overall and {pooled['balanced_accuracy']:.2f} with the {context} "
+            f"held fixed (p = {pooled['p']:.2g}; {n_above} of {n} subjects above "
+            "chance)."
+        )
+    return (
+        f"No evidence of {target} beyond the {context}: {fixed}; {n_above} of {n} "
+        f"subjects above chance. The decoder's score may come from the {context} "
+        "alone."
+    )
 
 
 @fill_doc
@@ -215,7 +391,9 @@ def content_verdict(
     Rows: the decoder's overall balanced accuracy; its score within each
     context and pooled within contexts (:func:`within_context_scores`); and
     across subjects, each subject's within-context balanced accuracy tested
-    against 0.5 with a one-sided Wilcoxon signed-rank test over subjects.
+    against 0.5 with a one-sided Wilcoxon signed-rank test over subjects
+    (:func:`across_subjects`). The effect holds when the pooled and the
+    across-subject tests both reject (:func:`verdict_text`).
 
     Parameters
     ----------
@@ -228,7 +406,7 @@ def content_verdict(
     n_permutations : int
         Permutations of the within-context test.
     alpha : float
-        Significance level of the ``holds`` column.
+        Significance level of the ``holds`` column and of the verdict.
     context_result : DecodingResult | None
         A decoder of the context itself (``eegsal.decode(epochs, "stage")``),
         trained with the same folds: its score says how much a decoder could
@@ -243,9 +421,13 @@ def content_verdict(
     Returns
     -------
     verdict : pandas.DataFrame
-        ``test, n, balanced_accuracy, p, holds, reading``, where ``reading``
-        spells out the conclusion.
+        ``test, n, balanced_accuracy, p, p_holm, holds, reading``. ``p_holm``
+        is set on the single-context rows only: their p-values Holm-corrected
+        for testing every context, and their ``holds`` reads it; the other
+        rows' ``holds`` reads ``p``. ``reading``, on the last row, is the
+        verdict in words (:func:`verdict_text`).
     """
+    _check_result(result)
     if within is None:
         within = within_context_scores(
             result, context, groups=groups, n_permutations=n_permutations, seed=seed
@@ -253,71 +435,77 @@ def content_verdict(
     pred = result.tested_predictions()
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
-    per_subject = subject_scores(result, context, groups=groups)["balanced_accuracy"]
-    per_subject = per_subject.dropna().to_numpy()
-    if len(per_subject) >= 2 and np.any(per_subject != 0.5):
-        p_subj = stats.wilcoxon(per_subject - 0.5, alternative="greater").pvalue
-    else:
-        p_subj = np.nan
+    subjects = subject_scores(result, context, groups=groups)
+    n_subj, mean_subj, p_subj = across_subjects(subjects)
+    overall = balanced_accuracy_score(y_true, y_pred)
+    per_holm = (
+        within["p_holm"].iloc[:-1] if "p_holm" in within else holm(within["p"][:-1])
+    )
     rows = [
         dict(
             test="overall (ignores the context)",
             n=len(y_true),
-            balanced_accuracy=balanced_accuracy_score(y_true, y_pred),
+            balanced_accuracy=overall,
             p=np.nan,
+            p_holm=np.nan,
         )
     ]
-    for _, r in within.iterrows():
+    for (_, r), q in zip(within.iloc[:-1].iterrows(), per_holm, strict=True):
         rows.append(
             dict(
                 test=f"within {context} = {r[context]}",
                 n=r["n"],
                 balanced_accuracy=r["balanced_accuracy"],
                 p=r["p"],
+                p_holm=q,
             )
         )
+    pooled = within.iloc[-1]
+    rows.append(
+        dict(
+            test=f"within {context} = {pooled[context]}",
+            n=pooled["n"],
+            balanced_accuracy=pooled["balanced_accuracy"],
+            p=pooled["p"],
+            p_holm=np.nan,
+        )
+    )
     rows.append(
         dict(
             test=f"across subjects (within-{context}, Wilcoxon > 0.5)",
-            n=len(per_subject),
-            balanced_accuracy=per_subject.mean() if len(per_subject) else np.nan,
+            n=n_subj,
+            balanced_accuracy=mean_subj,
             p=p_subj,
+            p_holm=np.nan,
         )
     )
     if context_result is not None:
-        validate_type(context_result, DecodingResult, "context_result")
-        pred = context_result.tested_predictions()
+        _check_result(context_result, "context_result")
+        cpred = context_result.tested_predictions()
         rows.insert(
             0,
             dict(
                 test=f"{context} decodability ({context_result.config['target']})",
-                n=len(pred),
+                n=len(cpred),
                 balanced_accuracy=balanced_accuracy_score(
-                    pred["y_true"].astype(str), pred["y_pred"].astype(str)
+                    cpred["y_true"].astype(str), cpred["y_pred"].astype(str)
                 ),
                 p=np.nan,
+                p_holm=np.nan,
             ),
         )
     table = pd.DataFrame(rows)
-    table["holds"] = table["p"] < alpha
-    pooled = within.iloc[-1]
-    if pooled["p"] < alpha and p_subj < alpha:
-        reading = (
-            f"content is decoded within {context} (balanced accuracy "
-            f"{pooled['balanced_accuracy']:.3f}, p = {pooled['p']:.3g}) and across "
-            f"subjects (p = {p_subj:.3g}): the decoder reads more than the {context}"
-        )
-    elif pooled["p"] < alpha:
-        reading = (
-            f"content is decoded within {context} (p = {pooled['p']:.3g}) but not "
-            f"consistently across subjects (p = {p_subj:.3g})"
-        )
-    else:
-        reading = (
-            f"no content information once the {context} is held fixed (balanced "
-            f"accuracy {pooled['balanced_accuracy']:.3f}, p = {pooled['p']:.3g}): "
-            f"the decoder's score may come from the {context} alone"
-        )
+    table["holds"] = np.where(
+        table["p_holm"].notna(), table["p_holm"] < alpha, table["p"] < alpha
+    )
+    reading = verdict_text(
+        within,
+        subjects,
+        target=result.config.get("target", "content"),
+        context=context,
+        alpha=alpha,
+        overall=overall,
+    )
     table["reading"] = ""
     table.loc[table.index[-1], "reading"] = reading
     logger.info("Verdict: %s", reading)

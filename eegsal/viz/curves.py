@@ -176,7 +176,8 @@ def plot_within_context(
     -------
     fig : matplotlib.figure.Figure
         One violin per context (the null), the observed score as a dot with
-        its p-value.
+        its p-value (Holm-corrected over the contexts for single contexts,
+        ``p_Holm``; plain for the pooled score).
     """
     names = scores[context].astype(str).tolist()
     fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.2, 3.4), layout="constrained")
@@ -192,12 +193,18 @@ def plot_within_context(
         for body in parts["bodies"]:
             body.set_facecolor(_CHANCE)
             body.set_alpha(0.5)
+    # single contexts: Holm-corrected for testing each (tables of an older
+    # eegsal have no p_holm: their raw p is shown, labelled as such)
+    p_shown = scores["p_holm"] if "p_holm" in scores else scores["p"]
+    label = "p_Holm" if "p_holm" in scores else "p"
     for k, row in enumerate(scores.itertuples()):
-        color = PALETTE[0] if row.p < 0.05 else PALETTE[5]
+        last = k == len(scores) - 1
+        p, name = (row.p, "p") if last else (p_shown.iloc[k], label)
+        color = PALETTE[0] if p < 0.05 else PALETTE[5]
         ax.plot(k, row.balanced_accuracy, "o", color=color, markersize=7)
         if np.isfinite(row.balanced_accuracy):
             ax.annotate(
-                f"p={row.p:.2g}",
+                f"{name}={p:.2g}",
                 (k, row.balanced_accuracy),
                 textcoords="offset points",
                 xytext=(0, 7),

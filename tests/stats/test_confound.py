@@ -44,7 +44,9 @@ def test_a_decoder_that_reads_only_the_stage_is_at_chance_within_stage(confounde
     verdict = verdict.iloc[1:].reset_index(drop=True)
     overall = verdict.iloc[0]["balanced_accuracy"]
     assert overall > 0.75  # the confound makes it look good overall
-    assert "no content information" in verdict.iloc[-1]["reading"]
+    assert verdict.iloc[-1]["reading"].startswith(
+        "No evidence of content beyond the stage"
+    )
     assert not verdict["holds"].iloc[1:].any()
 
 
@@ -171,3 +173,101 @@ def test_untested_epochs_are_left_out_of_every_score(study, tmp_path, caplog):
                 )
                 auc = roc_auc_score(y[sel] == "other", tested["proba_other"][sel])
                 assert row.roc_auc == pytest.approx(auc, abs=1e-12)
+
+
+def _few_subjects_result(meta):
+    """Perfect predictions in two of eight subjects, constant ones elsewhere."""
+    truth = meta["content"].to_numpy()
+    few = meta["subject"].isin(["sub-01", "sub-02"]).to_numpy()
+    return _result(meta, np.where(few, truth, "other"))
+
+
+def test_verdict_needs_consistency_across_subjects(confounded):
+    # the pooled within-stage test rejects, but only 2 of 8 subjects are above
+    # chance (the others score exactly 0.5): the effect must not "hold"
+    from eegsal.report import verdict_text as report_text
+    from eegsal.stats import subject_scores
+
+    result = _few_subjects_result(confounded)
+    within = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    subjects = subject_scores(result, "stage")
+    assert within.iloc[-1]["p"] < 0.05
+    assert (subjects["balanced_accuracy"] > 0.5).sum() == 2
+    text = report_text(within, subjects)
+    assert "holds" not in text
+    assert text.startswith("No consistent content effect across subjects")
+    verdict = content_verdict(result, "stage", within=within)
+    assert verdict.iloc[-1]["reading"] == text
+    # Wilcoxon over subjects: zero differences dropped, 2 positive ranks
+    # left, exact one-sided p = 1/2**2
+    assert verdict.iloc[-1]["p"] == pytest.approx(0.25)
+    assert not verdict.iloc[-1]["holds"]
+
+
+def test_verdict_words_come_from_one_function(confounded):
+    # content_verdict's reading and eegsal.stats.verdict_text (which the
+    # report imports) are the same words on the same tables, for each verdict
+    from eegsal.report import verdict_text as report_text
+    from eegsal.stats import subject_scores, verdict_text
+
+    assert report_text is verdict_text
+    rng = np.random.default_rng(0)
+    truth = confounded["content"].to_numpy()
+    other = np.where(truth == "flying", "other", "flying")
+    cases = {
+        "The content effect holds": np.where(rng.random(len(truth)) < 0.25,
+                                             other, truth),
+        "No consistent content effect": _few_subjects_result(confounded)
+        .predictions["y_pred"].to_numpy(),
+        "No evidence of content beyond the stage": np.where(
+            confounded["stage"] == "REM", "flying", "other"),
+    }  # fmt: skip
+    for start, y_pred in cases.items():
+        result = _result(confounded, y_pred)
+        within = within_context_scores(result, "stage", n_permutations=100, seed=0)
+        subjects = subject_scores(result, "stage")
+        verdict = content_verdict(result, "stage", within=within)
+        overall = verdict.iloc[0]["balanced_accuracy"]
+        text = verdict_text(within, subjects, overall=overall)
+        assert text.startswith(start), text
+        assert verdict.iloc[-1]["reading"] == text
+
+
+def test_per_stage_flags_are_holm_corrected(confounded):
+    from statsmodels.stats.multitest import multipletests
+
+    from eegsal.stats import holm, verdict_text
+
+    rng = np.random.default_rng(0)
+    truth = confounded["content"].to_numpy()
+    other = np.where(truth == "flying", "other", "flying")
+    result = _result(confounded, np.where(rng.random(len(truth)) < 0.42, other, truth))
+    within = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    per = within.iloc[:-1]
+    ok = per["p"].notna().to_numpy()
+    want = multipletests(per["p"][ok], method="holm")[1]
+    np.testing.assert_allclose(per["p_holm"][ok], want, rtol=1e-12)
+    assert within.iloc[-1]["p_holm"] == within.iloc[-1]["p"]  # one test, as is
+    verdict = content_verdict(result, "stage", within=within)
+    rows = verdict["p_holm"].notna()
+    assert verdict.loc[rows, "test"].str.startswith("within stage = ").all()
+    np.testing.assert_allclose(verdict.loc[rows, "p_holm"], want, rtol=1e-12)
+    np.testing.assert_array_equal(verdict.loc[rows, "holds"], want < 0.05)
+    # Holm by hand: sorted p (0.004, 0.013, 0.02, 0.5) times m - rank (4, 3, 2,
+    # 1), running maximum; NaN is no test (m = 4) and stays NaN
+    got = holm([0.013, 0.02, 0.5, np.nan, 0.004])
+    np.testing.assert_allclose(got, [0.039, 0.04, 0.5, np.nan, 0.016], rtol=1e-12)
+    # the verdict names a stage only when its corrected p is below alpha: a
+    # raw p of 0.013 among 5 stages (0.065 after Holm) is not named
+    table = pd.DataFrame({
+        "stage": ["N1", "N2", "N3", "REM", "W", "all (within-context)"],
+        "balanced_accuracy": [0.6] * 6, "p": [0.4, 0.013, 0.5, 0.3, 0.6, 0.001],
+        "null_95": [0.56] * 6,
+    })  # fmt: skip
+    subjects = pd.DataFrame({"balanced_accuracy": [0.7, 0.6, 0.65, 0.8, 0.9, 0.7]})
+    text = verdict_text(table, subjects)
+    assert text.startswith(
+        "The content effect holds pooled over stages (in no single stage alone, "
+        "Holm-corrected over 5 stages"
+    )
+    assert "N2" not in text
