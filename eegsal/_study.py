@@ -347,11 +347,7 @@ class Study:
 
     def _sub_result(self, idx):
         """Restrict the content decoder's result to the epochs ``idx``."""
-        from eegsal.decoding import DecodingResult
-
-        res = self._result(self.target)
-        pred = res.predictions.iloc[idx].reset_index(drop=True)
-        return DecodingResult(pred, res.scores, res.models, res.classes, res.config)
+        return self._result(self.target).take(idx)
 
     def evaluate(self) -> None:
         from eegsal.evaluation import faithfulness, localization, randomization_test

@@ -471,6 +471,19 @@ def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
     return out
 
 
+#: Columns of a result's predictions that identify each epoch: MNE's event
+#: sample (``epochs.events[:, 0]``) and ``epochs.selection`` (the metadata index).
+_IDENTITY = ("mne_event_sample", "mne_selection")
+
+
+def _identity(epochs: mne.BaseEpochs) -> dict[str, np.ndarray]:
+    """Return the identity of each epoch (no data is read: lazy epochs stay lazy)."""
+    return {
+        _IDENTITY[0]: np.asarray(epochs.events[:, 0], np.int64),
+        _IDENTITY[1]: np.asarray(epochs.selection, np.int64),
+    }
+
+
 class DecodingResult:
     """Out-of-fold predictions, per-fold scores and fitted models of :func:`decode`.
 
@@ -480,8 +493,11 @@ class DecodingResult:
         One row per epoch, in the order of the epochs: the metadata, ``fold``
         (the fold in which the epoch was tested; -1 for an epoch that no fold
         tested, whose ``y_pred`` and probabilities are empty), ``y_true``,
-        ``y_pred`` and ``proba_<class>`` for each class. Scores leave the
-        untested epochs out (:meth:`tested_predictions`).
+        ``y_pred``, ``proba_<class>`` for each class, and the identity of the
+        epoch: ``mne_event_sample`` (``epochs.events[:, 0]``) and
+        ``mne_selection`` (``epochs.selection``, the metadata's index), which
+        :meth:`check_epochs` compares. Scores leave the untested epochs out
+        (:meth:`tested_predictions`).
     scores : pandas.DataFrame
         One row per fold: ``fold``, ``n_train``, ``n``, ``test_groups``,
         ``balanced_accuracy``, ``roc_auc``, ``n_epochs_trained``.
@@ -491,7 +507,8 @@ class DecodingResult:
         Class labels, in the order of the model outputs.
     config : dict
         Everything needed to rebuild the models (model name and parameters,
-        shapes, target, groups).
+        shapes, target, groups) and to recognise the epochs (``ch_names``,
+        ``sfreq`` in Hz, ``tmin`` in s).
     """
 
     def __init__(self, predictions, scores, models, classes, config):
@@ -509,6 +526,137 @@ class DecodingResult:
             f"{len(self.models)} folds, balanced accuracy "
             f"{ba.mean():.3f} ± {ba.std(ddof=0):.3f}>"
         )
+
+    def take(self, idx) -> DecodingResult:
+        """Return the result of the epochs ``idx`` only, to explain ``epochs[idx]``.
+
+        Parameters
+        ----------
+        idx : array-like of int | slice
+            Positions of the epochs, as given to ``epochs[idx]``.
+
+        Returns
+        -------
+        result : DecodingResult
+            The same models, scores and config; the predictions (and so the
+            identity of the epochs) of ``idx``, in that order.
+        """
+        if isinstance(idx, slice):
+            idx = np.arange(len(self.predictions))[idx]
+        pred = self.predictions.iloc[np.asarray(idx)].reset_index(drop=True)
+        return DecodingResult(pred, self.scores, self.models, self.classes, self.config)
+
+    def check_epochs(self, epochs: mne.BaseEpochs) -> None:
+        """Refuse epochs other than those this result was decoded from.
+
+        Each epoch may only be explained by the model of the fold that did not
+        train on it, and each model takes the channels, sampling rate and
+        times it was trained on. The result recognises its epochs by their
+        number and order (MNE's event sample ``epochs.events[:, 0]`` and
+        ``epochs.selection``, the metadata's index, of each), their subject
+        and target, the EEG channel names in order, the sampling rate and the
+        times. Epochs read lazily (``preload=False``) are recognised without
+        reading their data.
+
+        Parameters
+        ----------
+        epochs : mne.Epochs
+            The epochs to explain.
+
+        Raises
+        ------
+        ValueError
+            Saying what differs and how to fix it.
+        """
+        cfg, pred = self.config, self.predictions
+        diffs = []
+        picks = mne.pick_types(epochs.info, eeg=True)
+        names = [epochs.ch_names[i] for i in picks]
+        want = list(cfg.get("ch_names", names))
+        if names != want:
+            if sorted(names) == sorted(want):
+                k = int(np.flatnonzero(np.array(names) != np.array(want))[0])
+                diffs.append(
+                    f"their EEG channels are in another order (position {k}: "
+                    f"{names[k]!r} here, {want[k]!r} in the result); reorder them "
+                    "with epochs.reorder_channels(result.config['ch_names'])"
+                )
+            else:
+                missing = [c for c in want if c not in names]
+                extra = [c for c in names if c not in want]
+                diffs.append(
+                    f"their EEG channels differ (missing {missing}, not in the "
+                    f"result {extra})"
+                )
+        sfreq = epochs.info["sfreq"]
+        if "sfreq" in cfg and not np.isclose(sfreq, cfg["sfreq"]):
+            diffs.append(
+                f"they are sampled at {sfreq:g} Hz, the result's at {cfg['sfreq']:g} Hz"
+            )
+        n_times, tmin = len(epochs.times), float(epochs.times[0])
+        if n_times != cfg.get("n_times", n_times) or not np.isclose(
+            tmin, cfg.get("tmin", tmin), atol=0.5 / sfreq
+        ):
+            diffs.append(
+                f"their times differ ({n_times} samples from {tmin:g} s; the "
+                f"result's: {cfg['n_times']} from {cfg.get('tmin', tmin):g} s)"
+            )
+        if len(epochs) != len(pred):
+            diffs.append(
+                f"they are {len(epochs)} epochs, the result was decoded from "
+                f"{len(pred)}"
+            )
+        elif _IDENTITY[0] in pred:
+            diffs += self._epoch_diffs(epochs)
+        else:
+            logger.warning(
+                "This result does not record which epochs it was decoded from "
+                "(saved by an older eegsal): only their number, channels and "
+                "sampling are checked. Decode again to have every epoch checked."
+            )
+        if diffs:
+            raise ValueError(
+                "These epochs are not the ones the result was decoded from: "
+                + "; ".join(diffs)
+                + ". Each epoch must be explained by the fold model that did not "
+                "train on it: pass the epochs given to decode(), unchanged and in "
+                "their order (to explain some of them, pass result.take(idx) with "
+                "epochs[idx])."
+            )
+
+    def _epoch_diffs(self, epochs: mne.BaseEpochs) -> list[str]:
+        """List what differs between the epochs and those of the predictions."""
+        pred, cfg = self.predictions, self.config
+        meta = epochs.metadata
+        have = _identity(epochs)
+        fields = {
+            "event sample": (have[_IDENTITY[0]], pred[_IDENTITY[0]].to_numpy()),
+            "selection": (have[_IDENTITY[1]], pred[_IDENTITY[1]].to_numpy()),
+        }
+        for what, col, ours in (
+            ("subject", cfg.get("groups"), cfg.get("groups")),
+            ("target", cfg.get("target"), "y_true"),
+        ):
+            if col is None or ours not in pred:
+                continue
+            if meta is None or col not in meta:
+                return [f"their metadata has no {what} column {col!r}"]
+            fields[col] = (
+                meta[col].astype(str).to_numpy(),
+                pred[ours].astype(str).to_numpy(),
+            )
+        bad = np.zeros(len(pred), bool)
+        for a, b in fields.values():
+            bad |= np.asarray(a).astype(str) != np.asarray(b).astype(str)
+        if not bad.any():
+            return []
+        k = int(np.flatnonzero(bad)[0])
+        here = ", ".join(f"{f} {a[k]}" for f, (a, _) in fields.items())
+        there = ", ".join(f"{f} {b[k]}" for f, (_, b) in fields.items())
+        return [
+            f"{bad.sum()} of {len(bad)} epochs differ, the first at position {k} "
+            f"({here} here; {there} in the result)"
+        ]
 
     def tested_predictions(self) -> pd.DataFrame:
         """The rows of ``predictions`` that a fold tested (``fold >= 0``).
@@ -820,6 +968,8 @@ def decode(
     )
     for i, c in enumerate(classes):
         predictions[f"proba_{c}"] = proba[:, i]
+    for col, values in _identity(epochs).items():
+        predictions[col] = values
     config = dict(
         target=target,
         groups=groups,
@@ -831,6 +981,7 @@ def decode(
         seed=seed,
         ch_names=[epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)],
         sfreq=epochs.info["sfreq"],
+        tmin=float(epochs.times[0]),
         # the training settings, so that a control can be trained the same way
         decoder_params={k: v for k, v in decoder_params.items() if k != "model_params"},
     )

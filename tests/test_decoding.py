@@ -1,13 +1,18 @@
+import logging
 import pickle
+import shutil
 
 import mne
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from eegsal.attribution import Attributions
 from eegsal.data.cache import read_epochs
 from eegsal.data.reader import EpochsReader, channel_moments
 from eegsal.decoding import DecodingResult, EEGDecoder, decode
+from eegsal.simulate import simulate_sleep_study
 
 
 def test_result_is_out_of_fold_and_complete(tiny_result, study):
@@ -232,3 +237,110 @@ def test_early_stopping_still_ends_training_quietly(study):
     dec = EEGDecoder(max_epochs=200, patience=1, min_epochs=2, seed=0)
     dec.fit(X, y, groups)  # early stopping raises inside skorch; fit returns
     assert 2 <= dec.n_epochs_trained_ < 200
+
+
+def _consumers():
+    """Every function that explains a result's epochs with its fold models."""
+    from eegsal.attribution import attribute, attribute_spectrum
+    from eegsal.attribution.saturation import saturation
+    from eegsal.evaluation import faithfulness, stability
+
+    def faithful(res, ep):
+        attr = Attributions(np.ones((len(ep), len(ep.ch_names), len(ep.times)),
+                                    np.float32), ep.info, ep.times,
+                            method="x", target="logit", label="true")  # fmt: skip
+        return faithfulness(res, ep, attr, n_steps=2, patch=(19, 50), n_random=0)
+
+    return {
+        "attribute": lambda res, ep: attribute(res, ep, method="saliency"),
+        "attribute_spectrum": lambda res, ep: attribute_spectrum(res, ep),
+        "faithfulness": faithful,
+        "stability": lambda res, ep: stability(res, ep, noise=(0.1,), n_samples=1),
+        "saturation": lambda res, ep: saturation(res, ep),
+    }
+
+
+def _changed(epochs):
+    """The epochs changed in each way that breaks out-of-fold explanations."""
+    n = len(epochs)
+    order = np.r_[1, 0, 2:n]
+    other, _ = simulate_sleep_study(n_subjects=4, n_epochs=30, epoch_length=2.0,
+                                    effect_size=0.9, seed=1)  # fmt: skip
+    swapped = mne.concatenate_epochs(  # epoch 5 dropped, another one added
+        [epochs[np.r_[0:5, 6:n]], other[[n - 1]]], verbose=False
+    )
+    names = list(epochs.ch_names)
+    return {
+        "reordered": (epochs[order], r"2 of 120 epochs differ, the first at "
+                      r"position 0 \(event sample 200, selection 1, subject "
+                      r"sub-01, content other here; event sample 0, selection 0"),
+        "dropped and added": (swapped, "epochs differ, the first at position 5"),
+        "channels reordered": (epochs.copy().reorder_channels(names[::-1]),
+                               "EEG channels are in another order .*"
+                               r"reorder_channels\(result.config\['ch_names'\]\)"),
+        "resampled": (epochs.copy().resample(50.0),
+                      "sampled at 50 Hz, the result's at 100 Hz"),
+        "subset": (epochs[:60], "they are 60 epochs, the result was decoded from "
+                   r"120.* result.take\(idx\) with epochs\[idx\]"),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def changed_epochs(_study_session):
+    return _changed(_study_session[0].copy())
+
+
+CHANGES = ["reordered", "dropped and added", "channels reordered", "resampled",
+           "subset"]  # fmt: skip
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_other_epochs_are_refused(tiny_result, changed_epochs, change):
+    changed, match = changed_epochs[change]
+    with pytest.raises(ValueError, match=match):
+        tiny_result.check_epochs(changed)
+
+
+@pytest.mark.parametrize("consumer", list(_consumers()))
+@pytest.mark.parametrize("change", CHANGES)
+def test_every_consumer_refuses_other_epochs(tiny_result, changed_epochs, change,
+                                             consumer):  # fmt: skip
+    changed, _ = changed_epochs[change]
+    with pytest.raises(ValueError, match="not the ones the result was decoded from"):
+        _consumers()[consumer](tiny_result, changed)
+
+
+def test_the_decoded_epochs_are_recognised(tiny_result, study, tmp_path, caplog):
+    from eegsal.attribution import attribute
+
+    epochs, _ = study
+    ref = attribute(tiny_result, epochs, method="saliency").data
+    tiny_result.save(tmp_path / "res")
+    back = DecodingResult.load(tmp_path / "res")
+    fname = tmp_path / "study-epo.fif"
+    epochs.save(fname, fmt="double")
+    for res in (tiny_result, back):
+        for ep in (epochs, mne.read_epochs(fname, verbose=False),
+                   mne.read_epochs(fname, preload=False, verbose=False)):  # fmt: skip
+            res.check_epochs(ep)
+            if not ep.preload:  # read lazily: recognised without reading data
+                assert ep._data is None
+        lazy = mne.read_epochs(fname, preload=False, verbose=False)
+        got = attribute(res, lazy, method="saliency").data
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-9)
+    # a subset of both, as the pipeline evaluates some epochs
+    idx = np.array([7, 3, 90])
+    sub = tiny_result.take(idx)
+    np.testing.assert_allclose(
+        attribute(sub, epochs[idx], method="saliency").data, ref[idx], rtol=1e-6
+    )
+    # a result saved before epochs were recorded: accepted, with a warning
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "res", old)
+    pred = pd.read_csv(old / "predictions.csv")
+    pred.drop(columns=["mne_event_sample", "mne_selection"]).to_csv(
+        old / "predictions.csv", index=False
+    )
+    with caplog.at_level(logging.WARNING, logger="eegsal"):
+        DecodingResult.load(old).check_epochs(epochs[::-1])
+    assert "does not record which epochs it was decoded from" in caplog.text

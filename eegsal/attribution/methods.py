@@ -211,7 +211,10 @@ def attribute(
         the fold that did **not** train on it) or any model mapping
         ``(batch, n_chans, n_times)`` EEG in µV to class logits.
     epochs : mne.Epochs
-        The epochs to explain (for a result: the epochs it was decoded from).
+        The epochs to explain. For a result: the epochs it was decoded from,
+        unchanged and in their order (or ``epochs[idx]`` with
+        ``result.take(idx)``); others are refused
+        (:meth:`DecodingResult.check_epochs`).
     method : str
         ``'saliency'`` (signed gradient, unlike Captum's absolute default),
         ``'input_x_gradient'``, ``'integrated_gradients'`` (Sundararajan et al.,
@@ -330,7 +333,7 @@ def attribute(
         x = epochs.get_data(picks=picks, item=idx, units="uV", verbose=False)
         return x.astype(np.float32, copy=False)
 
-    models, fold, classes, y_true = resolve_models(result_or_model, n, label)
+    models, fold, classes, y_true = resolve_models(result_or_model, epochs, label)
     if method == "occlusion" and (
         len(window) != 2
         or not (1 <= window[0] <= n_chans and 1 <= window[1] <= n_times)
@@ -455,23 +458,29 @@ def attribute(
         return sink.finish(metadata=meta, **header)
 
 
-def resolve_models(result_or_model, n: int, label) -> tuple:
+def resolve_models(result_or_model, epochs: mne.BaseEpochs, label) -> tuple:
     """Models, fold of each epoch, classes and true labels of what is explained.
 
     With a :class:`DecodingResult`, each epoch belongs to the model of the
-    fold that did not train on it; a bare model explains every epoch.
+    fold that did not train on it, so the epochs must be those the result was
+    decoded from (:meth:`DecodingResult.check_epochs` refuses others); a bare
+    model explains every epoch.
     """
     if isinstance(result_or_model, DecodingResult):
         res = result_or_model
-        if len(res.predictions) != n:
-            raise ValueError(
-                f"epochs has {n} epochs but the result was decoded from "
-                f"{len(res.predictions)}; pass the epochs given to decode()."
-            )
+        res.check_epochs(epochs)
         models, fold = res.models, res.predictions["fold"].to_numpy()
         classes = res.classes
         y_true = res.predictions["y_true"].to_numpy()
+        if (fold < 0).any():
+            logger.warning(
+                "%d of %d epochs were tested in no fold (fold -1): no model may "
+                "explain them, their maps are left at 0.",
+                (fold < 0).sum(),
+                len(fold),
+            )
     else:
+        n = len(epochs)
         models, fold, classes, y_true = [result_or_model], np.zeros(n, int), None, None
     if label == "true" and y_true is None:
         raise ValueError(

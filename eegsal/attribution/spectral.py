@@ -135,7 +135,7 @@ def attribute_spectrum(
     sfreq = epochs.info["sfreq"]
     freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
     bands = dict(BANDS if bands is None else bands)
-    models, fold, classes, y_true = resolve_models(result_or_model, n, label)
+    models, fold, classes, y_true = resolve_models(result_or_model, epochs, label)
     dev = get_device(device)
     if method == "band_occlusion":
         masks = {k: _band_mask(freqs, b) for k, b in bands.items()}

@@ -146,13 +146,13 @@ class FaithfulnessCurves:
         return ax.figure
 
 
-def explained(result_or_model, n: int, attr) -> tuple:
+def explained(result_or_model, epochs: mne.BaseEpochs, attr) -> tuple:
     """Return the explained class (``attr``'s label), models, folds and truth."""
     from eegsal.attribution.methods import resolve_models
 
     label = attr.params.get("label", "true")
     label = int(label) if str(label).lstrip("-").isdigit() else label
-    return (label, *resolve_models(result_or_model, n, label))
+    return (label, *resolve_models(result_or_model, epochs, label))
 
 
 def explained_batches(result_or_model, epochs, attr, *, batch_size, device, desc):
@@ -165,7 +165,7 @@ def explained_batches(result_or_model, epochs, attr, *, batch_size, device, desc
     from eegsal.attribution.methods import class_index, fold_batches
 
     picks = mne.pick_types(epochs.info, eeg=True)
-    label, models, fold, classes, y_true = explained(result_or_model, len(epochs), attr)
+    label, models, fold, classes, y_true = explained(result_or_model, epochs, attr)
     dev = get_device(device)
     for model, forward, b, x in fold_batches(
         models,
