@@ -92,6 +92,50 @@ def holm(p: np.ndarray | pd.Series) -> np.ndarray:
     return out
 
 
+class _CellAUC:
+    """Area under the ROC curve within subject x context cells, for permutations.
+
+    The probability of the second class is ranked within each cell once; a
+    permutation of the labels within cells changes only which ranks are
+    summed, so each permuted AUC is one weighted ``bincount``. A context's AUC
+    is the mean of its cells' AUCs weighted by the cells' epochs (cells that
+    hold one class only are left out); subject offsets and context offsets of
+    the probabilities therefore do not enter it.
+    """
+
+    def __init__(self, score, positive, cells, contexts):
+        n = len(score)
+        self.cell = np.empty(n, int)
+        self.rank = np.empty(n)
+        for c, rows in enumerate(cells):
+            self.cell[rows] = c
+            self.rank[rows] = stats.rankdata(score[rows])
+        self.positive, n_cells = positive, len(cells)
+        self.n1 = np.bincount(self.cell, positive(None), n_cells)
+        size = np.bincount(self.cell, minlength=n_cells).astype(float)
+        self.n0 = size - self.n1
+        self.ok = (self.n1 > 0) & (self.n0 > 0)
+        # weight of each cell in each context (rows) and in the pooled score
+        ctx_of = np.empty(n, int)
+        for k, rows in enumerate(contexts):
+            ctx_of[rows] = k
+        first = np.array([rows[0] for rows in cells])
+        w = np.zeros((len(contexts) + 1, n_cells))
+        w[ctx_of[first], np.arange(n_cells)] = np.where(self.ok, size, 0.0)
+        w[-1] = np.where(self.ok, size, 0.0)
+        total = w.sum(1, keepdims=True)
+        self.weights = np.divide(w, total, out=np.full_like(w, np.nan),
+                                 where=total > 0)  # fmt: skip
+
+    def __call__(self, y) -> np.ndarray:
+        pos = self.positive(y)
+        r1 = np.bincount(self.cell, self.rank * pos, len(self.n1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (r1 - self.n1 * (self.n1 + 1) / 2) / (self.n1 * self.n0)
+        auc = np.where(self.ok, auc, 0.0)
+        return np.where(np.isnan(self.weights[:, 0]), np.nan, self.weights @ auc)
+
+
 def _pooled(ba: np.ndarray, contexts: list[np.ndarray]) -> float:
     """Mean of the defined within-context scores, weighted by their epochs."""
     ok = ~np.isnan(ba)
@@ -146,10 +190,19 @@ def within_context_scores(
         ``(1 + #{null >= observed}) / (1 + n_permutations)``, one-sided;
         ``p_holm`` corrects the per-context p-values for testing every
         context (Holm, 1979; :func:`holm`); on the pooled row, a single
-        test, it equals ``p``.
+        test, it equals ``p``. ``roc_auc`` is threshold-free: the area under
+        the ROC curve of the out-of-fold probability of the second class,
+        computed within each subject x context cell and averaged over the
+        cells weighted by their epochs, so that a context whose offset pushes
+        every prediction to one class (balanced accuracy 0.5) still shows
+        content the probabilities rank; ``p_auc`` is its p-value under the
+        same permutations (two classes only; NaN otherwise or without
+        probabilities). The verdict (:func:`verdict_text`) rests on the
+        balanced accuracy.
     null : pandas.DataFrame
         Only with ``return_null``: one row per permutation x row of
-        ``scores``: ``permutation``, the context, ``balanced_accuracy``.
+        ``scores``: ``permutation``, the context, ``balanced_accuracy``,
+        ``roc_auc``.
 
     Examples
     --------
@@ -165,21 +218,34 @@ def within_context_scores(
     sizes = np.array([len(r) for r in contexts], float)
     labels = np.unique(y_true)
     strata = _strata(subj, ctx)
+    classes = [str(c) for c in result.classes]
+    proba = f"proba_{classes[-1]}" if len(classes) == 2 else None
+    auc = None
+    if proba in pred and len(labels) == 2:
+        auc = _CellAUC(pred[proba].to_numpy(float),
+                       lambda y: (y_true if y is None else y) == classes[-1],
+                       strata, contexts)  # fmt: skip
 
     def scores(y):
         ba = _ba_by(y, y_pred, labels, contexts)
         return np.append(ba, _pooled(ba, contexts))
 
     observed = scores(y_true)
+    obs_auc = auc(y_true) if auc else np.full(len(observed), np.nan)
     rng = check_random_state(seed)
     null = np.empty((n_permutations, len(observed)))
+    null_auc = np.full((n_permutations, len(observed)), np.nan)
     perm = y_true.copy()
     for i in progress(range(n_permutations), desc="within-context permutations"):
         for rows in strata:
             perm[rows] = y_true[rng.permutation(rows)]
         null[i] = scores(perm)
+        if auc:
+            null_auc[i] = auc(perm)
     p = (1 + (null >= observed - 1e-12).sum(0)) / (1 + n_permutations)
     p = np.where(np.isnan(observed), np.nan, p)
+    p_auc = (1 + (null_auc >= obs_auc - 1e-12).sum(0)) / (1 + n_permutations)
+    p_auc = np.where(np.isnan(obs_auc), np.nan, p_auc)
     p_holm = np.append(holm(p[:-1]), p[-1])
     # a context with one class only has no score, observed or permuted
     defined = np.isfinite(null).any(axis=0)
@@ -195,6 +261,8 @@ def within_context_scores(
             "null_95": null_95,
             "p": p,
             "p_holm": p_holm,
+            "roc_auc": obs_auc,
+            "p_auc": p_auc,
         }
     )
     logger.info("Within-%s scores:\n%s", context, table.round(3).to_string(index=False))
@@ -205,6 +273,7 @@ def within_context_scores(
             "permutation": np.repeat(np.arange(n_permutations), len(observed)),
             context: np.tile(table[context].to_numpy(), n_permutations),
             "balanced_accuracy": null.ravel(),
+            "roc_auc": null_auc.ravel(),
         }
     )
     return table, null_table

@@ -271,3 +271,38 @@ def test_per_stage_flags_are_holm_corrected(confounded):
         "Holm-corrected over 5 stages"
     )
     assert "N2" not in text
+
+
+def test_within_context_auc_sees_content_that_an_offset_hides(confounded):
+    """A stage offset pushes every REM prediction to one class: the balanced
+    accuracy there is 0.5, the within-cell AUC still ranks the content."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    meta = confounded
+    other = (meta["content"] == "other").to_numpy()
+    rem = (meta["stage"] == "REM").to_numpy()
+    logit = 3.0 * other + rng.standard_normal(len(meta)) + 10 * rem
+    logit += meta["subject"].astype("category").cat.codes.to_numpy()  # subject offsets
+    p_other = 1 / (1 + np.exp(-(logit - 1.5)))
+    result = _result(meta, np.where(p_other > 0.5, "other", "flying"))
+    result.predictions["proba_flying"] = 1 - p_other
+    result.predictions["proba_other"] = p_other
+    table = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    rem = table.set_index("stage").loc["REM"]
+    assert rem["balanced_accuracy"] == pytest.approx(0.5)
+    assert rem["roc_auc"] > 0.75 and rem["p_auc"] < 0.01
+    # reference: scikit-learn's AUC in each subject x stage cell, weighted by size
+    for stage, row in table.set_index("stage").iloc[:-1].iterrows():
+        aucs, sizes = [], []
+        for _, cell in meta[meta["stage"] == stage].groupby("subject"):
+            y = cell["content"] == "other"
+            if y.nunique() == 2:
+                aucs.append(roc_auc_score(y, p_other[cell.index]))
+                sizes.append(len(cell))
+        assert row["roc_auc"] == pytest.approx(np.average(aucs, weights=sizes))
+    # under the null (labels shuffled within cells) the AUC is about 0.5
+    rng.shuffle(p_other)
+    result.predictions["proba_other"] = p_other
+    null = within_context_scores(result, "stage", n_permutations=200, seed=0)
+    assert abs(null.iloc[-1]["roc_auc"] - 0.5) < 0.1
