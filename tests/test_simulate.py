@@ -103,14 +103,17 @@ def test_content_signal_is_exactly_in_the_mask(seed):
     kw = dict(n_subjects=3, n_epochs=20, seed=seed)
     content, truth = simulate_sleep_study(scenario="content", **kw)
     null, truth0 = simulate_sleep_study(scenario="null", **kw)
-    confound, _ = simulate_sleep_study(scenario="null", **kw)
+    confound, truth_c = simulate_sleep_study(scenario="confound", **kw)
     assert not truth0.content_mask.any()
     diff = content.get_data() - null.get_data()
     pos = (content.metadata["content"] == "flying").to_numpy()
     assert np.abs(diff[:, ~truth.content_mask]).max() == 0.0
     assert np.abs(diff[~pos]).max() == 0.0
     assert np.abs(diff[pos][:, truth.content_mask]).mean() > 1e-6  # > 1 µV
+    # the confound moves labels only: its EEG is the null study's, sample by sample
+    assert not truth_c.content_mask.any()
     np.testing.assert_array_equal(null.get_data(), confound.get_data())
+    assert (confound.metadata["content"] != null.metadata["content"]).any()
     # the mask is the requested channels x window
     ch = [truth.ch_names[i] for i in np.flatnonzero(truth.content_mask.any(1))]
     assert ch == truth.content_channels

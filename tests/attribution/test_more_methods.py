@@ -158,10 +158,23 @@ def test_baselines_and_completeness(study):
 
 def test_mean_baseline_of_a_fitted_model_is_the_training_mean(tiny_result, study):
     epochs, _ = study
+    n_ch, n_t = len(epochs.ch_names), len(epochs.times)
+    # one window over the whole epoch: every cell holds f(x) - f(baseline)
     attr = attribute(tiny_result, epochs, method="occlusion", baseline="mean",
-                     window=(19, 200))  # fmt: skip
+                     window=(n_ch, n_t))  # fmt: skip
     assert attr.params["baseline"] == "mean"
-    assert np.isfinite(attr.data).all()
+    X = torch.from_numpy(epochs.get_data(units="uV").astype(np.float32))
+    fold = tiny_result.predictions["fold"].to_numpy()
+    cls = np.searchsorted(tiny_result.classes, tiny_result.predictions["y_true"])
+    for k, model in enumerate(tiny_result.models):
+        rows = np.flatnonzero(fold == k)
+        base = model[0].mean.expand(n_ch, n_t)[None]  # the training channel means
+        with torch.no_grad():
+            gain = model(X[rows]) - model(base)
+        ref = gain[np.arange(len(rows)), cls[rows]].numpy()
+        np.testing.assert_allclose(attr.data[rows].mean(axis=(1, 2)), ref,
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(attr.data[rows].std(axis=(1, 2)), 0, atol=1e-6)
 
 
 def test_contrast_target_is_the_log_odds_for_two_classes(model, study):

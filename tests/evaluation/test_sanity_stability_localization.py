@@ -97,7 +97,10 @@ def test_label_randomization_control(tiny_result, study):
 
     epochs, _ = study
     table = label_randomization(tiny_result, epochs, method="saliency")
-    assert len(table) == len(epochs) and table["spearman"].between(-1, 1).all()
+    assert len(table) == len(epochs)
+    # the control is another network: no epoch's map can equal the decoder's
+    # (it would, were the decoder's own maps compared with themselves)
+    assert table["spearman"].notna().all() and (table["spearman"] < 0.999).all()
     assert 0.25 < table["balanced_accuracy_shuffled"].iloc[0] < 0.75  # chance
     assert {"subject", "content", "stage"} <= set(table.columns)
     assert tiny_result.config["decoder_params"]["max_epochs"] == 3
