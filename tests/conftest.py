@@ -79,3 +79,26 @@ def shared_data_or_skip(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared test data lives beside the repo)")
     return path
+
+
+def damage_edf(src: Path, dst: Path, how: str, channel: int = 1) -> Path:
+    """Copy an EDF/BDF file to ``dst``, damaged as files are found in the wild.
+
+    ``how``: ``"truncated"`` (cut to half its data, as a recording stopped
+    without closing its file), ``"physical"`` or ``"digital"`` (the header's
+    physical or digital min = max of ``channel``, a header written wrong).
+    """
+    data = bytearray(src.read_bytes())
+    n_signals = int(data[252:256])  # the annotation signal of EDF+ included
+    header = int(data[184:192])
+    if how == "truncated":
+        data = data[: header + (len(data) - header) // 2]
+    else:
+        # per signal: label 16, transducer 80, dimension 8, then 8 bytes each of
+        # physical min, physical max, digital min, digital max
+        start = 256 + n_signals * (16 + 80 + 8)
+        start += {"physical": 0, "digital": 16 * n_signals}[how]
+        low, high = start + 8 * channel, start + 8 * (n_signals + channel)
+        data[high : high + 8] = data[low : low + 8]
+    dst.write_bytes(bytes(data))
+    return dst

@@ -16,6 +16,7 @@ from eegsal.cli import main
 from eegsal.data.cache import write_cached
 from eegsal.simulate import simulate_sleep_study
 from eegsal.stats._formula import check_formula
+from tests.conftest import damage_edf
 
 BOMB = "name: bomb\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
@@ -35,6 +36,9 @@ def sandbox(tmp_path, monkeypatch):
                               verbose=False)  # fmt: skip
         raw.save(root / f"sub-0{i}_raw.fif", verbose=False)
         (root / f"sub-0{i}_hypno.txt").write_text("W\nN2\nN2\nREM\n")
+    mne.export.export_raw(root / "sub-01.edf", raw, fmt="edf", verbose=False)
+    for how in ("truncated", "physical", "digital"):
+        damage_edf(root / "sub-01.edf", root / f"sub-01_{how}.edf", how)
     outside = tmp_path / "sandbox" / "outside"
     outside.mkdir()
     (outside / "secret_raw.fif").write_bytes((root / "sub-01_raw.fif").read_bytes())
@@ -51,6 +55,10 @@ def sandbox(tmp_path, monkeypatch):
     assert (outside / "secret_raw.fif").is_file()
 
 
+#: changes that go to the recording entry (the others are top-level keys)
+_RECORDING_KEYS = ("glob", "path", "match", "subject", "events", "allow_truncated")
+
+
 def _manifest(**changes) -> dict:
     spec = dict(
         name="ok",
@@ -62,13 +70,19 @@ def _manifest(**changes) -> dict:
         epochs=dict(mode="scored"),
     )
     for key, value in changes.items():
-        if key in spec["recordings"] or key in ("glob", "path", "match"):
+        if key in spec["recordings"] or key in _RECORDING_KEYS:
             spec["recordings"][key] = value
             if value is None:
                 del spec["recordings"][key]
         else:
             spec[key] = value
     return spec
+
+
+def _one(path: str) -> dict:
+    """Changes to :func:`_manifest` for one recording (subject 01) at ``path``."""
+    return dict(path=path, glob=None, match=None, subject="01",
+                hypnogram="sub-01_hypno.txt")  # fmt: skip
 
 
 CASES = {
@@ -86,7 +100,36 @@ CASES = {
     "overlong regex": (dict(match="a" * 1000), "at most 300"),
     "billion laughs": (BOMB, "expands to"),
     "recursive alias": ("name: r\nrecordings: &r [*r]\n", "recursive"),
+    # damaged recordings, which the reader would read with a warning
+    "truncated EDF": (
+        _one("sub-01_truncated.edf"),
+        "sub-01_truncated.edf is truncated: its header says 120.0 s but the file "
+        "holds 60.0 s; repair or replace the file, or set "
+        "recordings[0].allow_truncated: true",
+    ),
+    "EDF with physical min = max": (
+        _one("sub-01_physical.edf"),
+        "the header gives channels ['Cz'] digital or physical min = max",
+    ),
+    "EDF with digital min = max": (
+        _one("sub-01_digital.edf"),
+        "the header gives channels ['Cz'] digital or physical min = max",
+    ),
+    "allow_truncated not a boolean": (
+        dict(allow_truncated="yes"),
+        "recordings[0].allow_truncated: expected true or false, got 'yes'",
+    ),
 }
+
+
+def _as_shown(stderr: str) -> str:
+    """Stderr as a terminal shows it: a progress bar, erased by its ``\\r``, is gone.
+
+    Errors found while the recordings are read come after the bar of
+    ``reading NAME``, which tqdm overwrites when it closes.
+    """
+    lines = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
+    return "\n".join(line for line in lines if line.strip())
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -98,7 +141,7 @@ def test_bad_manifest_exits_1_in_one_line(case, sandbox, capsys):
     start = time.perf_counter()
     code = main(["epochs", str(fname), "--root", str(sandbox["root"])])
     assert time.perf_counter() - start < 30  # nothing hangs
-    err = capsys.readouterr().err.strip()
+    err = _as_shown(capsys.readouterr().err)
     assert code == 1, err
     assert needle in err and len(err.splitlines()) == 1, err
     assert str(fname) in err  # the message names the file

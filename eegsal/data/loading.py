@@ -237,6 +237,7 @@ def expand_recordings(m: Manifest) -> list[dict]:
                 groups=groups,
                 columns=columns,
                 where=where,
+                allow_truncated=rec.get("allow_truncated", False),
             )
             for key in ("hypnogram", "events"):
                 spec = rec.get(key, m.epochs.get(key))
@@ -288,13 +289,89 @@ def _bids_recordings(spec: dict, m: Manifest, where: str) -> list:
     return found
 
 
+#: Warnings of MNE's EDF/BDF reader (mne/io/edf/edf.py, MNE 1.13) that say the
+#: data read are not those recorded: the file is shorter (or longer) than its
+#: header says, and channels whose header gives no scale (digital or physical
+#: min = max), which MNE then scales by a made-up factor.
+_TRUNCATED = "Number of records from the header does not match the file size"
+_NO_SCALE = (
+    "Scaling factor will not be defined in the following channels:",
+    "Physical range is not defined in following channels:",
+)
+
+
+def _header_seconds(path: Path) -> float | None:
+    """Duration (s) an EDF/BDF header gives: data records x record length."""
+    try:
+        with open(path, "rb") as fid:
+            head = fid.read(252)
+        return int(head[236:244]) * float(head[244:252])
+    except (OSError, ValueError):
+        return None
+
+
+def _reader_notes(
+    caught: list, raw: mne.io.BaseRaw, rec: dict, m: Manifest
+) -> set[str]:
+    """Turn the reader's warnings about damaged files into errors.
+
+    Parameters
+    ----------
+    caught : list of warnings.WarningMessage
+        What the reader warned while reading ``rec``.
+    raw : mne.io.Raw
+        The recording as read.
+    rec : dict
+        The recording's entry (of :func:`expand_recordings`).
+    m : Manifest
+        The manifest.
+
+    Returns
+    -------
+    unscaled : set of str
+        Channels (their names in the file) whose header gives no scale; they
+        are an error unless the manifest leaves them out.
+    """
+    path, unscaled = rec["path"], set()
+    for note in caught:
+        text = str(note.message)
+        if text.startswith(_TRUNCATED):
+            held = raw.n_times / raw.info["sfreq"]
+            said = _header_seconds(path)
+            what = (
+                f"its header says {said:.1f} s but the file holds {held:.1f} s"
+                if said is not None
+                else f"its header does not match its size ({held:.1f} s read)"
+            )
+            if not rec.get("allow_truncated", False):
+                raise m.error(
+                    rec["where"], f"{path.name} is truncated: {what}; repair or "
+                    f"replace the file, or set {rec['where']}.allow_truncated: "
+                    f"true to read the {held:.1f} s it holds."
+                )  # fmt: skip
+            logger.warning(
+                "%s is truncated: %s; reading those (allow_truncated).",
+                path.name, what,
+            )  # fmt: skip
+        elif text.startswith(_NO_SCALE):
+            listed = text.split("\n", 1)[1] if "\n" in text else ""
+            unscaled |= {c for c in raw.ch_names if c in listed.split(", ")}
+        elif issubclass(note.category, RuntimeWarning):
+            # readers' notes on e.g. EDF highpass fields say nothing about the data
+            logger.debug("%s: %s", path.name, text)
+        else:
+            warnings.warn_explicit(
+                note.message, note.category, note.filename, note.lineno
+            )
+    return unscaled
+
+
 def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
     """Read one recording and apply the manifest's preprocessing."""
     pre, path = m.preprocessing, rec["path"]
     try:
-        with warnings.catch_warnings():
-            # readers' notes on e.g. EDF highpass fields say nothing about the data
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
             if rec["format"] == "bids":
                 from mne_bids import read_raw_bids
 
@@ -305,6 +382,8 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
         raise m.error(
             rec["where"], f"cannot read {path} as {rec['format']}: {err}"
         ) from None
+    unscaled = _reader_notes(caught, raw, rec, m)
+    names = list(raw.ch_names)  # as in the file
     rename = pre.get("rename")
     if rename == "eegbci":
         mne.datasets.eegbci.standardize(raw)
@@ -315,6 +394,8 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
                 "preprocessing.rename", f"{path.name} has no channels {missing}."
             )
         raw.rename_channels(rename)
+    unscaled = {new for old, new in zip(names, raw.ch_names, strict=True)
+                if old in unscaled}  # fmt: skip
     if pre.get("channel_types"):
         raw.set_channel_types(
             {k: v for k, v in pre["channel_types"].items() if k in raw.ch_names}
@@ -337,6 +418,14 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
     eeg = mne.pick_types(raw.info, eeg=True)
     if not len(eeg):
         raise m.error("preprocessing.picks", f"{path.name} has no EEG channel left.")
+    unscaled = [c for c in raw.ch_names if c in unscaled]
+    if unscaled:
+        raise m.error(
+            rec["where"], f"{path.name}: the header gives channels {unscaled} "
+            "digital or physical min = max, so their scale is unknown (MNE "
+            "would read them off by orders of magnitude); repair the header, "
+            "or list them under preprocessing.exclude."
+        )  # fmt: skip
     data = raw.get_data(picks=eeg)
     nan = [raw.ch_names[eeg[i]] for i in np.flatnonzero(~np.isfinite(data).all(1))]
     if nan:

@@ -31,7 +31,7 @@ _TOP = {
     "epochs",
 }
 _RECORDING = {"path", "glob", "bids", "match", "include", "subject", "format",
-              "hypnogram", "events", "columns"}  # fmt: skip
+              "hypnogram", "events", "columns", "allow_truncated"}  # fmt: skip
 _BIDS = {"root", "task", "subjects", "sessions", "runs", "datatype"}
 _PREPROCESSING = {"rename", "channel_types", "exclude", "picks", "montage",
                   "reference", "l_freq", "h_freq", "notch", "sfreq"}  # fmt: skip
@@ -308,6 +308,12 @@ def read_manifest(
             raise ManifestError(
                 f"{origin}: {where}.format: {rec['format']!r} is not one of "
                 f"{sorted(set(FORMATS.values()))}."
+            )
+        if not isinstance(rec.get("allow_truncated", False), bool):
+            raise ManifestError(
+                f"{origin}: {where}.allow_truncated: expected true or false, got "
+                f"{rec['allow_truncated']!r}; write true to read files shorter "
+                "than their header says."
             )
         _mapping(rec.get("include"), f"{where}.include", origin)
         _mapping(rec.get("columns"), f"{where}.columns", origin)

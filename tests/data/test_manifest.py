@@ -13,7 +13,7 @@ from mne.datasets import eegbci
 from eegsal.data import ManifestError, load_manifest, read_manifest
 from eegsal.data.loading import _read_raw, expand_recordings
 from eegsal.simulate import simulate_night
-from tests.conftest import shared_data_or_skip
+from tests.conftest import damage_edf, shared_data_or_skip
 
 MANIFESTS = __import__("pathlib").Path(__file__).parents[2] / "data_manifests"
 
@@ -463,3 +463,75 @@ def test_hypnogram_file_is_aligned_by_its_start_time(folder, tmp_path):
     epochs = load_manifest(spec, root=folder, cache=False)
     assert epochs.metadata["stage"].tolist() == ["N1", "N2", "REM", "N3"]
     np.testing.assert_allclose(epochs.metadata["onset"], [0, 30, 60, 90])
+
+
+@pytest.mark.parametrize("fmt", ["edf", "bdf"])
+def test_damaged_edf_files_are_refused(fmt, tmp_path, caplog):
+    raw = _raw(seconds=120)
+    onsets = [10.0, 30.0, 50.0, 70.0, 90.0, 110.0]
+    raw.set_annotations(mne.Annotations(onsets, 0.0, ["yes", "no"] * 3))
+    good = tmp_path / f"good.{fmt}"
+    mne.export.export_raw(good, raw, fmt=fmt, verbose=False)
+
+    def spec(name, **rec):
+        return dict(
+            recordings=[dict(path=name, subject="01", **rec)],
+            epochs=dict(labels={"yes": "a", "no": "b"}, tmin=-2.0, tmax=2.0),
+        )
+
+    assert len(load_manifest(spec(good.name), root=tmp_path, cache=False)) == 6
+    # cut to half its size: the header says 120 s, the file holds 60
+    damage_edf(good, tmp_path / f"cut.{fmt}", "truncated")
+    _bad(
+        spec(f"cut.{fmt}"),
+        tmp_path,
+        rf"recordings\[0\]: cut.{fmt} is truncated: its header says 120.0 s but the "
+        r"file holds 60.0 s; repair or replace the file, or set "
+        r"recordings\[0\].allow_truncated: true to read the 60.0 s it holds",
+        tmp_path,
+    )
+    with caplog.at_level(logging.WARNING, logger="eegsal"):
+        cut = load_manifest(
+            spec(f"cut.{fmt}", allow_truncated=True), root=tmp_path, cache=False
+        )
+    assert f"cut.{fmt} is truncated: its header says 120.0 s" in caplog.text
+    assert cut.metadata["onset"].tolist() == onsets[:3]
+    atol = 2e-9 if fmt == "edf" else 1e-11  # 16- and 24-bit samples
+    np.testing.assert_allclose(
+        cut.get_data()[0], raw.get_data()[:, 800:1201], atol=atol, rtol=1e-6
+    )
+    # a header whose physical or digital range of Cz is empty: no scale for Cz
+    for how in ("physical", "digital"):
+        damage_edf(good, tmp_path / f"{how}.{fmt}", how, channel=1)
+        _bad(
+            spec(f"{how}.{fmt}"),
+            tmp_path,
+            rf"recordings\[0\]: {how}.{fmt}: the header gives channels \['Cz'\] "
+            r"digital or physical min = max, so their scale is unknown .*repair the "
+            "header, or list them under preprocessing.exclude",
+            tmp_path,
+        )
+        without = spec(f"{how}.{fmt}")
+        without["preprocessing"] = dict(exclude=["Cz"])
+        epochs = load_manifest(without, root=tmp_path, cache=False)
+        assert epochs.ch_names == ["Fz", "Pz", "Oz"]
+        np.testing.assert_allclose(
+            epochs.get_data()[0], raw.get_data()[[0, 2, 3], 800:1201], atol=atol,
+            rtol=1e-6,
+        )  # fmt: skip
+        # a renamed channel is still known by its header
+        renamed = spec(f"{how}.{fmt}")
+        renamed["preprocessing"] = dict(rename={"Cz": "C0"})
+        _bad(renamed, tmp_path, r"channels \['C0'\] digital or physical", tmp_path)
+
+
+def test_a_truncated_eegmmidb_run(tmp_path):
+    folder = shared_data_or_skip("eegmmidb", "MNE-eegbci-data", "files", "eegmmidb",
+                                 "1.0.0", "S001")  # fmt: skip
+    damage_edf(folder / "S001R03.edf", tmp_path / "S001R03.edf", "truncated")
+    spec = _manifest("eegmmidb_motor.yaml")
+    spec["recordings"] = dict(path="S001R03.edf", subject="001")
+    _bad(spec, tmp_path, "S001R03.edf is truncated: its header says 125.0 s but "
+         "the file holds 62.0 s", tmp_path)  # fmt: skip
+    spec["recordings"]["allow_truncated"] = True
+    assert len(load_manifest(spec, root=tmp_path, cache=False)) == 7  # of 15
