@@ -119,6 +119,48 @@ CASES = {
         dict(allow_truncated="yes"),
         "recordings[0].allow_truncated: expected true or false, got 'yes'",
     ),
+    # values that would load, wrongly
+    "band-stop from swapped edges": (
+        dict(preprocessing=dict(l_freq=30.0, h_freq=1.0)),
+        "preprocessing.l_freq: the high-pass edge (30 Hz) is not below the "
+        "low-pass edge h_freq (1 Hz)",
+    ),
+    "equal band edges": (
+        dict(preprocessing=dict(l_freq=8.0, h_freq=8.0)),
+        "give l_freq < h_freq",
+    ),
+    "zero sampling rate": (
+        dict(preprocessing=dict(sfreq=0)),
+        "preprocessing.sfreq: must be > 0, got 0; give the sampling rate",
+    ),
+    "negative sampling rate": (
+        dict(preprocessing=dict(sfreq=-100.0)),
+        "preprocessing.sfreq: must be > 0, got -100.0",
+    ),
+    "NaN high-pass edge": (
+        dict(preprocessing=dict(l_freq=float("nan"))),
+        "preprocessing.l_freq: expected a finite number, got nan",
+    ),
+    "unknown montage": (
+        dict(preprocessing=dict(montage="colin27_105")),
+        "preprocessing.montage: 'colin27_105' is not an MNE built-in montage; use "
+        "one of mne.channels.get_builtin_montages() (e.g. 'colin27_1005'), or "
+        "leave montage out. Did you mean 'colin27_1005'?",
+    ),
+    "montage renamed in MNE 1.13": (
+        dict(preprocessing=dict(montage="standard_1020")),
+        "It was renamed in MNE 1.13: write 'colin27_1020'",
+    ),
+    "tmin after tmax": (
+        dict(epochs=dict(mode="events", labels={"yes": "a"}, tmin=2.0, tmax=-2.0)),
+        "epochs.tmax (-2.0) must be after tmin (2.0); give the window's start",
+    ),
+    "infinite tmax": (
+        dict(
+            epochs=dict(mode="events", labels={"yes": "a"}, tmin=0.0, tmax=float("inf"))
+        ),
+        "epochs.tmax: expected a finite number, got inf",
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -221,14 +222,60 @@ def check_name(value, where: str, origin: str, error=None) -> str:
     return text
 
 
+#: what to write instead of a wrong number, by field
+_NUMBER_FIX = {
+    "preprocessing.l_freq": "give the high-pass edge in Hz (e.g. 0.5), or leave "
+    "l_freq out for no high-pass",
+    "preprocessing.h_freq": "give the low-pass edge in Hz (e.g. 40), or leave "
+    "h_freq out for no low-pass",
+    "preprocessing.notch": "give the line frequency in Hz (50 or 60), or leave "
+    "notch out",
+    "preprocessing.sfreq": "give the sampling rate to resample to in Hz (e.g. "
+    "100), or leave sfreq out to keep the recordings' own",
+    "epochs.length": "give the scored epoch length in s (e.g. 30)",
+    "epochs.tmin": "give the window's start in s relative to each event (e.g. -2)",
+    "epochs.tmax": "give the window's end in s relative to each event (e.g. 0)",
+}
+
+
 def _number(value, where, origin, *, positive=False, allow_none=True):
     if value is None and allow_none:
         return None
+    fix = _NUMBER_FIX.get(where, "give a number")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ManifestError(f"{origin}: {where}: expected a number, got {value!r}.")
+        raise ManifestError(
+            f"{origin}: {where}: expected a number, got {value!r}; {fix}."
+        )
+    if not math.isfinite(value):
+        raise ManifestError(
+            f"{origin}: {where}: expected a finite number, got {value!r}; {fix}."
+        )
     if positive and value <= 0:
-        raise ManifestError(f"{origin}: {where}: must be > 0, got {value!r}.")
+        raise ManifestError(f"{origin}: {where}: must be > 0, got {value!r}; {fix}.")
     return float(value)
+
+
+def _check_montage(name, origin: str) -> None:
+    """Refuse a montage name MNE does not ship, suggesting the closest one."""
+    import mne
+
+    builtin = mne.channels.get_builtin_montages()
+    if isinstance(name, str) and name in builtin:
+        return
+    text = str(name)
+    renamed = "colin27_" + text.removeprefix("standard_")
+    if text.startswith("standard_") and renamed in builtin:
+        # MNE 1.13 renamed the 10-20 templates; the old names go in MNE 1.14
+        hint = f" It was renamed in MNE 1.13: write {renamed!r}."
+    else:
+        lower = {b.lower(): b for b in builtin}
+        close = difflib.get_close_matches(text.lower(), sorted(lower), n=1)
+        hint = f" Did you mean {lower[close[0]]!r}?" if close else ""
+    raise ManifestError(
+        f"{origin}: preprocessing.montage: {name!r} is not an MNE built-in montage; "
+        f"use one of mne.channels.get_builtin_montages() (e.g. 'colin27_1005'), or "
+        f"leave montage out.{hint}"
+    )
 
 
 def read_manifest(
@@ -322,6 +369,16 @@ def read_manifest(
     _unknown(pre, _PREPROCESSING, "preprocessing.", origin)
     for key in ("l_freq", "h_freq", "sfreq", "notch"):
         _number(pre.get(key), f"preprocessing.{key}", origin, positive=True)
+    l_freq, h_freq = pre.get("l_freq"), pre.get("h_freq")
+    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
+        raise ManifestError(
+            f"{origin}: preprocessing.l_freq: the high-pass edge ({l_freq:g} Hz) "
+            f"is not below the low-pass edge h_freq ({h_freq:g} Hz), which MNE "
+            "would apply as a band-stop filter; give l_freq < h_freq for a "
+            "band-pass (a line-noise stop band is preprocessing.notch)."
+        )
+    if pre.get("montage") is not None:
+        _check_montage(pre["montage"], origin)
     ep = _mapping(raw.get("epochs"), "epochs", origin)
     _unknown(ep, _EPOCHS, "epochs.", origin)
     mode = ep.get("mode", "scored" if "hypnogram" in ep else "events")
@@ -345,7 +402,8 @@ def read_manifest(
         if ep["tmax"] <= ep["tmin"]:
             raise ManifestError(
                 f"{origin}: epochs.tmax ({ep['tmax']}) must be after tmin "
-                f"({ep['tmin']})."
+                f"({ep['tmin']}); give the window's start as tmin and its end as "
+                "tmax (s relative to each event), e.g. tmin: -2, tmax: 0."
             )
         if not _mapping(ep.get("labels"), "epochs.labels", origin):
             raise ManifestError(
