@@ -36,6 +36,11 @@ def sandbox(tmp_path, monkeypatch):
                               verbose=False)  # fmt: skip
         raw.save(root / f"sub-0{i}_raw.fif", verbose=False)
         (root / f"sub-0{i}_hypno.txt").write_text("W\nN2\nN2\nREM\n")
+        # a blank line: read as absent, it would shift the later stages by 30 s
+        (root / f"sub-0{i}_gap_hypno.txt").write_text("W\nN2\n\nN2\nREM\n")
+        (root / f"sub-0{i}_nan_events.csv").write_text(
+            "onset,label\n10,yes\nnan,no\n70,yes\n"
+        )
     mne.export.export_raw(root / "sub-01.edf", raw, fmt="edf", verbose=False)
     for how in ("truncated", "physical", "digital"):
         damage_edf(root / "sub-01.edf", root / f"sub-01_{how}.edf", how)
@@ -160,6 +165,20 @@ CASES = {
             epochs=dict(mode="events", labels={"yes": "a"}, tmin=0.0, tmax=float("inf"))
         ),
         "epochs.tmax: expected a finite number, got inf",
+    ),
+    "NaN event onset": (
+        dict(
+            events="sub-{subject}_nan_events.csv",
+            epochs=dict(
+                mode="events", labels={"yes": "a", "no": "b"}, tmin=-2.0, tmax=0.0
+            ),
+        ),
+        "recordings[0].events: sub-01_nan_events.csv: 1 events have no onset (a "
+        "blank, NaN or non-numeric value; row 2 below the header)",
+    ),
+    "blank hypnogram row": (
+        dict(hypnogram="sub-{subject}_gap_hypno.txt"),
+        "recordings[0].hypnogram: sub-01_gap_hypno.txt: 1 blank stages (line 3)",
     ),
 }
 

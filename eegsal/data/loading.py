@@ -516,13 +516,28 @@ def read_hypnogram(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
     path = Path(spec)
     try:
         if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False,
+                             skip_blank_lines=False)  # fmt: skip
             codes = df["stage"] if "stage" in df else df.iloc[:, 0]
+            first_line = 2  # below the header
         else:
-            codes = pd.Series(path.read_text().split())
+            codes = pd.Series(path.read_text().splitlines(), dtype=str)
+            first_line = 1
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise m.error(where, f"cannot read {path}: {err}") from None
     codes = codes.astype(str).str.strip()
+    blank = np.flatnonzero(codes.to_numpy() == "")
+    filled = np.flatnonzero(codes.to_numpy() != "")
+    codes = codes.iloc[: filled[-1] + 1 if len(filled) else 0]  # trailing blanks
+    blank = blank[blank < len(codes)]
+    if len(blank):
+        lines = ", ".join(str(i + first_line) for i in blank[:5])
+        raise m.error(
+            where, f"{path.name}: {len(blank)} blank stages (line {lines}); a "
+            f"hypnogram holds one stage per {length:g}-s epoch, so a missing one "
+            "would shift every later stage by an epoch; write the stage on each "
+            "blank line ('?' for an unscored epoch, listed in epochs.ignore_stages)."
+        )  # fmt: skip
     codes = codes.str.replace(r"\.0$", "", regex=True)  # 2.0 -> 2 (float tables)
     unknown = sorted(set(codes) - set(mapping) - ignored)
     if unknown:
@@ -614,7 +629,18 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
             f"{table_path.name}: labels {u} have no map; add them to "
             "epochs.labels or list them in epochs.ignore_labels."
         ))  # fmt: skip
-        onset = table["onset"].to_numpy(float)[keep]
+        onsets = pd.to_numeric(table["onset"], errors="coerce").to_numpy(float)
+        blank = np.flatnonzero(keep & ~np.isfinite(onsets))
+        if len(blank):
+            rows = ", ".join(str(i + 1) for i in blank[:5])
+            raise m.error(
+                f"{rec['where']}.events", f"{table_path.name}: {len(blank)} events "
+                "have no onset (a blank, NaN or non-numeric value; row "
+                f"{rows} below the header); "
+                "give each event's onset in s from the recording's start, or "
+                "remove its row."
+            )  # fmt: skip
+        onset = onsets[keep]
         names = values[keep]
     duration = raw.n_times / sfreq
     start, stop = onset + ep["tmin"], onset + ep["tmax"]

@@ -260,6 +260,26 @@ def test_bad_hypnograms(folder, tmp_path):
         r"lasts 0.03 h; trim the recording or fix the hypnogram",
         tmp_path,
     )
+    # a blank line, read as nothing, would shift the later stages by one epoch
+    (folder / "sub-02_hypno.txt").write_text("W\nN2\n\nN2\nREM\n")
+    _bad(
+        _events_manifest(),
+        folder,
+        r"recordings\[0\].hypnogram: sub-02_hypno.txt: 1 blank stages \(line 3\); a "
+        r"hypnogram holds one stage per 30-s epoch, .* write the stage on each blank "
+        "line",
+        tmp_path,
+    )
+    (folder / "sub-02_hypno.csv").write_text("epoch,stage\n0,W\n1,N2\n2,\n3,REM\n")
+    spec = _events_manifest()
+    spec["recordings"]["hypnogram"] = "sub-{subject}_hypno.csv"
+    (folder / "sub-01_hypno.csv").write_text("stage\nW\nN2\nN2\nREM\n\n\n")
+    _bad(spec, folder, r"sub-02_hypno.csv: 1 blank stages \(line 4\)", tmp_path)
+    # blank lines at the end are no stage; '?' marks an unscored epoch
+    (folder / "sub-02_hypno.csv").write_text("stage\nW\nN2\n?\nREM\n\n")
+    epochs = load_manifest(spec, root=folder, cache=False)
+    assert epochs.metadata["stage"].tolist() == ["W", "N2", "N2", "REM", "W", "N2",
+                                                 "REM"]  # fmt: skip
     (folder / "sub-02_hypno.txt").write_text("W\nN2\nS9\nREM")
     _bad(
         _events_manifest(),
@@ -268,6 +288,26 @@ def test_bad_hypnograms(folder, tmp_path):
         "mapping",
         tmp_path,
     )
+
+
+def test_event_onsets_must_be_numbers(folder, tmp_path):
+    (folder / "sub-02_events.csv").write_text(
+        "onset,label\n10,yes\n,no\n70,yes\nsoon,no\nnan,maybe\n"
+    )
+    # the blank, 'soon' rows are refused; 'maybe' is ignored, its onset unread
+    _bad(
+        _events_manifest(ignore_labels=["maybe"]),
+        folder,
+        r"recordings\[0\].events: sub-02_events.csv: 2 events have no onset \(a "
+        r"blank, NaN or non-numeric value; row 2, 4 below the header\); give each "
+        "event's onset in s",
+        tmp_path,
+    )
+    (folder / "sub-02_events.csv").write_text("onset,label\n10,yes\n50,no\nnan,maybe\n")
+    epochs = load_manifest(
+        _events_manifest(ignore_labels=["maybe"]), root=folder, cache=False
+    )
+    assert np.isfinite(epochs.get_data()).all() and len(epochs) == 4 + 2
 
 
 def test_bad_events(folder, tmp_path):
