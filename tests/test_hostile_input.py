@@ -180,6 +180,16 @@ CASES = {
         dict(hypnogram="sub-{subject}_gap_hypno.txt"),
         "recordings[0].hypnogram: sub-01_gap_hypno.txt: 1 blank stages (line 3)",
     ),
+    "one file under two subjects": (
+        dict(
+            recordings=[
+                _manifest()["recordings"],
+                dict(path="sub-01_raw.fif", subject="07", hypnogram="sub-01_hypno.txt"),
+            ]
+        ),
+        "recordings[1]: sub-01_raw.fif (subject '07') is the file sub-01_raw.fif "
+        "of recordings[0] (subject '01') again",
+    ),
 }
 
 

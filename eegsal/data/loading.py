@@ -248,7 +248,31 @@ def expand_recordings(m: Manifest) -> list[dict]:
                         spec, fields, path.parent, m, f"{where}.{key}"
                     )
             out.append(entry)
+    _check_distinct(out, m)
     return out
+
+
+def _check_distinct(recs: list[dict], m: Manifest) -> None:
+    """Refuse a file that two recording entries (or links) resolve to.
+
+    Read twice, its epochs would count twice, and under two subjects they
+    would sit on both sides of a subject-grouped split.
+    """
+    seen: dict[tuple, dict] = {}
+    for rec in recs:
+        stat = rec["path"].stat()
+        first = seen.setdefault((stat.st_dev, stat.st_ino), rec)
+        if first is rec:
+            continue
+        also = "the same entry" if first["where"] == rec["where"] else first["where"]
+        raise m.error(
+            rec["where"], f"{rec['path'].name} (subject {rec['subject']!r}) is "
+            f"the file {first['path'].name} of {also} (subject "
+            f"{first['subject']!r}) again; its epochs would count twice and, "
+            "under two subjects, leak across cross-validation folds. List each "
+            "file once: remove one entry, or narrow the glob with match: or "
+            "include:."
+        )  # fmt: skip
 
 
 def _bids_recordings(spec: dict, m: Manifest, where: str) -> list:

@@ -575,3 +575,33 @@ def test_a_truncated_eegmmidb_run(tmp_path):
          "the file holds 62.0 s", tmp_path)  # fmt: skip
     spec["recordings"]["allow_truncated"] = True
     assert len(load_manifest(spec, root=tmp_path, cache=False)) == 7  # of 15
+
+
+def test_a_file_is_read_once(folder, tmp_path):
+    spec = _events_manifest()
+    # a path naming a file the glob finds, under another subject
+    spec["recordings"] = [
+        spec["recordings"],
+        dict(path="sub-01_raw.fif", subject="07", events="sub-01_events.csv",
+             hypnogram="sub-01_hypno.txt"),
+    ]  # fmt: skip
+    _bad(
+        spec,
+        folder,
+        r"recordings\[1\]: sub-01_raw.fif \(subject '07'\) is the file "
+        r"sub-01_raw.fif of recordings\[0\] \(subject '01'\) again; its epochs "
+        r"would count twice and, under two subjects, leak across cross-validation "
+        r"folds. List each file once",
+        tmp_path,
+    )
+    # a link under another name, found by one glob
+    (folder / "sub-03_raw.fif").hardlink_to(folder / "sub-02_raw.fif")
+    for name in ("hypno.txt", "events.csv"):
+        (folder / f"sub-03_{name}").write_text((folder / f"sub-02_{name}").read_text())
+    _bad(
+        _events_manifest(),
+        folder,
+        r"recordings\[0\]: sub-03_raw.fif \(subject '03'\) is the file "
+        r"sub-02_raw.fif of the same entry \(subject '02'\) again",
+        tmp_path,
+    )
