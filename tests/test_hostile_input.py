@@ -166,6 +166,18 @@ CASES = {
         ),
         "epochs.tmax: expected a finite number, got inf",
     ),
+    "unknown on_outside": (
+        dict(
+            epochs=dict(
+                mode="events",
+                labels={"yes": "a"},
+                tmin=0.0,
+                tmax=1.0,
+                on_outside="skip",
+            )
+        ),
+        "epochs.on_outside: 'skip' is not 'drop'",
+    ),
     "NaN event onset": (
         dict(
             events="sub-{subject}_nan_events.csv",

@@ -666,18 +666,61 @@ def _events(rec: dict, raw: mne.io.BaseRaw, m: Manifest) -> pd.DataFrame:
             )  # fmt: skip
         onset = onsets[keep]
         names = values[keep]
-    duration = raw.n_times / sfreq
-    start, stop = onset + ep["tmin"], onset + ep["tmax"]
-    bad = np.flatnonzero((start < 0) | (stop > duration))
-    if len(bad):
-        raise m.error(
-            f"{rec['where']}.events", f"{len(bad)} event windows of {path.name} fall "
-            f"outside the recording (0-{duration:.1f} s), the first at "
-            f"{onset[bad[0]]:.2f} s; fix the events or epochs.tmin/tmax."
-        )  # fmt: skip
-    return pd.DataFrame(
-        {"onset": onset, "event": names, "content": [labels[n] for n in names]}
+    return _inside_recording(
+        pd.DataFrame(
+            {"onset": onset, "event": names, "content": [labels[n] for n in names]}
+        ),
+        raw.n_times / sfreq,
+        rec,
+        m,
     )
+
+
+def _inside_recording(
+    table: pd.DataFrame, duration: float, rec: dict, m: Manifest
+) -> pd.DataFrame:
+    """Events whose window lies in the recording; the others dropped, or an error.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Events, with ``onset`` (s from the recording's start).
+    duration : float
+        The recording's length (s).
+    rec : dict
+        The recording's entry.
+    m : Manifest
+        The manifest (its ``epochs.tmin``, ``tmax`` and ``on_outside``).
+
+    Returns
+    -------
+    table : DataFrame
+        The events whose window ``[onset + tmin, onset + tmax]`` lies within
+        ``[0, duration]``. The others are dropped with a logged count (as
+        :class:`mne.Epochs` drops windows past the data), or refused with
+        ``epochs.on_outside: raise``.
+    """
+    ep, name = m.epochs, rec["path"].name
+    onset = table["onset"].to_numpy()
+    start, stop = onset + ep["tmin"], onset + ep["tmax"]
+    bad = (start < 0) | (stop > duration)
+    if not bad.any():
+        return table
+    first = onset[np.flatnonzero(bad)[0]]
+    if ep.get("on_outside", "drop") == "raise":
+        raise m.error(
+            f"{rec['where']}.events", f"{int(bad.sum())} event windows of {name} "
+            f"({ep['tmin']:g} to {ep['tmax']:g} s around each event) fall outside "
+            f"the recording (0-{duration:.1f} s), the first at {first:.2f} s; fix "
+            "the events or epochs.tmin/tmax, or set epochs.on_outside: drop to "
+            "leave them out."
+        )  # fmt: skip
+    logger.warning(
+        "%s: %d of %d event windows (%g to %g s around each event) fall outside "
+        "the recording (0-%.1f s), the first at %.2f s; dropped.",
+        name, int(bad.sum()), len(table), ep["tmin"], ep["tmax"], duration, first,
+    )  # fmt: skip
+    return table[~bad].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------- loading

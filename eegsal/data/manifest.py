@@ -38,7 +38,9 @@ _PREPROCESSING = {"rename", "channel_types", "exclude", "picks", "montage",
                   "reference", "l_freq", "h_freq", "notch", "sfreq"}  # fmt: skip
 _EPOCHS = {"mode", "length", "hypnogram", "stages", "ignore_stages", "stage_column",
            "events", "stim_channel", "labels", "ignore_labels", "label_column",
-           "context", "tmin", "tmax"}  # fmt: skip
+           "context", "tmin", "tmax", "on_outside"}  # fmt: skip
+#: what ``epochs.on_outside`` may say about event windows outside a recording
+ON_OUTSIDE = ("drop", "raise")
 FORMATS = {
     ".edf": "edf",
     ".bdf": "bdf",
@@ -410,6 +412,12 @@ def read_manifest(
                 f"{origin}: epochs.labels: map event names (or codes) to content "
                 "labels, e.g. {T1: left, T2: right}."
             )
+    if ep.get("on_outside", "drop") not in ON_OUTSIDE:
+        raise ManifestError(
+            f"{origin}: epochs.on_outside: {ep['on_outside']!r} is not 'drop' "
+            "(leave out event windows that fall outside their recording, with a "
+            "logged count) or 'raise' (refuse them)."
+        )
     _mapping(ep.get("stages"), "epochs.stages", origin)
     return Manifest(
         name=name,

@@ -290,6 +290,40 @@ def test_bad_hypnograms(folder, tmp_path):
     )
 
 
+def test_event_windows_outside_the_recording(folder, tmp_path, caplog):
+    # an awakening 5 s after the start, with 20 s before it asked for, and one
+    # whose window runs past the end (119 + 2 s of a 120-s recording)
+    pd.DataFrame({"onset": [5.0, 40.0, 119.0], "label": ["yes", "no", "no"]}).to_csv(
+        folder / "sub-02_events.csv", index=False
+    )
+    spec = _events_manifest(tmin=-20.0, tmax=2.0)
+    with caplog.at_level(logging.WARNING, logger="eegsal"):
+        epochs = load_manifest(spec, root=folder, cache=False)
+    # sub-01's events at 10 s (from -10 s) and sub-02's at 5 and 119 s are left out
+    assert epochs.metadata["onset"].tolist() == [40.0, 70.0, 100.0, 40.0]
+    assert (
+        "sub-02_raw.fif: 2 of 3 event windows (-20 to 2 s around each event) fall "
+        "outside the recording (0-120.0 s), the first at 5.00 s; dropped."
+    ) in caplog.text
+    assert "sub-01_raw.fif: 1 of 4 event windows" in caplog.text
+    # the strict reading refuses them
+    _bad(
+        _events_manifest(tmin=-20.0, tmax=2.0, on_outside="raise"),
+        folder,
+        r"recordings\[0\].events: 1 event windows of sub-01_raw.fif \(-20 to 2 s "
+        r"around each event\) fall outside the recording \(0-120.0 s\), the first "
+        r"at 10.00 s; .*or set epochs.on_outside: drop",
+        tmp_path,
+    )
+    # a recording left without events adds none; no recording with any: an error
+    _bad(
+        _events_manifest(tmin=-200.0),
+        folder,
+        "epochs: no epochs in any recording",
+        tmp_path,
+    )
+
+
 def test_event_onsets_must_be_numbers(folder, tmp_path):
     (folder / "sub-02_events.csv").write_text(
         "onset,label\n10,yes\n,no\n70,yes\nsoon,no\nnan,maybe\n"
@@ -311,15 +345,6 @@ def test_event_onsets_must_be_numbers(folder, tmp_path):
 
 
 def test_bad_events(folder, tmp_path):
-    pd.DataFrame({"onset": [10.0, 119.0], "label": ["yes", "no"]}).to_csv(
-        folder / "sub-02_events.csv", index=False
-    )
-    _bad(
-        _events_manifest(tmax=2.0),
-        folder,
-        r"1 event windows of sub-02_raw.fif fall outside the recording",
-        tmp_path,
-    )
     pd.DataFrame({"onset": [10.0, 50.0], "label": ["yes", "maybe"]}).to_csv(
         folder / "sub-02_events.csv", index=False
     )
