@@ -15,8 +15,7 @@ from typing import Any
 
 from eegsal import simulate
 from eegsal._logging import set_log_level
-
-__version__ = "0.1.0.dev0"
+from eegsal._version import __version__
 
 # public name -> module that defines it (loaded lazily: these import torch)
 _LAZY = {

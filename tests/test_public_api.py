@@ -58,3 +58,19 @@ def test_docstrings_are_filled_and_present():
             assert "%(" not in doc, f"{module.__name__}.{name}: unfilled placeholder"
             if inspect.isfunction(obj) and inspect.signature(obj).parameters:
                 assert "Parameters\n----------" in doc, f"{name}: no Parameters"
+
+
+def test_the_version_is_defined_once():
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import yaml
+
+    import eegsal
+
+    assert version("eegsal") == eegsal.__version__  # the build reads _version.py
+    root = Path(__file__).parents[1]
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert str(cff["version"]) == eegsal.__version__
+    assert (root / "eegsal" / "py.typed").is_file()
+    assert "BSD 3-Clause" in (root / "LICENSE").read_text()

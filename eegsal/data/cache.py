@@ -14,6 +14,7 @@ import mne
 
 from eegsal._io import atomic_dir
 from eegsal._logging import logger
+from eegsal._version import __version__
 from eegsal.data.manifest import check_name
 
 __all__ = ["cache_key", "cache_path", "read_cached", "save_epochs", "write_cached"]
@@ -34,8 +35,6 @@ def cache_key(manifest, recordings: list[dict]) -> str:
     modification time, so editing a recording, a hypnogram or the manifest
     invalidates the cached epochs; moving the data root does not.
     """
-    from eegsal import __version__
-
     files = []
     for rec in recordings:
         for key in ("path", "hypnogram", "events"):
