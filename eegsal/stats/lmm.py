@@ -15,7 +15,7 @@ from eegsal._check import check_option, validate_type
 from eegsal._docs import fill_doc
 from eegsal._io import atomic_path, check_fname
 from eegsal._logging import logger, progress, verbose
-from eegsal.stats import _reml
+from eegsal.stats import _reml, _reml_slopes
 from eegsal.stats._formula import check_formula
 
 __all__ = ["LMMResult", "fit_lmm"]
@@ -75,15 +75,19 @@ def fit_lmm(
     groups : str
         Metadata column of the random effects' grouping (subjects).
     re_formula : str
-        Random effects: ``'1'`` (random intercept per subject) or a
-        variable, e.g. ``'content'`` (random intercept and slope; statsmodels
-        engine only).
+        Random effects per group, in patsy's syntax: ``'1'`` (a random
+        intercept per subject) or e.g. ``'content'`` (a random intercept and
+        a random content slope; ``'1 + content'`` is the same, as in
+        statsmodels, and ``'0 + content'`` drops the intercept). Any number
+        of terms works; each adds columns to the per-subject covariance.
     engine : str
-        ``'fast'``: the vectorized exact REML solver for random intercepts
-        (one decomposition shared by all cells, Lippert et al., 2011), or
-        ``'statsmodels'``: one statsmodels ``MixedLM`` fit per cell (slow:
-        about 35 ms a cell), the reference, and the only engine for random
-        slopes.
+        ``'fast'``: the vectorized exact REML solvers (random intercepts: one
+        decomposition shared by all cells, Lippert et al., 2011; random
+        slopes: lme4's profiled REML criterion, Bates et al., 2015, from
+        per-subject cross-products, minimised per cell by a batched Newton
+        method), or ``'statsmodels'``: one statsmodels ``MixedLM`` fit per
+        cell (slow: 35 ms a cell with a random intercept, about 100 ms with
+        a random slope), the reference.
     absolute : bool
         Model the absolute attribution (its magnitude) instead of the signed
         value.
@@ -112,15 +116,47 @@ def fit_lmm(
     over the whole map, use :meth:`LMMResult.cluster_test`, whose permutation
     p-values do not rest on this approximation.
 
+    **These subjects or the population.** With a random intercept only
+    (``re_formula='1'``), the test of ``content`` treats each subject's
+    content effect as fixed: its standard error holds the epoch-to-epoch
+    noise, not the variation of the effect across subjects, and the claim
+    is about *these subjects* (exchangeable epochs within subject). When the
+    effect varies by subject, that test is anti-conservative as a claim about
+    the population: with a zero-mean content slope of SD 0.5 and no average
+    effect, 39 % of cells rejected at 5 %. A random slope of the tested term
+    (``re_formula='content'``) puts that variation into the standard error,
+    and the Wald z is then approximately N(0, 1) under "no average effect in
+    the population" (with few subjects, a t with about n_subjects - 1 degrees
+    of freedom would be more accurate). Each coefficient's claim is in
+    :attr:`LMMResult.claim`, the repr and the ``claim`` column of
+    :meth:`LMMResult.summary`: ``'the population'`` where its column is
+    spanned by the random effects, ``'these subjects'`` otherwise.
+
+    Random slopes follow lme4 (Bates et al., 2015): the random effects of a
+    subject are ``N(0, sigma^2 Lambda Lambda')`` with ``Lambda`` lower
+    triangular; the REML criterion, with ``sigma^2`` profiled out, is
+    computed from per-subject cross-products of the design (shared by all
+    cells) and of the data, so each evaluation costs a few small matrices per
+    cell and subject. The fast engine reaches a lower (or equal) REML
+    criterion than statsmodels' optimiser, agrees with lme4 (``REML=TRUE``)
+    to about 1e-4, and sets a variance to exactly zero where the criterion
+    is flat there (lme4's singular fits; ``cov_re`` then has a zero row).
+
     References
     ----------
     .. [1] Lippert C et al. (2011). FaST linear mixed models for genome-wide
        association studies. Nature Methods 8:833-835.
+    .. [2] Bates D, Mächler M, Bolker B, Walker S (2015). Fitting linear
+       mixed-effects models using lme4. J Stat Softw 67(1):1-48.
 
     Examples
     --------
     >>> lmm = eegsal.stats.fit_lmm(attr, "content * stage")  # doctest: +SKIP
     >>> lmm.summary().query("p < 0.001")  # doctest: +SKIP
+    >>> pop = eegsal.stats.fit_lmm(attr, "content + stage", re_formula="content")
+    ... # doctest: +SKIP
+    >>> pop.claim["content[T.other]"]  # doctest: +SKIP
+    'the population'
     """
     from eegsal.attribution.container import Attributions
 
@@ -138,18 +174,18 @@ def fit_lmm(
             "label=<class index> to test it."
         )
     X = _design(formula, meta)
-    re_formula = re_formula.strip()
-    if re_formula != "1":
-        if engine == "fast":
-            raise ValueError(
-                f"re_formula={re_formula!r}: the fast engine fits random intercepts "
-                "only; use engine='statsmodels' for random slopes."
-            )
-        _design(re_formula, meta)  # validates the variable names
+    re_formula = re_formula.strip().lstrip("~").strip()
+    Z = _design(re_formula, meta)  # validates the names; '1 + content' == 'content'
+    intercept_only = Z.shape[1] == 1 and np.ptp(Z.to_numpy()) == 0
     if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1]:
         raise ValueError(
             f"the design of {formula!r} is rank deficient (columns {list(X.columns)}):"
             " some combination of levels has no epochs; simplify the formula."
+        )
+    if np.linalg.matrix_rank(Z.to_numpy()) < Z.shape[1]:
+        raise ValueError(
+            f"the random effects {re_formula!r} are rank deficient (columns "
+            f"{list(Z.columns)}); simplify re_formula."
         )
     codes, subjects = pd.factorize(meta[groups], sort=True)
     if len(subjects) < 2:
@@ -166,24 +202,34 @@ def fit_lmm(
         engine,
     )
     lazy = not isinstance(attr.data, np.ndarray)
+    Xa, Za = X.to_numpy(), Z.to_numpy()
     if engine == "fast" and lazy:  # maps on disk: stream them, block by block
         blocks = (
             (start, np.abs(b) if absolute else b) for start, b in attr.iter_blocks()
         )
-        suff = _reml.sufficient_blocks(X.to_numpy(), blocks, codes)
-    elif engine == "fast":
-        Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
-        suff = _reml.sufficient(X.to_numpy(), np.abs(Y) if absolute else Y, codes)
+        if intercept_only:
+            suff = _reml.sufficient_blocks(Xa, blocks, codes)
+        else:
+            suff = _reml_slopes.group_sums_blocks(Xa, Za, blocks, codes)
     else:
         Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
         Y = np.abs(Y) if absolute else Y
-    if engine == "fast":
+        if engine == "fast" and intercept_only:
+            suff = _reml.sufficient(Xa, Y, codes)
+        elif engine == "fast":
+            suff = _reml_slopes.group_sums(Xa, Za, Y, codes)
+    gamma = None
+    if engine == "fast" and intercept_only:
         gamma = _reml.fit_gamma(suff)
         beta, se, scale = _reml.estimates(suff, gamma)
-        group_var = gamma * scale
+        cov_re = (gamma * scale)[:, None, None]
+    elif engine == "fast":
+        theta = _reml_slopes.fit_theta(suff)
+        beta, se, scale, cov_re = _reml_slopes.estimates(suff, theta)
     else:
-        beta, se, scale, group_var = _statsmodels_loop(X, Y, meta, groups, re_formula)
-        gamma = group_var / scale if group_var.ndim == 1 else None
+        beta, se, scale, cov_re = _statsmodels_loop(Xa, Y, meta, groups, Za)
+        if intercept_only:
+            gamma = cov_re[:, 0, 0] / scale
     shape = (X.shape[1], n_rows, n_times)
     t = beta.T / se.T
     return LMMResult(
@@ -192,7 +238,12 @@ def fit_lmm(
         t=t.reshape(shape),
         scale=scale.reshape(n_rows, n_times),
         gamma=None if gamma is None else gamma.reshape(n_rows, n_times),
+        cov_re=cov_re.transpose(1, 2, 0).reshape(
+            Z.shape[1], Z.shape[1], n_rows, n_times
+        ),  # fmt: skip
         names=list(X.columns),
+        re_names=list(Z.columns),
+        claim=_claims(X, Z),
         formula=formula,
         groups=groups,
         re_formula=re_formula,
@@ -203,19 +254,42 @@ def fit_lmm(
     )
 
 
-def _statsmodels_loop(X, Y, meta, groups, re_formula):
-    """Fit statsmodels' MixedLM (REML) cell by cell: the reference."""
+THESE_SUBJECTS, POPULATION = "these subjects", "the population"
+
+
+def _claims(X: pd.DataFrame, Z: pd.DataFrame) -> dict[str, str]:
+    """Say what a test of each coefficient is about.
+
+    A coefficient's test is about the population when its column of ``X`` is
+    a combination of the columns of ``Z`` (the model has a random deviation of
+    that coefficient per subject, whose variance enters the standard error),
+    and about these subjects otherwise.
+    """
+    Za = Z.to_numpy()
+    coef, *_ = np.linalg.lstsq(Za, X.to_numpy(), rcond=None)
+    resid = np.abs(X.to_numpy() - Za @ coef).max(0)
+    scale = np.abs(X.to_numpy()).max(0) + 1e-300
+    return {
+        name: POPULATION if r <= 1e-9 * s else THESE_SUBJECTS
+        for name, r, s in zip(X.columns, resid, scale, strict=True)
+    }
+
+
+def _statsmodels_loop(X, Y, meta, groups, Z):
+    """Fit statsmodels' MixedLM (REML) cell by cell: the reference.
+
+    Returns beta, se (F, p), scale (F,) and the random-effects covariance
+    (F, q, q), on the data's scale.
+    """
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    exog_re = None if re_formula == "1" else _design(re_formula, meta).to_numpy()
-    p = X.shape[1]
+    p, q = X.shape[1], Z.shape[1]
     beta = np.empty((Y.shape[1], p))
     se = np.empty_like(beta)
     scale = np.empty(Y.shape[1])
-    k_re = 1 if exog_re is None else exog_re.shape[1]
-    group_var = np.empty((Y.shape[1],) + ((k_re, k_re) if k_re > 1 else ()))
+    cov_re = np.empty((Y.shape[1], q, q))
     for f in progress(range(Y.shape[1]), desc="MixedLM per cell"):
-        model = MixedLM(Y[:, f], X.to_numpy(), meta[groups].to_numpy(), exog_re)
+        model = MixedLM(Y[:, f], X, meta[groups].to_numpy(), Z)
         with warnings.catch_warnings():
             # boundary fits (no subject variance) are legitimate here
             warnings.simplefilter("ignore")
@@ -223,9 +297,8 @@ def _statsmodels_loop(X, Y, meta, groups, re_formula):
             # a non-positive Hessian there gives NaN standard errors: kept
             beta[f], se[f] = fit.fe_params, fit.bse_fe
         scale[f] = fit.scale
-        cov_re = np.asarray(fit.cov_re)
-        group_var[f] = cov_re[0, 0] if k_re == 1 else cov_re
-    return beta, se, scale, group_var
+        cov_re[f] = np.asarray(fit.cov_re)
+    return beta, se, scale, cov_re
 
 
 class LMMResult:
@@ -238,9 +311,20 @@ class LMMResult:
     scale : ndarray, shape (n_channels, n_times)
         Residual variance.
     gamma : ndarray, shape (n_channels, n_times) | None
-        Ratio of subject (random intercept) to residual variance.
+        Ratio of subject (random intercept) to residual variance; None with
+        random slopes.
+    cov_re : ndarray, shape (n_re, n_re, n_channels, n_times)
+        Covariance of the random effects (in the data's units squared).
     names : list of str
         Coefficient names (patsy's).
+    re_names : list of str
+        Names of the random effects (columns of the ``re_formula`` design).
+    claim : dict of str to str
+        What a test of each coefficient is about: ``'the population'`` when
+        the model has a random slope of it (its variation across subjects is
+        in the standard error), ``'these subjects'`` when it does not (the
+        test assumes the epochs exchangeable within subject, and its p-value
+        says nothing about subjects not in the study).
     formula, groups, re_formula, engine : str
         The model.
     absolute : bool
@@ -261,6 +345,9 @@ class LMMResult:
         gamma,
         names,
         formula,
+        cov_re=None,
+        re_names=("Intercept",),
+        claim=None,
         groups,
         re_formula,
         engine,
@@ -271,6 +358,13 @@ class LMMResult:
         self.beta, self.se, self.t = beta, se, t
         self.p = 2 * stats.norm.sf(np.abs(t))
         self.scale, self.gamma, self.names = scale, gamma, names
+        if cov_re is None:
+            cov_re = (gamma * scale)[None, None]
+        self.cov_re, self.re_names = cov_re, list(re_names)
+        if claim is None:  # a random intercept
+            claim = {n: THESE_SUBJECTS for n in names}
+            claim["Intercept"] = POPULATION
+        self.claim = {n: claim.get(n, THESE_SUBJECTS) for n in names}
         self.formula, self.groups, self.re_formula = formula, groups, re_formula
         self.engine, self.absolute = engine, absolute
         self.attr, self.design = attr, design
@@ -280,8 +374,16 @@ class LMMResult:
         return (
             f"<LMMResult | {self.formula} + ({self.re_formula} | {self.groups}), "
             f"{len(self.names)} coefficients × {c} ch × {t} times, "
-            f"{len(self.attr)} epochs, engine {self.engine}>"
+            f"{len(self.attr)} epochs, engine {self.engine}, {self._claim_text()}>"
         )
+
+    def _claim_text(self) -> str:
+        slopes = [n for n in self.names if n != "Intercept"
+                  and self.claim[n] == POPULATION]  # fmt: skip
+        if not slopes:
+            return "claims about these subjects"
+        rest = "" if len(slopes) == len(self.names) - 1 else "; the rest these subjects"
+        return f"claims about the population for {', '.join(slopes)}{rest}"
 
     @property
     def ch_names(self) -> list[str]:
@@ -323,7 +425,9 @@ class LMMResult:
         Returns
         -------
         df : pandas.DataFrame
-            Columns ``term, channel, time, estimate, se, t, p``.
+            Columns ``term, channel, time, estimate, se, t, p, claim``;
+            ``claim`` says whether the test of the term is about these
+            subjects or the population (see :attr:`claim`).
         """
         k, c, t = self.beta.shape
         return pd.DataFrame(
@@ -335,6 +439,7 @@ class LMMResult:
                 "se": self.se.ravel(),
                 "t": self.t.ravel(),
                 "p": self.p.ravel(),
+                "claim": np.repeat([self.claim[n] for n in self.names], c * t),
             }
         )
 
