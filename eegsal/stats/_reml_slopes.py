@@ -232,7 +232,12 @@ def canonical(theta: np.ndarray, q: int) -> np.ndarray:
 
 
 def fit_theta(
-    s: GroupSums, *, max_iter: int = 50, tol: float = 1e-7, chunk: int = 4096
+    s: GroupSums,
+    *,
+    start: np.ndarray | None = None,
+    max_iter: int = 50,
+    tol: float = 1e-7,
+    chunk: int = 4096,
 ) -> np.ndarray:
     """Minimise the REML deviance over ``theta`` for every cell at once.
 
@@ -251,7 +256,12 @@ def fit_theta(
     n_cells, q = s.yy.shape[0], s.q
     if n_cells > chunk:  # bounded memory: (chunk, G, q, q) temporaries
         parts = [
-            fit_theta(s.cells(slice(a, a + chunk)), max_iter=max_iter, tol=tol)
+            fit_theta(
+                s.cells(slice(a, a + chunk)),
+                start=None if start is None else start[a : a + chunk],
+                max_iter=max_iter,
+                tol=tol,
+            )
             for a in range(0, n_cells, chunk)
         ]
         return np.concatenate(parts)
@@ -261,8 +271,14 @@ def fit_theta(
         t = np.zeros(k)
         t[diag] = values
         starts.append(t)
-    devs = np.stack([reml_deviance(s, np.tile(t, (n_cells, 1))) for t in starts])
-    theta = np.stack(starts)[devs.argmin(0)]
+    starts = [np.tile(t, (n_cells, 1)) for t in starts]
+    if start is not None:
+        warm = np.array(start, dtype=float)
+        warm[:, diag] = np.where(np.abs(warm[:, diag]) < 1e-3, 1e-2, warm[:, diag])
+        starts.append(warm)
+    devs = np.stack([reml_deviance(s, t) for t in starts])
+    best = devs.argmin(0)
+    theta = np.stack(starts)[best, np.arange(n_cells)]
     dev = devs.min(0)
     active = np.arange(n_cells)
     for _ in range(max_iter):

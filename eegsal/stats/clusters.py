@@ -14,8 +14,8 @@ from scipy.sparse.csgraph import connected_components
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
-from eegsal.stats import _reml
-from eegsal.stats.lmm import _variables
+from eegsal.stats import _reml, _reml_slopes
+from eegsal.stats.lmm import POPULATION, _design, _variables
 
 __all__ = ["ClusterTest", "cluster_test", "two_stage_test"]
 
@@ -61,6 +61,12 @@ class ClusterTest:
         Metadata columns whose combinations bound the permutations (for
         ``'sign flip'``: the columns within whose cells the contrasts were
         formed).
+    claim : str
+        What the test is about: ``'these subjects'`` (a random-intercept
+        model: the variation of the effect across subjects is not in the
+        statistic) or ``'the population'`` (a random slope of the tested
+        term, or the across-subject sign flips of :func:`two_stage_test`);
+        also the ``claim`` column of ``clusters``.
     """
 
     name: str
@@ -75,14 +81,15 @@ class ClusterTest:
     tfce: np.ndarray | None = field(default=None, repr=False)
     scheme: str = "restricted shuffle"
     strata: list = field(default_factory=list)
+    claim: str = "these subjects"
 
     def __repr__(self) -> str:
         n_sig = int((self.clusters["p"] < 0.05).sum())
         within = f" within {' x '.join(self.strata)}" if self.strata else ""
         return (
-            f"<ClusterTest | {self.name}, {self.scheme}{within}, "
-            f"{len(self.null)} permutations, {len(self.clusters)} clusters "
-            f"({n_sig} with p < 0.05)>"
+            f"<ClusterTest | {self.name}, {self.scheme}{within}, claim about "
+            f"{self.claim}, {len(self.null)} permutations, "
+            f"{len(self.clusters)} clusters ({n_sig} with p < 0.05)>"
         )
 
     def mask(self, alpha: float = 0.05) -> np.ndarray:
@@ -224,13 +231,44 @@ class _NullScorer:
         return np.array([self.score(self.z_of(p)) for p in perms])
 
 
+class _SlopeNullScorer(_NullScorer):
+    """Score permutations of a random-slope fit (:mod:`eegsal.stats._reml_slopes`).
+
+    The random-effects design ``Z`` holds the tested variable, so the
+    covariance moves with a permutation: a permutation refits ``Y`` (data or
+    reduced-model residuals) against the rows of ``X`` *and* ``Z`` permuted
+    together, which for the residuals is the same fit as ``P r`` against
+    ``X, Z``. The per-subject cross-products of the design are unchanged by
+    permutations within subject; only those with ``Y`` are recomputed.
+    ``theta0`` (the variance parameters of the permuted data's model) is
+    held, or, with ``refit``, the reduced model is refitted to each
+    permutation.
+    """
+
+    def __init__(self, X, Z, Y, codes, theta0, j, refit, adj, threshold, tfce,
+                 tail):  # fmt: skip
+        self.X, self.Z, self.Y, self.codes = X, Z, Y, codes
+        self.theta0, self.j, self.refit = theta0, j, refit
+        self.adj, self.threshold, self.tfce, self.tail = adj, threshold, tfce, tail
+
+    def z_of(self, perm: np.ndarray | None = None) -> np.ndarray:
+        """Wald z of coefficient ``j`` per cell, observed (None) or permuted."""
+        X, Z = (self.X, self.Z) if perm is None else (self.X[perm], self.Z[perm])
+        s = _reml_slopes.group_sums(X, Z, self.Y, self.codes)
+        theta = self.theta0
+        if self.refit and perm is not None:
+            theta = _reml_slopes.fit_theta(_reml_slopes.drop(s, self.j), start=theta)
+        beta, se, _, _ = _reml_slopes.estimates(s, theta)
+        return beta[:, self.j] / se[:, self.j]
+
+
 def _perm_p(masses, null) -> np.ndarray:
     return (1 + (null[None, :] >= np.abs(masses)[:, None]).sum(1)) / (1 + len(null))
 
 
 def _table(
     labels, masses, p, ch_names, times, n_rows, n_times, span=("tmin", "tmax"),
-    scheme="restricted shuffle",
+    scheme="restricted shuffle", claim="these subjects",
 ):  # fmt: skip
     rows = []
     lab2 = labels.reshape(n_rows, n_times)
@@ -245,9 +283,10 @@ def _table(
                 channels=" ".join(ch_names[c] for c in np.unique(ch)),
                 **{span[0]: times[tt.min()], span[1]: times[tt.max()]},
                 scheme=scheme,
+                claim=claim,
             )
         )
-    cols = ["sign", "mass", "p", "n_cells", "channels", *span, "scheme"]
+    cols = ["sign", "mass", "p", "n_cells", "channels", *span, "scheme", "claim"]
     table = pd.DataFrame(rows, columns=cols)
     order = np.argsort(-np.abs(masses), kind="stable")
     # relabel so that cluster k is row k of the sorted table
@@ -371,7 +410,7 @@ def cluster_test(
     threshold: float | dict | None = None,
     tail: int = 0,
     adjacency=None,
-    refit_gamma: bool = False,
+    refit_gamma: bool | None = None,
     seed: int | np.random.Generator | None = 0,
     n_jobs: int | None = None,
     verbose: bool | str | int | None = None,
@@ -477,11 +516,12 @@ def cluster_test(
     from scipy import stats
 
     check_option("tail", tail, (0, 1, -1))
-    if lmm.engine != "fast" or lmm.re_formula != "1":
+    if lmm.engine != "fast":
         raise ValueError(
-            "cluster_test needs a random-intercept fit of the fast engine; "
-            "refit with fit_lmm(..., engine='fast')."
+            "cluster_test needs a fit of the fast engine; refit with "
+            "fit_lmm(..., engine='fast')."
         )
+    slopes = lmm.gamma is None  # random slopes: lme4's criterion per cell
     j = lmm.coef(name)
     coef_name = lmm.names[j]
     tfce = threshold if isinstance(threshold, dict) else None
@@ -502,20 +542,46 @@ def cluster_test(
     codes, _ = pd.factorize(meta[lmm.groups], sort=True)
     X = lmm.design.to_numpy()
     scheme = permutation_scheme(lmm, name)
-    reduced = _reml.drop(_reml.sufficient(X, Y, codes), j)
-    gamma0 = _reml.fit_gamma(reduced)
-    if scheme.name == FREEDMAN_LANE:
-        # marginal residuals of the reduced model: its random intercepts stay
-        # in them and, permuted within subject, stay with their subject
-        beta_r, _, _ = _reml.estimates(reduced, gamma0)
-        Y = Y - np.delete(X, j, axis=1) @ beta_r.T
-    refit_gamma = bool(refit_gamma) and scheme.name == FREEDMAN_LANE
+    strata_rows = _strata_rows(meta, scheme.strata)
+    if slopes:
+        Z = _design(lmm.re_formula, meta).to_numpy()
+        reduced = _reml_slopes.drop(_reml_slopes.group_sums(X, Z, Y, codes), j)
+        theta0 = _reml_slopes.fit_theta(reduced)
+        if scheme.name == FREEDMAN_LANE:
+            # marginal residuals: the subjects' intercepts and slopes stay in them
+            beta_r = _reml_slopes.estimates(reduced, theta0)[0]
+            Y = Y - np.delete(X, j, axis=1) @ beta_r.T
+        # permutations within strata take away every subject's own effect of
+        # the random effects that vary within a stratum (the tested slope):
+        # the permuted data's model has no variance for them
+        moved = np.array([
+            any(np.ptp(Z[rows, k]) > 0 for rows in strata_rows)
+            for k in range(Z.shape[1])
+        ])  # fmt: skip
+        theta0 = theta0.copy()
+        theta0[:, np.isin(np.tril_indices(Z.shape[1])[0], np.flatnonzero(moved))] = 0
+        if moved.all() and not refit_gamma:
+            logger.info("Every random effect moves with the permutations: refitted.")
+            refit_gamma = True
+    else:
+        reduced = _reml.drop(_reml.sufficient(X, Y, codes), j)
+        gamma0 = _reml.fit_gamma(reduced)
+        if scheme.name == FREEDMAN_LANE:
+            # marginal residuals of the reduced model: its random intercepts stay
+            # in them and, permuted within subject, stay with their subject
+            beta_r, _, _ = _reml.estimates(reduced, gamma0)
+            Y = Y - np.delete(X, j, axis=1) @ beta_r.T
+    # with a random intercept only, the restricted shuffle leaves the reduced
+    # model's fit unchanged: nothing to refit
+    refit_gamma = bool(refit_gamma) and (slopes or scheme.name == FREEDMAN_LANE)
     logger.info(
-        "Cluster test of %s: %d permutations (%s%s) of %s within %s, threshold %s",
+        "Cluster test of %s (claim about %s): %d permutations (%s%s) of %s within "
+        "%s, threshold %s",
         coef_name,
+        lmm.claim[coef_name],
         n_permutations,
         scheme.name,
-        ", variance ratio refitted" if refit_gamma else "",
+        ", variance parameters refitted" if refit_gamma else "",
         "the reduced model's residuals"
         if scheme.name == FREEDMAN_LANE
         else scheme.tested,
@@ -523,12 +589,18 @@ def cluster_test(
         threshold,
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
-    scorer = _NullScorer(X, Y, codes, gamma0, j, scheme.name, refit_gamma, adj,
-                         threshold, tfce, tail)  # fmt: skip
-    z = scorer.z_of(None)
+    if slopes:
+        scorer = _SlopeNullScorer(X, Z, Y, codes, theta0, j, refit_gamma, adj,
+                                  threshold, tfce, tail)  # fmt: skip
+    else:
+        scorer = _NullScorer(X, Y, codes, gamma0, j, scheme.name, refit_gamma, adj,
+                             threshold, tfce, tail)  # fmt: skip
+    # the observed statistic: the fitted model's Wald z (for random slopes, at
+    # its own variance parameters; Freedman-Lane's refit of the residuals
+    # gives the same z)
+    z = lmm.t[j].ravel() if slopes else scorer.z_of(None)
 
     rng = check_random_state(seed)
-    strata_rows = _strata_rows(meta, scheme.strata)
     # the permutations are drawn here, in order, so that the null does not
     # depend on n_jobs; chunks of them are scored in parallel
     perms = [_shuffle(n, strata_rows, rng) for _ in range(n_permutations)]
@@ -574,6 +646,7 @@ def cluster_test(
         if getattr(attr, "domain", "time") == "frequency"
         else ("tmin", "tmax"),
         scheme=scheme.name,
+        claim=lmm.claim[coef_name],
     )
     return ClusterTest(
         name=coef_name,
@@ -588,6 +661,7 @@ def cluster_test(
         tfce=scores,
         scheme=scheme.name,
         strata=list(scheme.strata),
+        claim=lmm.claim[coef_name],
     )
 
 
@@ -800,6 +874,7 @@ def two_stage_test(
         if getattr(attr, "domain", "time") == "frequency"
         else ("tmin", "tmax"),
         scheme="sign flip",
+        claim=POPULATION,
     )
     return ClusterTest(
         name=f"{contrast}: {levels[1]} - {levels[0]}",
@@ -812,4 +887,5 @@ def two_stage_test(
         times=attr.times,
         scheme="sign flip",
         strata=cols,
+        claim=POPULATION,
     )
