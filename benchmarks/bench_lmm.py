@@ -4,9 +4,14 @@
 ``attribution ~ content * stage + (1 | subject)`` (5 stages: 10 coefficients).
 statsmodels' ``MixedLM`` (REML) is timed on a random sample of cells and
 extrapolated to the map; the fast engine fits the whole map, in the same run.
-Then the cluster-based permutation test of ``content`` over the map.
+Then the cluster-based permutation test of ``content`` over the map. With
+``--slopes``, ``attribution ~ content + stage + (1 + content | subject)`` is
+timed the same way (fast engine on the whole map, or on its first
+``--slope-channels`` channels, against statsmodels' ``MixedLM(exog_re=...)`` on
+sampled cells), with the largest differences between the two on those cells.
 
 Run: python benchmarks/bench_lmm.py [--cells 40] [--n-permutations 1000]
+     [--slopes] [--slope-channels 64]
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ from eegsal.attribution import Attributions
 from eegsal.stats import fit_lmm
 
 
-def make_study(seed: int = 0) -> Attributions:
-    """Random maps with subject offsets and a planted content cluster."""
+def make_study(seed: int = 0, n_chans: int = 64, slope_sd: float = 0.0) -> Attributions:
+    """Random maps with subject offsets and a planted content cluster.
+
+    ``slope_sd`` > 0 adds a content effect per subject and cell, N(0, slope_sd^2);
+    the first ``n_chans`` channels are kept.
+    """
     rng = np.random.default_rng(seed)
     n_sub, per, n_times = 20, 100, 128
     montage = mne.channels.make_standard_montage("colin27_1005")
@@ -43,7 +52,13 @@ def make_study(seed: int = 0) -> Attributions:
     y += rng.standard_normal((n_sub, 64, n_times), dtype=np.float32)[
         np.repeat(np.arange(n_sub), per)
     ]
-    y[:, :8, 40:60] += 0.2 * (meta["content"] == "other").to_numpy()[:, None, None]
+    other = (meta["content"] == "other").to_numpy()[:, None, None]
+    y[:, :8, 40:60] += 0.2 * other
+    if slope_sd:
+        slopes = rng.standard_normal((n_sub, 64, n_times), dtype=np.float32)
+        y += slope_sd * slopes[np.repeat(np.arange(n_sub), per)] * other
+    info = mne.pick_info(info, np.arange(n_chans))
+    y = np.ascontiguousarray(y[:, :n_chans])
     return Attributions(y, info, np.arange(n_times) / 128.0, metadata=meta,
                         method="saliency", target="logit")  # fmt: skip
 
@@ -54,7 +69,12 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-permutations", type=int, default=1000)
+    parser.add_argument("--slopes", action="store_true")
+    parser.add_argument("--slope-channels", type=int, default=64)
     args = parser.parse_args()
+    if args.slopes:
+        bench_slopes(args)
+        return
     from statsmodels.regression.mixed_linear_model import MixedLM
 
     attr = make_study()
@@ -90,6 +110,47 @@ def main() -> None:
     print(f"cluster test, {args.n_permutations} permutations: {took:.0f} s "
           f"({1e3 * took / args.n_permutations:.0f} ms per permutation)")  # fmt: skip
     print(ct.clusters.head(3).to_string())
+
+
+def bench_slopes(args) -> None:
+    """Random intercept and content slope: fast engine against statsmodels."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    attr = make_study(n_chans=args.slope_channels, slope_sd=0.3)
+    n_cells = attr.data.shape[1] * attr.data.shape[2]
+    kw = dict(re_formula="1 + content", verbose=False)
+    fast_times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        lmm = fit_lmm(attr, "content + stage", **kw)
+        fast_times.append(time.perf_counter() - t0)
+    fast = statistics.median(fast_times)
+    X = lmm.design.to_numpy()
+    Z = X[:, :2]  # intercept and content
+    groups = attr.metadata["subject"].to_numpy()
+    Y = attr.data.reshape(len(attr), -1)
+    cells = np.random.default_rng(1).choice(n_cells, args.cells, replace=False)
+    per_cell, d_beta, d_se, d_cov = [], [], [], []
+    beta, se = lmm.beta.reshape(len(lmm.names), -1), lmm.se.reshape(len(lmm.names), -1)
+    cov = lmm.cov_re.reshape(2, 2, -1)
+    for f in cells:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = MixedLM(Y[:, f].astype(float), X, groups, exog_re=Z).fit(reml=True)
+        per_cell.append(time.perf_counter() - t0)
+        d_beta.append(np.abs(beta[:, f] - ref.fe_params).max() / ref.bse_fe.min())
+        d_se.append(np.abs(se[:, f] / ref.bse_fe - 1).max())
+        d_cov.append(np.abs(cov[:, :, f] - ref.cov_re).max() / ref.scale)
+    sm_cell = statistics.median(per_cell)
+    print(f"random slopes, fast engine ({n_cells} cells): {fast:.2f} s (median of "
+          f"{args.repeats})")  # fmt: skip
+    print(f"statsmodels MixedLM(exog_re): {1e3 * sm_cell:.1f} ms per cell (median "
+          f"of {args.cells}) -> {sm_cell * n_cells:.0f} s")  # fmt: skip
+    print(f"speed-up: {sm_cell * n_cells / fast:.0f}x")
+    print(f"max |beta difference| / SE: {max(d_beta):.2e}; max SE rel. "
+          f"difference: {max(d_se):.2e}; max |cov_re difference| / scale: "
+          f"{max(d_cov):.2e}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ needed.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -68,6 +68,7 @@ class GroupSums:
     zy: np.ndarray
     yy: np.ndarray
     n: int
+    _cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def p(self) -> int:  # noqa: D102
@@ -79,7 +80,10 @@ class GroupSums:
 
     def cells(self, idx) -> GroupSums:
         """Return the sums of a subset of cells."""
-        return replace(self, xy=self.xy[:, idx], zy=self.zy[:, :, idx], yy=self.yy[idx])
+        return replace(
+            self, xy=self.xy[:, idx], zy=self.zy[:, :, idx], yy=self.yy[idx],
+            _cache=self._cache,
+        )  # fmt: skip
 
 
 def _indicator(codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -143,31 +147,71 @@ def to_lambda(theta: np.ndarray, q: int) -> np.ndarray:
     return lam
 
 
+def _small_inverse(M: np.ndarray):
+    """Inverse and log-determinant of a stack (..., q, q) of SPD matrices.
+
+    Closed forms for q <= 2 (NumPy's batched LAPACK calls cost more than the
+    arithmetic on so small matrices).
+    """
+    q = M.shape[-1]
+    if q == 1:
+        return 1.0 / M, np.log(M[..., 0, 0])
+    if q == 2:
+        a, b, d = M[..., 0, 0], M[..., 0, 1], M[..., 1, 1]
+        det = a * d - b * b
+        inv = np.stack([np.stack([d, -b], -1), np.stack([-b, a], -1)], -2)
+        return inv / det[..., None, None], np.log(det)
+    return np.linalg.inv(M), np.linalg.slogdet(M)[1]
+
+
+def _design_products(s: GroupSums):
+    """Products of the design shared by every evaluation (cached on ``s``)."""
+    if s._cache is None:
+        n_groups, p, q = s.xz.shape
+        # sum_g X_g'Z_g W_g Z_g'X_g = W (F, G q q) @ T (G q q, p p)
+        T = np.einsum("gak,gbl->gklab", s.xz, s.xz).reshape(n_groups * q * q, p * p)
+        xzt = s.xz.transpose(0, 2, 1).reshape(n_groups * q, p)
+        s._cache = (T, xzt)
+    return s._cache
+
+
 def _parts(s: GroupSums, theta: np.ndarray):
     """Compute A, b, y'V^-1 y and sum_g log det M_g at ``theta`` (F, k)."""
     n_cells, (n_groups, p, q) = len(theta), s.xz.shape
     lam = to_lambda(theta, q)
-    # M_g = I + Lambda' Z_g'Z_g Lambda: (F, G, q, q)
-    zl = np.einsum("gkl,flj->fgkj", s.zz, lam)
-    M = np.einsum("fki,fgkj->fgij", lam, zl) + np.eye(q)
-    if q == 1:
-        m = M[..., 0, 0]
-        logdet = np.log(m).sum(1)
-        W = (lam[:, None, 0, 0] ** 2 / m)[..., None, None]
-    else:
-        logdet = np.linalg.slogdet(M)[1].sum(1)
-        # W_g = Lambda M_g^-1 Lambda' (no inverse of Lambda: zero variances work)
-        Minv_lt = np.linalg.solve(M, np.broadcast_to(lam.transpose(0, 2, 1)[:, None],
-                                                     M.shape))  # fmt: skip
-        W = np.einsum("fik,fgkj->fgij", lam, Minv_lt)
-    # sum_g X_g'Z_g W_g Z_g'X_g as one product (F, G q q) x (G q q, p p)
-    T = np.einsum("gak,gbl->gklab", s.xz, s.xz).reshape(n_groups * q * q, p * p)
+    T, xzt = _design_products(s)
+    # M_g = I + Lambda' Z_g'Z_g Lambda, (F, G, q, q), by elementwise sums
+    # over the q x q entries (faster than einsum on these tiny matrices)
+    zl = np.zeros((n_cells, n_groups, q, q))  # Z_g'Z_g Lambda
+    for k, j, m in itertools.product(range(q), repeat=3):
+        if m >= j:  # Lambda is lower triangular
+            zl[..., k, j] += s.zz[None, :, k, m] * lam[:, None, m, j]
+    M = np.zeros((n_cells, n_groups, q, q))
+    for i, j in itertools.product(range(q), repeat=2):
+        if j < i:
+            M[..., i, j] = M[..., j, i]
+            continue
+        M[..., i, j] = (i == j) + sum(
+            lam[:, None, k, i] * zl[..., k, j] for k in range(i, q)
+        )
+    Minv, logdet = _small_inverse(M)
+    # W_g = Lambda M_g^-1 Lambda' (no inverse of Lambda: zero variances work)
+    ml = np.zeros_like(M)  # M^-1 Lambda'
+    for i, j in itertools.product(range(q), repeat=2):
+        ml[..., i, j] = sum(Minv[..., i, k] * lam[:, None, j, k] for k in range(j + 1))
+    W = np.zeros_like(M)
+    for i, j in itertools.product(range(q), repeat=2):
+        if j < i:
+            W[..., i, j] = W[..., j, i]
+            continue
+        W[..., i, j] = sum(lam[:, None, i, k] * ml[..., k, j] for k in range(i + 1))
+    zy = s.zy.transpose(2, 0, 1)  # (F, G, q)
+    u = np.stack([sum(W[..., i, k] * zy[..., k] for k in range(q))
+                  for i in range(q)], -1)  # fmt: skip
     A = s.xx - (W.reshape(n_cells, -1) @ T).reshape(n_cells, p, p)
-    u = np.einsum("fgkl,glf->fgk", W, s.zy)  # W_g Z_g'y_g
-    xzt = s.xz.transpose(0, 2, 1).reshape(n_groups * q, p)
     b = s.xy.T - u.reshape(n_cells, -1) @ xzt
-    yvy = s.yy - np.einsum("fgk,gkf->f", u, s.zy)
-    return A, b, yvy, logdet
+    yvy = s.yy - (u * zy).sum((1, 2))
+    return A, b, yvy, logdet.sum(1)
 
 
 def _gls(s: GroupSums, theta: np.ndarray):
@@ -188,7 +232,12 @@ def reml_deviance(s: GroupSums, theta: np.ndarray) -> np.ndarray:
 
 
 def _derivatives(s: GroupSums, theta: np.ndarray, f0: np.ndarray, h: float):
-    """Central finite-difference gradient (F, k) and Hessian (F, k, k); h (F, 1)."""
+    """Finite-difference gradient (F, k) and Hessian (F, k, k), step h (F, 1).
+
+    Central differences for the gradient and the diagonal, forward ones for
+    the off-diagonal entries (enough for Newton steps; the line search and
+    the gradient decide where they stop).
+    """
     k = theta.shape[1]
     eye = np.eye(k)[None] * h[:, :, None]  # (F, k, k): row i steps theta_i
     fp = np.stack([reml_deviance(s, theta + eye[:, i]) for i in range(k)], 1)
@@ -197,14 +246,9 @@ def _derivatives(s: GroupSums, theta: np.ndarray, f0: np.ndarray, h: float):
     hess = np.zeros((len(theta), k, k))
     hess[:, np.arange(k), np.arange(k)] = (fp - 2 * f0[:, None] + fm) / h**2
     for i, j in itertools.combinations(range(k), 2):
-        d = eye[:, i] + eye[:, j]
-        e = eye[:, i] - eye[:, j]
-        hij = (
-            reml_deviance(s, theta + d)
-            - reml_deviance(s, theta + e)
-            - reml_deviance(s, theta - e)
-            + reml_deviance(s, theta - d)
-        ) / (4 * h[:, 0] ** 2)
+        # one evaluation per pair: (f(+i+j) - f(+i) - f(+j) + f) / h^2, O(h)
+        fij = reml_deviance(s, theta + eye[:, i] + eye[:, j])
+        hij = (fij - fp[:, i] - fp[:, j] + f0) / h[:, 0] ** 2
         hess[:, i, j] = hess[:, j, i] = hij
     return grad, hess
 
@@ -353,4 +397,5 @@ def estimates(s: GroupSums, theta: np.ndarray):
 def drop(s: GroupSums, j: int) -> GroupSums:
     """Drop column ``j`` of the fixed design (the reduced model), data untouched."""
     keep = np.delete(np.arange(s.p), j)
-    return replace(s, xx=s.xx[np.ix_(keep, keep)], xz=s.xz[:, keep], xy=s.xy[keep])
+    return replace(s, xx=s.xx[np.ix_(keep, keep)], xz=s.xz[:, keep], xy=s.xy[keep],
+                   _cache=None)  # fmt: skip
