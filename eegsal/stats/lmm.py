@@ -139,7 +139,7 @@ def fit_lmm(
     cells) and of the data, so each evaluation costs a few small matrices per
     cell and subject. The fast engine reaches a lower (or equal) REML
     criterion than statsmodels' optimiser, agrees with lme4 (``REML=TRUE``)
-    to about 1e-4, and sets a variance to exactly zero where the criterion
+    to about 1e-6 (relative), and sets a variance to exactly zero where the criterion
     is flat there (lme4's singular fits; ``cov_re`` then has a zero row).
 
     References
