@@ -5,13 +5,55 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+
+class _StderrHandler(logging.Handler):
+    """eegsal's own handler: messages on the current ``sys.stderr``, bars kept intact.
+
+    It stays silent for a record that another handler will show: one the user
+    (or ``eegsal``'s command line) attached to the ``eegsal`` logger, or one on
+    an ancestor the record propagates to (``logging.basicConfig`` puts one on
+    the root logger). So messages appear once, wherever logging is configured,
+    and still appear in a plain Python session, where nothing is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def _shown_elsewhere(self, record: logging.LogRecord) -> bool:
+        """Whether a handler other than this one takes ``record``.
+
+        Walk the logger chain as :meth:`logging.Logger.callHandlers` does.
+        """
+        log: logging.Logger | None = logging.getLogger(record.name)
+        while log is not None:
+            for handler in log.handlers:
+                if handler is self or isinstance(handler, logging.NullHandler):
+                    continue
+                if record.levelno >= handler.level:
+                    return True
+            log = log.parent if log.propagate else None
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._shown_elsewhere(record):
+            return
+        try:
+            # the stream is looked up at each message, so redirected or captured
+            # stderr (pytest, Jupyter) receives it; tqdm.write keeps bars whole
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
 logger = logging.getLogger("eegsal")
-logger.addHandler(logging.NullHandler())
+logger.addHandler(_StderrHandler())
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -51,6 +93,18 @@ def set_log_level(verbose: bool | str | int | None = None) -> None:
     verbose : bool | str | int | None
         ``True`` is ``'info'``, ``False`` is ``'warning'``, ``None`` leaves the
         level as it is. Strings are logging level names.
+
+    Notes
+    -----
+    Messages go to ``sys.stderr`` through eegsal's own handler, as MNE's go to
+    stdout through its own. When logging is configured elsewhere (a handler on
+    the ``eegsal`` logger or on the root logger, as :func:`logging.basicConfig`
+    adds), that handler shows them instead, so each message appears once.
+
+    Examples
+    --------
+    >>> import eegsal
+    >>> eegsal.set_log_level("info")  # doctest: +SKIP
     """
     level = _to_level(verbose)
     if level is not None:
