@@ -6,6 +6,8 @@ import mne
 import numpy as np
 import pandas as pd
 
+from eegsal._evoked import MapEvoked
+
 __all__ = ["Attributions"]
 
 
@@ -189,7 +191,8 @@ class Attributions:
         Returns
         -------
         evoked : mne.EvokedArray | dict of str to mne.EvokedArray
-            The average (``nave`` epochs), or one per value of ``by``.
+            The average (``nave`` epochs), or one per value of ``by``. MNE's
+            plots of it show the values as they are, in "a.u.", not µV.
         """
         if by is None:
             return self._evoked(np.arange(len(self)), "all", absolute)
@@ -220,12 +223,13 @@ class Attributions:
             info = mne.create_info(
                 [f"{self.method} (time only)"], info["sfreq"], "misc"
             )
-        return mne.EvokedArray(
+        return MapEvoked(
             values,
             info,
             tmin=self.times[0],
             nave=len(idx),
             comment=comment,
+            unit="a.u.",
             verbose=False,
         )
 
@@ -240,7 +244,13 @@ class Attributions:
         Returns
         -------
         evoked : mne.EvokedArray
-            The average.
+            The average; ``evoked.plot()``, ``plot_topomap`` and ``plot_joint``
+            show the values as they are, in "a.u." (not µV).
+
+        Examples
+        --------
+        >>> evoked = attr.to_evoked()  # doctest: +SKIP
+        >>> evoked.plot_joint()  # doctest: +SKIP
         """
         return self.average(absolute=absolute)
 

@@ -13,6 +13,7 @@ from scipy import stats
 
 from eegsal._check import check_option, validate_type
 from eegsal._docs import fill_doc
+from eegsal._evoked import MapEvoked
 from eegsal._io import atomic_path, check_fname
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml, _reml_slopes
@@ -456,19 +457,26 @@ class LMMResult:
         Returns
         -------
         evoked : mne.EvokedArray
-            The map; values are statistics, not volts.
+            The map; values are statistics, not volts: MNE's plots of it show
+            them as they are, labelled ``'t'``, ``'p'`` or ``'a.u.'`` (estimate
+            and standard error, in the units of the attributions).
+
+        Examples
+        --------
+        >>> lmm.to_evoked("content").plot_topomap(times=[0.5])  # doctest: +SKIP
         """
         check_option("stat", stat, ("t", "estimate", "se", "p"))
         arr = {"t": self.t, "estimate": self.beta, "se": self.se, "p": self.p}[stat]
         info = self.attr.info
         if arr.shape[1] != len(info["ch_names"]):
             info = mne.create_info(self.ch_names, info["sfreq"], "misc")
-        return mne.EvokedArray(
+        return MapEvoked(
             arr[self.coef(name)],
             info,
             tmin=self.attr.times[0],
             nave=len(self.attr),
             comment=f"{name} ({stat})",
+            unit={"t": "t", "p": "p"}.get(stat, "a.u."),
             verbose=False,
         )
 

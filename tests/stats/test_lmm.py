@@ -182,3 +182,24 @@ def test_dropping_a_column_equals_the_sufficient_statistics_of_the_smaller_desig
         for name in ("n_g", "xb", "yb", "xwxw", "xwyw", "ywyw"):
             np.testing.assert_allclose(getattr(got, name), getattr(ref, name),
                                        rtol=1e-12, atol=1e-10)  # fmt: skip
+
+
+def test_to_evoked_plots_statistics_in_their_own_units():
+    names = ["Fp1", "Fp2", "C3", "C4", "O1", "O2"]
+    rand = _random_attr(4, n_subjects=4, per=10, n_chans=len(names))
+    info = mne.create_info(names, 100.0, "eeg")
+    info.set_montage("colin27_1020")
+    attr = Attributions(rand.data, info, rand.times, metadata=rand.metadata,
+                        method="saliency", target="logit")  # fmt: skip
+    lmm = fit_lmm(attr, "content")
+    for stat, values, unit in [("t", lmm.t, "t"), ("estimate", lmm.beta, "a.u.")]:
+        evoked = lmm.to_evoked("content", stat)
+        ax = evoked.plot(show=False).axes[0]
+        assert ax.get_ylabel() == unit
+        # MNE plotting the same values unscaled, from a plain EvokedArray
+        plain = mne.EvokedArray(values[lmm.coef("content")], info, tmin=attr.times[0])
+        ref = plain.plot(units=dict(eeg=unit), scalings=dict(eeg=1.0), show=False)
+        np.testing.assert_allclose(ax.get_ylim(), ref.axes[0].get_ylim(), rtol=1e-6)
+        assert np.abs(ax.get_ylim()).max() < 2 * np.abs(evoked.data).max()
+        fig = evoked.plot_topomap(times=[0.01], show=False)
+        assert fig.axes[-1].get_title() == unit
