@@ -5,15 +5,19 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from mne._fiff.pick import _picks_to_idx as picks_to_idx
 from mne.utils import _check_option as check_option
 from mne.utils import _soft_import as soft_import
+from mne.utils import _time_mask as time_mask
 from mne.utils import _validate_type as validate_type
 
 __all__ = [
     "check_option",
     "check_random_state",
     "check_range",
+    "picks_to_idx",
     "soft_import",
+    "time_mask",
     "validate_type",
 ]
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy as _copy
+from collections.abc import Iterator
+
 import mne
 import numpy as np
 import pandas as pd
 
+from eegsal._check import picks_to_idx, time_mask
 from eegsal._evoked import MapEvoked
 
 __all__ = ["Attributions"]
@@ -144,15 +148,32 @@ class Attributions:
         """Channel names."""
         return list(self.info["ch_names"])
 
-    def __getitem__(self, item) -> Attributions:
-        """Select epochs by a metadata query string, a mask or indices."""
+    def _epoch_idx(self, item) -> np.ndarray:
+        """Return the indices of the epochs ``item`` selects (see __getitem__)."""
         if isinstance(item, str):
             if self.metadata is None:
                 raise ValueError("selecting by query needs metadata.")
-            idx = np.flatnonzero(self.metadata.eval(item).to_numpy())
-        else:
-            idx = np.arange(len(self))[item]
-        idx = np.atleast_1d(idx)
+            # as mne.Epochs does: pandas' query, by the Python engine
+            meta = self.metadata.reset_index(drop=True)
+            return meta.query(item, engine="python").index.to_numpy()
+        return np.atleast_1d(np.arange(len(self))[item])
+
+    def __getitem__(self, item) -> Attributions:
+        """Select epochs, as :class:`mne.Epochs` does.
+
+        Parameters
+        ----------
+        item : int | slice | array-like of int or bool | str
+            Epoch indices, a boolean mask, or a query on the metadata
+            (``attr["stage == 'REM' and content == 'flying'"]``).
+
+        Returns
+        -------
+        attr : Attributions
+            The selected epochs (an integer selects one, kept as an epoch axis
+            of length 1); the metadata rows renumbered from 0.
+        """
+        idx = self._epoch_idx(item)
         if self.preload:
             data = self.data[idx]
         else:  # HDF5 reads sorted, unique indices; put the order back after
@@ -173,6 +194,161 @@ class Attributions:
             sign=self.sign,
             **self.params,
         )
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Iterate over epochs, as over :class:`mne.Epochs`: one map at a time.
+
+        Yields
+        ------
+        data : ndarray, shape (n_rows, n_times)
+            One epoch's map (read block by block when stored on disk).
+        """
+        for _, block in self.iter_blocks():
+            yield from block
+
+    def copy(self) -> Attributions:
+        """Return a copy (maps, info, metadata and settings are not shared).
+
+        Maps stored on disk (``preload=False``) stay there: the copy reads the
+        same file, and ``pick``/``crop`` read what they keep into memory.
+
+        Returns
+        -------
+        attr : Attributions
+            The copy.
+        """
+        data = self.data if _is_lazy(self.data) else self.data.copy()
+        return Attributions(
+            data,
+            self.info.copy(),
+            self.times.copy(),
+            metadata=None if self.metadata is None else self.metadata.copy(),
+            method=self.method,
+            target=self.target,
+            sign=self.sign,
+            **_copy.deepcopy(self.params),
+        )
+
+    def _check_spatial(self, what: str) -> None:
+        if not self.params.get("spatially_resolved", True):
+            raise ValueError(
+                f"{what}: these {self.method} maps are time-only (one row, no "
+                "electrode axis); there are no channels to pick."
+            )
+
+    def _time_idx(self, tmin, tmax, include_tmax: bool = True) -> np.ndarray:
+        if self.domain != "time" and (tmin is not None or tmax is not None):
+            raise ValueError(
+                "tmin/tmax select times, but these maps are over frequencies "
+                "(Hz, see .freqs); select frequencies with a mask on .freqs."
+            )
+        mask = time_mask(self.times, tmin, tmax, sfreq=self.info["sfreq"],
+                         include_tmax=include_tmax)  # fmt: skip
+        return np.flatnonzero(mask)
+
+    def _read(self, rows=None, cols=None) -> np.ndarray:
+        """Return every epoch's ``rows`` x ``cols``, in memory (a copy).
+
+        Maps on disk are read once, over the span of ``rows`` and ``cols``.
+        """
+        rows = np.arange(self.data.shape[1]) if rows is None else np.asarray(rows)
+        cols = np.arange(self.data.shape[2]) if cols is None else np.asarray(cols)
+        if self.preload:
+            return self.data[:, rows][:, :, cols]
+        if not rows.size or not cols.size:
+            return np.zeros((len(self), rows.size, cols.size), np.float32)
+        r0, c0 = rows.min(), cols.min()
+        span = self.data[:, r0 : rows.max() + 1, c0 : cols.max() + 1]
+        return span[:, rows - r0][:, :, cols - c0]
+
+    def get_data(
+        self,
+        picks=None,
+        item=None,
+        tmin: float | None = None,
+        tmax: float | None = None,
+    ) -> np.ndarray:
+        """Get the maps as an array, as :meth:`mne.Epochs.get_data` does epochs.
+
+        Parameters
+        ----------
+        picks : str | array-like of str or int | slice | None
+            Channels: names, indices or types, as in MNE; None: all.
+        item : int | slice | array-like | str | None
+            Epochs, as for :meth:`__getitem__` (a metadata query string too);
+            None: all.
+        tmin, tmax : float | None
+            Times (s) of the first sample and of the sample after the last,
+            as in :meth:`mne.Epochs.get_data` (``tmax`` excluded, unlike
+            :meth:`crop`); None: the ends.
+
+        Returns
+        -------
+        data : ndarray, shape (n_epochs, n_channels, n_times)
+            A copy of the selected values (a.u.).
+
+        Examples
+        --------
+        >>> attr.get_data(picks=["O1", "O2"], item="stage == 'REM'")  # doctest: +SKIP
+        """
+        rows = None
+        if picks is not None:
+            self._check_spatial("picks")
+            rows = picks_to_idx(self.info, picks, none="all", exclude=())
+        self._time_idx(tmin, tmax)  # a clear error for maps over frequencies
+        # sample indices as mne.Epochs.get_data computes them (time_as_index)
+        sfreq, t0 = self.info["sfreq"], self.times[0]
+        start = 0 if tmin is None else int((tmin - t0) * sfreq)
+        stop = len(self.times) if tmax is None else int((tmax - t0) * sfreq)
+        cols = np.arange(len(self.times))[start:stop]
+        return (self if item is None else self[item])._read(rows, cols)
+
+    def pick(self, picks, exclude=()) -> Attributions:
+        """Keep only some channels (in place), as :meth:`mne.Epochs.pick`.
+
+        Parameters
+        ----------
+        picks : str | array-like of str or int | slice
+            Channels: names, indices or types, as in MNE.
+        exclude : str | list of str
+            Channels to leave out (``'bads'``: those in ``info['bads']``).
+
+        Returns
+        -------
+        self : Attributions
+            The attributions, modified in place.
+        """
+        self._check_spatial("pick")
+        rows = picks_to_idx(self.info, picks, none="all", exclude=exclude,
+                            allow_empty=False)  # fmt: skip
+        self.data = self._read(rows=rows)
+        self.info = mne.pick_info(self.info, rows)
+        return self
+
+    def crop(
+        self,
+        tmin: float | None = None,
+        tmax: float | None = None,
+        include_tmax: bool = True,
+    ) -> Attributions:
+        """Keep only a time window (in place), as :meth:`mne.Epochs.crop`.
+
+        Parameters
+        ----------
+        tmin, tmax : float | None
+            First and last time (s) to keep; None: the ends.
+        include_tmax : bool
+            Keep the sample at ``tmax``.
+
+        Returns
+        -------
+        self : Attributions
+            The attributions, modified in place.
+        """
+        cols = self._time_idx(tmin, tmax, include_tmax)
+        self.data = self._read(cols=cols)
+        self.times = self.times[cols]
+        return self
 
     def average(
         self, by: str | list[str] | None = None, *, absolute: bool = False
