@@ -31,14 +31,14 @@ def test_a_decoder_of_a_confounded_study_reads_the_stage_and_claims_nothing():
     result, verdict = _verdict("confound", confound=0.95)
     overall = verdict.iloc[0]["balanced_accuracy"]
     pooled = verdict[verdict["test"].str.startswith("within")].iloc[-1]
-    assert overall > 0.7  # the decoder exploits the stage ...
+    assert overall > 0.6  # the decoder exploits the stage ...
     assert pooled["balanced_accuracy"] < 0.62  # ... and nothing within a stage
     reading = verdict.iloc[-1]["reading"]
     assert "holds" not in reading and reading.startswith("No "), reading
 
 
 def test_a_decoder_of_a_content_study_holds_within_every_stage():
-    result, verdict = _verdict("content", effect_size=1.5, effect_spread=0.1)
+    result, verdict = _verdict("content", effect_size=1.0, effect_spread=0.1)
     pooled = verdict[verdict["test"].str.startswith("within")].iloc[-1]
     assert pooled["balanced_accuracy"] > 0.75 and pooled["p"] < 0.01
     assert verdict.iloc[-1]["reading"].startswith("The content effect holds")
