@@ -50,6 +50,58 @@ def _header_seconds(path: Path) -> float | None:
         return None
 
 
+def _channel_rates(path: Path) -> dict[str, float]:
+    """Return the rate (Hz) of each signal an EDF/BDF header lists, by label.
+
+    EDF+ annotation signals are left out; an unreadable header gives {} (the
+    reader then says what is wrong).
+    """
+    try:
+        with open(path, "rb") as fid:
+            head = fid.read(256)
+            n = int(head[252:256])
+            record = float(head[244:252])
+            fields = fid.read(n * 256)
+        labels = [fields[16 * i : 16 * (i + 1)].decode("latin-1").strip()
+                  for i in range(n)]  # fmt: skip
+        at = n * (16 + 80 + 8 * 5 + 80)  # label, transducer, 5 numbers, filters
+        counts = [int(fields[at + 8 * i : at + 8 * (i + 1)]) for i in range(n)]
+    except (OSError, ValueError):
+        return {}
+    if record <= 0:
+        return {}
+    return {
+        label: count / record
+        for label, count in zip(labels, counts, strict=True)
+        if label not in ("EDF Annotations", "BDF Annotations")
+    }
+
+
+def _slow_channels(rec: dict, m: Manifest) -> list[str]:
+    """Channels of an EDF/BDF sampled slower than its fastest ones, left out.
+
+    MNE reads a file at its highest rate and repeats the samples of slower
+    channels (Sleep-EDF's 1-Hz respiration, temperature and event marker),
+    which are then no signal at that rate, and setting their type warns about
+    units; they are left out, with a logged note, unless picked by name.
+    """
+    if rec["format"] not in ("edf", "bdf"):
+        return []
+    rates = _channel_rates(rec["path"])
+    if not rates:
+        return []
+    top = max(rates.values())
+    picked = set(m.preprocessing.get("picks") or [])
+    slow = {c: r for c, r in rates.items() if r < top and c not in picked}
+    if slow:
+        listing = ", ".join(f"{c} ({r:g} Hz)" for c, r in slow.items())
+        logger.info(
+            "%s: channels sampled below %g Hz are left out: %s.",
+            rec["path"].name, top, listing,
+        )  # fmt: skip
+    return list(slow)
+
+
 def _reader_notes(
     caught: list, raw: mne.io.BaseRaw, rec: dict, m: Manifest
 ) -> set[str]:
@@ -117,7 +169,13 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
 
                 raw = read_raw_bids(rec["bids_path"], verbose=False).load_data()
             else:
-                raw = _READERS[rec["format"]](path, preload=True, verbose=False)
+                kwargs = {}
+                slow = _slow_channels(rec, m)
+                if slow:
+                    kwargs["exclude"] = slow
+                raw = _READERS[rec["format"]](
+                    path, preload=True, verbose=False, **kwargs
+                )
     except (OSError, ValueError, RuntimeError) as err:
         raise m.error(
             rec["where"], f"cannot read {path} as {rec['format']}: {err}"
@@ -137,8 +195,10 @@ def _read_raw(rec: dict, m: Manifest) -> mne.io.BaseRaw:
     unscaled = {new for old, new in zip(names, raw.ch_names, strict=True)
                 if old in unscaled}  # fmt: skip
     if pre.get("channel_types"):
+        # a unit that follows the type (V -> NA for misc) is what was asked for
         raw.set_channel_types(
-            {k: v for k, v in pre["channel_types"].items() if k in raw.ch_names}
+            {k: v for k, v in pre["channel_types"].items() if k in raw.ch_names},
+            on_unit_change="ignore",
         )
     drop = [c for c in pre.get("exclude") or [] if c in raw.ch_names]
     if drop:
@@ -209,7 +269,7 @@ def _write_part(rec: dict, m: Manifest, fname: Path) -> dict | None:
     length = ep["length"]
     meta_cols = dict(subject=rec["subject"], recording=rec["path"].name)
     if ep["mode"] == "scored":
-        table = read_hypnogram(rec, raw, m)
+        table = read_hypnogram(rec, raw, m).drop(columns="wake")
         table = table.rename(columns={"stage": ep.get("stage_column", "stage")})
         tmin, tmax = 0.0, length - 1.0 / sfreq
     else:
