@@ -190,7 +190,8 @@ CASES = {
     ),
     "blank hypnogram row": (
         dict(hypnogram="sub-{subject}_gap_hypno.txt"),
-        "recordings[0].hypnogram: sub-01_gap_hypno.txt: 1 blank stages (line 3)",
+        "recordings[0].hypnogram: subject '01', sub-01_raw.fif (sub-01_gap_hypno.txt): "
+        "1 blank stages (line 3)",
     ),
     "one file under two subjects": (
         dict(

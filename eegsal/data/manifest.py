@@ -32,13 +32,15 @@ _TOP = {
     "epochs",
 }
 _RECORDING = {"path", "glob", "bids", "match", "include", "subject", "format",
-              "hypnogram", "events", "columns", "allow_truncated"}  # fmt: skip
+              "hypnogram", "hypnogram_sfreq", "events", "columns",
+              "allow_truncated"}  # fmt: skip
 _BIDS = {"root", "task", "subjects", "sessions", "runs", "datatype"}
 _PREPROCESSING = {"rename", "channel_types", "exclude", "picks", "montage",
                   "reference", "l_freq", "h_freq", "notch", "sfreq"}  # fmt: skip
-_EPOCHS = {"mode", "length", "hypnogram", "stages", "ignore_stages", "stage_column",
-           "events", "stim_channel", "labels", "ignore_labels", "label_column",
-           "context", "tmin", "tmax", "on_outside"}  # fmt: skip
+_EPOCHS = {"mode", "length", "hypnogram", "hypnogram_sfreq", "scheme", "stages",
+           "ignore_stages", "stage_column", "trim_wake", "events", "stim_channel",
+           "labels", "ignore_labels", "label_column", "context", "tmin", "tmax",
+           "on_outside"}  # fmt: skip
 #: what ``epochs.on_outside`` may say about event windows outside a recording
 ON_OUTSIDE = ("drop", "raise")
 FORMATS = {
@@ -235,6 +237,10 @@ _NUMBER_FIX = {
     "preprocessing.sfreq": "give the sampling rate to resample to in Hz (e.g. "
     "100), or leave sfreq out to keep the recordings' own",
     "epochs.length": "give the scored epoch length in s (e.g. 30)",
+    "epochs.hypnogram_sfreq": "give the rate of a per-sample hypnogram in Hz "
+    "(e.g. 100), or leave it out for one stage per epoch",
+    "epochs.trim_wake": "give the minutes of wake to keep before and after the "
+    "sleep period (30 for Sleep-EDF), or leave trim_wake out to keep all",
     "epochs.tmin": "give the window's start in s relative to each event (e.g. -2)",
     "epochs.tmax": "give the window's end in s relative to each event (e.g. 0)",
 }
@@ -364,6 +370,8 @@ def read_manifest(
                 f"{rec['allow_truncated']!r}; write true to read files shorter "
                 "than their header says."
             )
+        _number(rec.get("hypnogram_sfreq"), f"{where}.hypnogram_sfreq", origin,
+                positive=True)  # fmt: skip
         _mapping(rec.get("include"), f"{where}.include", origin)
         _mapping(rec.get("columns"), f"{where}.columns", origin)
         recordings[i] = rec
@@ -418,7 +426,7 @@ def read_manifest(
             "(leave out event windows that fall outside their recording, with a "
             "logged count) or 'raise' (refuse them)."
         )
-    _mapping(ep.get("stages"), "epochs.stages", origin)
+    _check_stages(ep, mode, origin)
     return Manifest(
         name=name,
         source=source,
@@ -430,6 +438,49 @@ def read_manifest(
         origin=origin,
         raw=raw,
     )
+
+
+def _check_stages(ep: dict, mode: str, origin: str) -> None:
+    """Check the stage fields of ``epochs``: scheme, stages, trim_wake."""
+    from eegsal.data.hypnograms import SCHEMES
+
+    scheme = ep.get("scheme")
+    if scheme is not None and scheme not in SCHEMES:
+        close = difflib.get_close_matches(str(scheme).lower(), sorted(SCHEMES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ManifestError(
+            f"{origin}: epochs.scheme: {scheme!r} is not a stage scheme; use aasm "
+            "(W, N1, N2, N3, R/REM), rk (Rechtschaffen & Kales: W, S1-S4, REM, "
+            "MT; Sleep-EDF's 'Sleep stage 4') or yasa (YASA's integers 0=W, 1=N1, "
+            f"2=N2, 3=N3, 4=REM).{hint}"
+        )
+    stages = _mapping(ep.get("stages"), "epochs.stages", origin)
+    odd = {k: v for k, v in stages.items() if not isinstance(v, str | int)}
+    if odd:
+        raise ManifestError(
+            f"{origin}: epochs.stages: {odd} map codes to no stage name; write "
+            "code: stage pairs, e.g. {S3: N3, S4: N3}."
+        )
+    ignored = ep.get("ignore_stages")
+    if ignored is not None and not isinstance(ignored, list | tuple):
+        raise ManifestError(
+            f"{origin}: epochs.ignore_stages: expected a list of stage codes, got "
+            f"{ignored!r}; e.g. ['?', MT]."
+        )
+    _number(ep.get("hypnogram_sfreq"), "epochs.hypnogram_sfreq", origin,
+            positive=True)  # fmt: skip
+    minutes = _number(ep.get("trim_wake"), "epochs.trim_wake", origin)
+    if minutes is not None and minutes < 0:
+        raise ManifestError(
+            f"{origin}: epochs.trim_wake: must be >= 0 min, got {minutes:g}; "
+            f"{_NUMBER_FIX['epochs.trim_wake']}."
+        )
+    if minutes is not None and mode != "scored":
+        raise ManifestError(
+            f"{origin}: epochs.trim_wake: trims scored epochs (mode: scored); "
+            "event-locked windows keep every event. Remove trim_wake, or set "
+            "mode: scored."
+        )
 
 
 def _as_list(value: Any) -> list:

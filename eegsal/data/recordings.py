@@ -211,6 +211,9 @@ def expand_recordings(m: Manifest) -> list[dict]:
                 columns=columns,
                 where=where,
                 allow_truncated=rec.get("allow_truncated", False),
+                hypnogram_sfreq=rec.get(
+                    "hypnogram_sfreq", m.epochs.get("hypnogram_sfreq")
+                ),
             )
             for key in ("hypnogram", "events"):
                 spec = rec.get(key, m.epochs.get(key))

@@ -256,7 +256,8 @@ def test_bad_hypnograms(folder, tmp_path):
     _bad(
         _events_manifest(),
         folder,
-        r"recordings\[0\].hypnogram: 2 stages of 30 s cover 0.02 h but sub-02_raw.fif "
+        r"recordings\[0\].hypnogram: subject '02', sub-02_raw.fif "
+        r"\(sub-02_hypno.txt\): 2 stages of 30 s cover 0.02 h but the recording "
         r"lasts 0.03 h; trim the recording or fix the hypnogram",
         tmp_path,
     )
@@ -265,7 +266,8 @@ def test_bad_hypnograms(folder, tmp_path):
     _bad(
         _events_manifest(),
         folder,
-        r"recordings\[0\].hypnogram: sub-02_hypno.txt: 1 blank stages \(line 3\); a "
+        r"recordings\[0\].hypnogram: subject '02', sub-02_raw.fif "
+        r"\(sub-02_hypno.txt\): 1 blank stages \(line 3\); a "
         r"hypnogram holds one stage per 30-s epoch, .* write the stage on each blank "
         "line",
         tmp_path,
@@ -274,7 +276,7 @@ def test_bad_hypnograms(folder, tmp_path):
     spec = _events_manifest()
     spec["recordings"]["hypnogram"] = "sub-{subject}_hypno.csv"
     (folder / "sub-01_hypno.csv").write_text("stage\nW\nN2\nN2\nREM\n\n\n")
-    _bad(spec, folder, r"sub-02_hypno.csv: 1 blank stages \(line 4\)", tmp_path)
+    _bad(spec, folder, r"sub-02_hypno.csv\): 1 blank stages \(line 4\)", tmp_path)
     # blank lines at the end are no stage; '?' marks an unscored epoch
     (folder / "sub-02_hypno.csv").write_text("stage\nW\nN2\n?\nREM\n\n")
     epochs = load_manifest(spec, root=folder, cache=False)
@@ -284,8 +286,9 @@ def test_bad_hypnograms(folder, tmp_path):
     _bad(
         _events_manifest(),
         folder,
-        r"stage codes \['S9'\] \(first at epoch 2\) have no "
-        "mapping",
+        r"\(sub-02_hypno.txt\): stage codes \['S9'\] \(first at line 3\) have no "
+        r"stage: they are not stages of scheme 'aasm' \(N1, N2, N3, REM, W\); map "
+        "them with epochs.stages or list them in epochs.ignore_stages",
         tmp_path,
     )
 
@@ -524,7 +527,8 @@ def test_hypnogram_file_is_aligned_by_its_start_time(folder, tmp_path):
     ann.save(folder / "sub-03_hypno-annot.fif", verbose=False)
     spec = dict(recordings=[dict(path="sub-03_raw.fif", subject="03",
                                  hypnogram="sub-03_hypno-annot.fif")],
-                epochs=dict(mode="scored"))  # fmt: skip
+                epochs=dict(mode="scored", scheme="rk",
+                            stages=dict(S1="N1", S2="N2", S3="N3")))  # fmt: skip
     epochs = load_manifest(spec, root=folder, cache=False)
     assert epochs.metadata["stage"].tolist() == ["N1", "N2", "REM", "N3"]
     np.testing.assert_allclose(epochs.metadata["onset"], [0, 30, 60, 90])
