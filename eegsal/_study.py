@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eegsal._config import ConfigError
 from eegsal._io import atomic_path
 from eegsal._logging import logger
 from eegsal.data.cache import save_epochs
@@ -18,10 +19,6 @@ __all__ = ["Study"]
 #: Epochs files and attribution maps larger than this are read lazily (batch by
 #: batch, block by block) instead of into memory.
 LAZY_BYTES = 2**30
-
-
-class ConfigError(ValueError):
-    """A study config that cannot be run; the message names file and field."""
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
