@@ -37,145 +37,17 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from eegsal import __version__
+from eegsal._config import DEFAULT_STUDY, ConfigError, read_config
 from eegsal._docs import fill_doc
-from eegsal._io import atomic_path
+from eegsal._io import atomic_path, lock_folder, remove_temporaries
 from eegsal._logging import logger, verbose
-from eegsal._study import ConfigError
 from eegsal._study import Study as _Study
-from eegsal.data.manifest import _load_yaml, _mapping, _unknown
 
 __all__ = ["DEFAULT_STUDY", "ConfigError", "read_config", "run_demo", "run_study"]
-
-
-#: The default study (``eegsal demo``; the same as ``analyses/demo_study.yaml``).
-DEFAULT_STUDY: dict[str, Any] = {
-    "name": "Simulated sleep study: dream content or sleep stage?",
-    "data": {
-        "simulate": {
-            "n_subjects": 8,
-            "n_epochs": 60,
-            "scenario": "content",
-            "effect_size": 0.8,
-            "seed": 0,
-        }
-    },
-    "decode": {
-        "target": "content",
-        "context": "stage",
-        "groups": "subject",
-        "model": "eegnet",
-        "cv": 4,
-        "seed": 0,
-        "context_decoder": True,
-        "params": {"max_epochs": 12, "patience": 12, "batch_size": 32, "lr": 0.003},
-    },
-    "attribute": {
-        "methods": ["saliency", "integrated_gradients"],
-        "target": "logit",
-        "label": 0,
-        "params": {"integrated_gradients": {"n_steps": 12}},
-    },
-    "evaluate": {
-        "n_epochs": 48,
-        "faithfulness": {"n_steps": 10, "patch": [1, 10], "perturbation": "zeros"},
-        "randomization": {"n_epochs": 12},
-    },
-    "stats": {
-        "method": "integrated_gradients",
-        "formula": None,
-        "absolute": False,
-        "bin": 0.1,
-        "n_permutations": 100,
-        "within_permutations": 1000,
-        "alpha": 0.05,
-    },
-    "report": {"title": None},
-}
-
-_SECTIONS = {
-    "name": None,
-    "data": {"simulate", "manifest", "root"},
-    "decode": set(DEFAULT_STUDY["decode"]),
-    "attribute": set(DEFAULT_STUDY["attribute"]),
-    "evaluate": set(DEFAULT_STUDY["evaluate"]),
-    "stats": set(DEFAULT_STUDY["stats"]),
-    "report": set(DEFAULT_STUDY["report"]),
-}
-
-
-def read_config(config: str | os.PathLike | dict) -> dict:
-    """Read and check a study config; fill in the defaults.
-
-    Parameters
-    ----------
-    config : path-like | dict
-        A YAML file (read with ``yaml.safe_load``) or the same as a dict. Every
-        section is optional; missing entries take the values of
-        :data:`DEFAULT_STUDY`. A ``data.manifest`` path is relative to the
-        config file.
-
-    Returns
-    -------
-    config : dict
-        The complete config, ``data.manifest`` made absolute.
-    """
-    raw, origin, path = _load_yaml(config, "study config", ConfigError)
-    base = Path.cwd() if path is None else path.resolve().parent
-    _unknown(raw, _SECTIONS, "", origin, ConfigError)
-    cfg = copy.deepcopy(DEFAULT_STUDY)
-    cfg["name"] = str(raw.get("name") or cfg["name"])
-    for section, allowed in _SECTIONS.items():
-        if section == "name" or section not in raw:
-            continue
-        given = _mapping(raw[section], section, origin, ConfigError)
-        _unknown(given, allowed, f"{section}.", origin, ConfigError)
-        if section == "data":
-            cfg["data"] = {}
-        cfg[section].update(given)
-    data = cfg["data"]
-    if ("simulate" in data) == ("manifest" in data):
-        raise ConfigError(
-            f"{origin}: data: give either 'simulate' (simulator parameters) or "
-            "'manifest' (a dataset manifest file), not both or neither."
-        )
-    if "manifest" in data:
-        data["manifest"] = str((base / str(data["manifest"])).resolve())
-        if data.get("root") is not None:
-            data["root"] = str((base / str(data["root"])).resolve())
-    methods = cfg["attribute"]["methods"]
-    if isinstance(methods, str):
-        cfg["attribute"]["methods"] = methods = [methods]
-    if not methods:
-        raise ConfigError(f"{origin}: attribute.methods: name at least one method.")
-    from eegsal.attribution.methods import METHODS
-
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(
-                f"{origin}: attribute.methods: unknown method {m!r}; "
-                f"available: {', '.join(METHODS)}."
-            )
-    stats = cfg["stats"]
-    given = (raw.get("stats") or {}).get("method")
-    if given is None and stats["method"] not in methods:  # the default is absent
-        stats["method"] = methods[0]
-    if stats["method"] not in methods:
-        raise ConfigError(
-            f"{origin}: stats.method: {stats['method']!r} is not one of "
-            f"attribute.methods {methods}."
-        )
-    dec = cfg["decode"]
-    if stats["formula"] is None:
-        ctx = dec["context"]
-        stats["formula"] = (
-            f"{dec['target']} * C({ctx}, Sum)" if ctx else str(dec["target"])
-        )
-    return cfg
 
 
 def _hash(obj) -> str:
@@ -183,8 +55,25 @@ def _hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _file_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def _data_key(cfg: dict) -> str:
+    """Hash the epochs stage's inputs: the data settings and every file read.
+
+    For a manifest, :func:`eegsal.data.cache.cache_key` (the key of the
+    epochs cache) enters: the manifest's settings and each recording's,
+    hypnogram's and events file's path, size and modification time, so that
+    a replaced recording reruns the study.
+    """
+    data = dict(cfg["data"], eegsal=__version__)
+    if "manifest" in data:
+        from eegsal.data.cache import cache_key
+        from eegsal.data.loading import expand_recordings
+        from eegsal.data.manifest import read_manifest
+
+        m = read_manifest(data["manifest"], data.get("root"))
+        data["files"] = cache_key(
+            m, expand_recordings(m) if m.source == "files" else []
+        )
+    return _hash(data)
 
 
 class _Stages:
@@ -194,9 +83,27 @@ class _Stages:
         self.out, self.file = out, out / "stages.json"
         self.done = {}
         if self.file.exists() and not force:
-            self.done = json.loads(self.file.read_text())
+            self.done = self._read()
         self.ran: list[str] = []
         self.skipped: list[str] = []
+
+    def _read(self) -> dict[str, str]:
+        problem = None
+        try:
+            done = json.loads(self.file.read_text(encoding="utf-8"))
+        except ValueError as err:
+            problem = f"not valid JSON ({err})"
+        else:
+            if not isinstance(done, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in done.items()
+            ):
+                problem = "not a record of stage names and keys"
+        if problem:
+            raise ValueError(
+                f"{self.file}: {problem}; it was damaged or edited. Rerun with "
+                "--force (run_study(..., force=True)) to redo every stage."
+            )
+        return done
 
     def _record(self) -> None:
         with atomic_path(self.file) as tmp:
@@ -265,19 +172,36 @@ def run_study(
             else Path("eegsal-study")
         )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    stages = _Stages(out, force)
-    study = _Study(cfg, out, device, n_jobs)
-    keys: dict[str, str] = {}
-    base = {"eegsal": __version__}
+    with lock_folder(out):  # one writer at a time
+        remove_temporaries(out)  # of a run that was killed
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        config_file = out / "config.yaml"
+        if not config_file.is_file() or config_file.read_text() != text:
+            with atomic_path(config_file) as tmp:
+                tmp.write_text(text)
+        stages = _Stages(out, force)
+        _run_stages(cfg, stages, _Study(cfg, out, device, n_jobs))
+    logger.info(
+        "Study written to %s (%d stages run, %d unchanged)",
+        out,
+        len(stages.ran),
+        len(stages.skipped),
+    )
+    return {
+        "out_dir": out,
+        "report": out / "report.html",
+        "summary": out / "summary.txt",
+        "ran": stages.ran,
+        "skipped": stages.skipped,
+    }
 
-    data_key = dict(cfg["data"], **base)
-    if "manifest" in cfg["data"]:
-        data_key["manifest_sha"] = _file_hash(cfg["data"]["manifest"])
+
+def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:
+    """Run (or skip) every stage of the study in order."""
+    out = study.out
+    keys: dict[str, str] = {}
     keys["epochs"] = stages.run(
-        "epochs", _hash(data_key), study.epochs_outputs(), study.make_epochs
+        "epochs", _data_key(cfg), study.epochs_outputs(), study.make_epochs
     )
     dec = cfg["decode"]
     keys["decode"] = stages.run(
@@ -356,19 +280,6 @@ def run_study(
         ["report.html", "summary.txt"],
         report,
     )
-    logger.info(
-        "Study written to %s (%d stages run, %d unchanged)",
-        out,
-        len(stages.ran),
-        len(stages.skipped),
-    )
-    return {
-        "out_dir": out,
-        "report": out / "report.html",
-        "summary": out / "summary.txt",
-        "ran": stages.ran,
-        "skipped": stages.skipped,
-    }
 
 
 @fill_doc

@@ -341,3 +341,52 @@ def test_verdict_in_words_for_content_confound_and_null():
     assert text.startswith("No evidence of content beyond the stage")
     text = verdict_text(within(0.5, 0.6), subjects, overall=0.5)  # nothing at all
     assert text.startswith("No evidence of content at all")
+
+
+def _write_recording(path, seed: int) -> None:
+    """Save 40 s of 4-channel EEG at 100 Hz (random, seeded) as a FIF file."""
+    import mne
+
+    rng = np.random.default_rng(seed)
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 100.0, "eeg")
+    raw = mne.io.RawArray(1e-5 * rng.standard_normal((4, 4000)), info, verbose=False)
+    raw.save(path, overwrite=True, verbose=False)
+
+
+def test_a_replaced_recording_reruns_the_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGSAL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(1, 5):
+        _write_recording(root / f"sub-0{i}_raw.fif", seed=i)
+        (root / f"sub-0{i}_hypno.txt").write_text("W\nN2\n" * 10)  # 20 x 2 s
+    manifest = {
+        "name": "tiny-files",
+        "recordings": {"glob": "sub-*_raw.fif", "match": r"sub-(?P<subject>\d+)_raw",
+                       "hypnogram": "sub-{subject}_hypno.txt"},
+        "preprocessing": {"montage": "colin27_1020"},
+        "epochs": {"mode": "scored", "length": 2.0},
+    }  # fmt: skip
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(manifest))
+    config = {
+        "data": {"manifest": "data.yaml", "root": "data"},
+        "decode": {"target": "stage", "context": None, "cv": 2,
+                   "params": {"max_epochs": 2, "patience": 2, "batch_size": 16}},
+        "attribute": {"methods": ["saliency"]},
+        "evaluate": {"n_epochs": 8, "faithfulness": {"n_steps": 4, "patch": [1, 20]},
+                     "randomization": {"n_epochs": 4}},
+        "stats": {"n_permutations": 10, "bin": 0.5},
+    }  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    first = run_study(tmp_path / "study.yaml", out, device="cpu", verbose=False)
+    assert first["skipped"] == []
+    assert run_study(tmp_path / "study.yaml", out, verbose=False)["ran"] == []
+    before = pd.read_csv(out / "tables" / "predictions.csv")
+    # the same file name, size and manifest: only the recording's content changed
+    _write_recording(root / "sub-02_raw.fif", seed=99)
+    files = run_study(tmp_path / "study.yaml", out, device="cpu", verbose=False)
+    assert files["ran"] == first["ran"]  # epochs and every stage after it
+    assert files["ran"][:2] == ["epochs", "decode"]
+    after = pd.read_csv(out / "tables" / "predictions.csv")
+    assert not np.allclose(before["proba_W"], after["proba_W"])
