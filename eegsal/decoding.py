@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -758,7 +759,12 @@ class DecodingResult:
             raise FileNotFoundError(
                 f"{path} holds no saved DecodingResult (no config.json)."
             )
-        config = json.loads((path / "config.json").read_text())
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except ValueError as err:
+            raise ValueError(
+                f"{path / 'config.json'}: damaged ({err}); decode again."
+            ) from None
         classes = np.array(config.pop("classes"))
         models = []
         for k in range(config["n_folds"]):
@@ -769,9 +775,15 @@ class DecodingResult:
                 len(classes),
                 config["model_params"],
             )
-            state = torch.load(
-                path / f"fold-{k}.pt", weights_only=True, map_location="cpu"
-            )
+            fname = path / f"fold-{k}.pt"
+            try:
+                state = torch.load(fname, weights_only=True, map_location="cpu")
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise ValueError(
+                    f"{fname}: not a model file eegsal wrote, or damaged ({first}); "
+                    "decode again."
+                ) from None
             module.load_state_dict(state)
             models.append(module.eval())
         predictions = pd.read_csv(path / "predictions.csv")
