@@ -390,3 +390,107 @@ def test_a_replaced_recording_reruns_the_study(tmp_path, monkeypatch):
     assert files["ran"][:2] == ["epochs", "decode"]
     after = pd.read_csv(out / "tables" / "predictions.csv")
     assert not np.allclose(before["proba_W"], after["proba_W"])
+
+
+#: ``eegsal`` as a terminal runs it: Ctrl-C raises KeyboardInterrupt (even when
+#: the test runner was started with SIGINT ignored, as background jobs are).
+CHILD = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from eegsal.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_ctrl_c_while_training_exits_130_and_a_rerun_completes(tmp_path, capsys):
+    import json
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    config = {
+        **TINY,
+        "decode": {**TINY["decode"], "context": None,
+                   "params": {"max_epochs": 12, "patience": 12, "batch_size": 16}},
+        "attribute": {"methods": ["saliency"]},
+    }  # fmt: skip
+    fname = tmp_path / "study.yaml"
+    fname.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]),
+               OMP_NUM_THREADS="1")  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "run", str(fname), "--out", str(out), "-q",
+         "--device", "cpu"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stages = out / "stages.json"
+    deadline = time.monotonic() + 60
+    while not (stages.exists() and "epochs" in json.loads(stages.read_text())):
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # training the first fold
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert set(json.loads(stages.read_text())) == {"epochs"}  # decode unfinished
+    assert not (out / "decoding" / "content" / "config.json").exists()
+    assert not (out / ".eegsal.lock").exists()  # released on the way out
+    # as if the run had been killed instead: its lock and temporaries are left
+    (out / ".eegsal.lock").write_text(
+        json.dumps({"pid": child.pid, "host": socket.gethostname()})
+    )
+    (out / "tables" / ".scores.abcd_123.tmp-scores.csv").write_text("half")
+    (out / "decoding" / ".content.x1y2z3w4.tmp").mkdir(parents=True)
+    (out / "decoding" / ".content.x1y2z3w4.tmp" / "fold-0.pt").write_text("half")
+    mine = [out / "tables" / ".notes.tmp", out / "tables" / "notes.tmp-1"]
+    for f in mine:
+        f.write_text("the user's")
+    capsys.readouterr()
+    assert main(["run", str(fname), "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"from process {child.pid}, which no longer runs" in err
+    assert "[epochs] unchanged: skipped" in err and "[decode] running" in err
+    assert {"decode", "stats", "report"} <= set(json.loads(stages.read_text()))
+    for table in ("scores", "predictions", "lmm", "faithfulness_auc"):
+        assert (out / "tables" / f"{table}.csv").is_file()
+    # eegsal's temporaries are removed, and nothing else
+    assert sorted(out.rglob(".*tmp*")) == [mine[0]] and mine[1].is_file()
+    assert not (out / ".eegsal.lock").exists()
+
+
+def test_a_folder_another_run_writes_to_is_refused(tmp_path, capsys):
+    import json
+    import os
+    import socket
+
+    fname = tmp_path / "study.yaml"
+    fname.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".eegsal.lock"
+    for owner in ({"pid": os.getpid(), "host": socket.gethostname()},  # alive
+                  {"pid": 1, "host": "another-host"}):  # fmt: skip
+        lock.write_text(json.dumps(owner))
+        assert main(["run", str(fname), "--out", str(out), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"another eegsal run (process {owner['pid']} on {owner['host']})" in err
+        assert json.loads(lock.read_text()) == owner  # left to its owner
+    assert sorted(p.name for p in out.iterdir()) == [".eegsal.lock"]
+
+
+def test_a_damaged_stages_file_is_named_with_the_fix(tmp_path, capsys):
+    fname = tmp_path / "study.yaml"
+    fname.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stages.json").write_text('{"epochs": "abc" "decode": 1}')
+    assert main(["run", str(fname), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{out / 'stages.json'}: not valid JSON" in err and "--force" in err
+    (out / "stages.json").write_text('["epochs"]')
+    assert main(["run", str(fname), "--out", str(out), "-q"]) == 1
+    assert "not a record of stage names" in capsys.readouterr().err
