@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from eegsal import __version__
 
@@ -31,6 +35,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _device(text: str) -> str:
+    """Parse a device name: 'auto', 'cpu', 'cuda' or 'cuda:N'."""
+    if text in ("auto", "cpu", "cuda") or (
+        text.startswith("cuda:") and text[5:].isdigit()
+    ):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}"
+    )
 
 
 def _study_size(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +79,7 @@ def _device_verbosity(parser: argparse.ArgumentParser, device: bool = True) -> N
         parser.add_argument(
             "--device",
             default="auto",
+            type=_device,
             help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
         )
         parser.add_argument(
@@ -142,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build OUT_DIR/report.html and summary.txt from a study's files.",
     )
     report.add_argument("out_dir", metavar="OUT_DIR", help="a folder of 'eegsal run'")
+    report.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write report.html and summary.txt here instead (for a study on "
+        "read-only media)",
+    )
     _device_verbosity(report, device=False)
     demo = sub.add_parser(
         "demo",
@@ -195,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="FILE", help="save the epochs here (must end in -epo.fif)"
     )
     epochs.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out file"
+    )
+    epochs.add_argument(
         "--no-cache", action="store_true", help="read every file, ignore the cache"
     )
     _device_verbosity(epochs, device=False)
@@ -239,12 +264,10 @@ def _run(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import json
 
-    from eegsal._io import atomic_path, check_fname
+    from eegsal._io import atomic_path
     from eegsal.simulate import simulate_sleep_study
 
-    if not args.out.endswith("-epo.fif"):
-        raise ValueError(f"{args.out}: MNE epochs files end in -epo.fif.")
-    out = check_fname(args.out, args.overwrite)
+    out = _check_out(args.out, args.overwrite, "FILE")
     epochs, truth = simulate_sleep_study(
         n_subjects=args.n_subjects,
         n_epochs=args.n_epochs,
@@ -270,6 +293,17 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_out(fname: str, overwrite: bool, flag: str) -> Path:
+    """Check an epochs file to write: its name, and no silent replacing."""
+    if not fname.endswith("-epo.fif"):
+        raise ValueError(f"{flag} {fname}: MNE epochs files end in -epo.fif.")
+    if Path(fname).exists() and not overwrite:
+        raise FileExistsError(
+            f"{flag} {fname}: the file exists; pass --overwrite to replace it."
+        )
+    return Path(fname)
+
+
 def _jsonable(value) -> bool:
     import json
 
@@ -283,18 +317,16 @@ def _jsonable(value) -> bool:
 def _report(args: argparse.Namespace) -> int:
     from eegsal.report import make_report
 
-    fname = make_report(args.out_dir)
+    fname = make_report(args.out_dir, dest=args.out)
     sys.stdout.write(f"report: {fname}\n")
     return EXIT_OK
 
 
 def _epochs(args: argparse.Namespace) -> int:
-    from eegsal._io import atomic_path, check_fname
+    from eegsal._io import atomic_path
     from eegsal.data import load_manifest
 
-    if args.out and not args.out.endswith("-epo.fif"):
-        raise ValueError(f"--out {args.out}: MNE epochs files end in -epo.fif.")
-    out = check_fname(args.out, overwrite=False) if args.out else None
+    out = _check_out(args.out, args.overwrite, "--out") if args.out else None
     epochs = load_manifest(args.manifest, args.root, cache=not args.no_cache)
     meta = epochs.metadata
     label = next((c for c in ("content", "stage") if c in meta), None)
@@ -310,6 +342,26 @@ def _epochs(args: argparse.Namespace) -> int:
             epochs.save(tmp, overwrite=True, verbose=False)
         sys.stdout.write(f"saved {out}\n")
     return EXIT_OK
+
+
+#: Exceptions that bad input (a config, a manifest, a damaged or foreign file)
+#: raises; each ends the command with exit code 1 and one line on stderr.
+_BAD_INPUT = (
+    ValueError,  # ConfigError, ManifestError, JSON and Unicode errors
+    TypeError,
+    OSError,  # missing and unreadable files, FolderInUseError, HDF5 errors
+    yaml.YAMLError,
+    pickle.UnpicklingError,
+    EOFError,
+)
+
+
+def _one_line(err: BaseException) -> str:
+    """Return the message of ``err`` on one line (YAML errors span several)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, ValueError | TypeError | OSError):
+        return text
+    return f"{type(err).__name__}: {text}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,13 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"run": _run, "simulate": _simulate, "report": _report,
                     "demo": _demo, "epochs": _epochs}  # fmt: skip
         return commands[args.command](args)
-    except (ValueError, TypeError, OSError) as err:
+    except _BAD_INPUT as err:
         if args.verbose:
             raise
-        sys.stderr.write(f"eegsal {args.command}: error: {err}\n")
+        sys.stderr.write(f"eegsal {args.command}: error: {_one_line(err)}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:  # finished stages are kept; a rerun resumes
-        sys.stderr.write(f"eegsal {args.command}: interrupted\n")
+        sys.stderr.write(
+            f"eegsal {args.command}: interrupted; the stage that was running is "
+            "redone by the next run\n"
+            if args.command in ("run", "demo")
+            else f"eegsal {args.command}: interrupted\n"
+        )
         return EXIT_INTERRUPTED
     finally:
         log.removeHandler(handler)

@@ -24,6 +24,8 @@ def test_help_reads_well(capsys):
         (["demo", "--n-subjects", "0"], "expected a positive integer"),
         (["demo", "--scenario", "dream"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
+        (["run", "study.yaml", "--device", "tpu"], "expected 'auto', 'cpu', 'cuda'"),
+        (["demo", "--device", "gpu"], "argument --device"),
     ],
 )
 def test_bad_arguments_give_one_line(argv, needle, capsys):
@@ -91,6 +93,15 @@ def test_epochs_command_counts_and_saves(tmp_path, capsys):
     stages = pd.Series([d for d in raw.annotations.description if "stage" in d])
     for stage, n in stages.str.removeprefix("Sleep stage ").value_counts().items():
         assert f"{stage}" in text.splitlines()[1] and str(n) in text
+    code = main(["epochs", str(manifest), "--root", str(tmp_path), "--out", str(out),
+                 "-q"])  # fmt: skip
+    assert code == 1  # exists: the message names the flag that replaces it
+    err = capsys.readouterr().err
+    assert "pass --overwrite" in err and len(err.splitlines()) == 1
+    code = main(["epochs", str(manifest), "--root", str(tmp_path), "--out", str(out),
+                 "--overwrite", "-q"])  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
     back = mne.read_epochs(out, verbose=False)
     assert len(back) == 60 and list(back.metadata["stage"][:1]) == ["W"]
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
@@ -98,3 +109,28 @@ def test_epochs_command_counts_and_saves(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "root: " in err and "is not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_version(capsys):
+    from eegsal import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"eegsal {__version__}"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("decode: [unclosed\n  target: x", "not valid YAML"),
+        ("name: x\ndecode: {target: content}\n", "not the config of a study"),
+        ("- a list\n", "not the config of a study"),
+    ],
+)
+def test_report_of_a_damaged_study_exits_1_in_one_line(tmp_path, text, needle, capsys):
+    (tmp_path / "config.yaml").write_text(text)
+    assert main(["report", str(tmp_path), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{tmp_path / 'config.yaml'}: " in err and needle in err
