@@ -40,16 +40,50 @@ def _table_html(df: pd.DataFrame, caption: str = "") -> str:
     return note + body
 
 
+def _read_study_config(path: Path) -> dict:
+    """Read the config.yaml a study run wrote; refuse anything else in one line."""
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, ValueError) as err:
+        raise ValueError(f"{path}: not valid YAML ({err}).") from None
+    need = {
+        "decode": ("target", "context", "groups"),
+        "attribute": ("methods",),
+        "stats": ("alpha",),
+        "report": (),
+    }
+    ok = isinstance(cfg, dict) and "name" in cfg
+    ok = ok and all(
+        isinstance(cfg.get(s), dict) and all(k in cfg[s] for k in keys)
+        for s, keys in need.items()
+    )
+    if not ok:
+        raise ValueError(
+            f"{path}: not the config of a study written by 'eegsal run'; rerun "
+            "the study."
+        )
+    return cfg
+
+
 @verbose
 def make_report(
-    out_dir: str | os.PathLike, *, verbose: bool | str | int | None = None
+    out_dir: str | os.PathLike,
+    *,
+    dest: str | os.PathLike | None = None,
+    verbose: bool | str | int | None = None,
 ) -> Path:
     """Write ``report.html`` and ``summary.txt`` from a study's output folder.
+
+    Only these two files are written; the study's files are read, never
+    rewritten, so a finished study on read-only media can be reported into
+    another folder (``dest``).
 
     Parameters
     ----------
     out_dir : path-like
         A folder written by :func:`eegsal.pipeline.run_study`.
+    dest : path-like | None
+        Where to write the two files (created if needed); None: ``out_dir``.
     %(verbose)s
 
     Returns
@@ -64,7 +98,7 @@ def make_report(
         raise FileNotFoundError(
             f"{out} holds no study (no config.yaml); run 'eegsal run CONFIG' first."
         )
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg = _read_study_config(out / "config.yaml")
     dec = cfg["decode"]
     target, context, groups = dec["target"], dec["context"], dec["groups"]
     tables, figures = out / "tables", out / "figures"
@@ -231,9 +265,10 @@ def make_report(
             "Clusters",
             section="Statistics",
         )
-    with atomic_path(out / "report.html") as tmp:
+    dest = out if dest is None else Path(dest)
+    with atomic_path(dest / "report.html") as tmp:
         report.save(tmp, open_browser=False, overwrite=True, verbose=False)
-    with atomic_path(out / "summary.txt") as tmp:
+    with atomic_path(dest / "summary.txt") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    logger.info("Report written to %s", out / "report.html")
-    return out / "report.html"
+    logger.info("Report written to %s", dest / "report.html")
+    return dest / "report.html"

@@ -101,8 +101,10 @@ def test_a_run_writes_every_documented_file(study_dir):
 
 def test_a_second_run_skips_every_stage(study_dir):
     stamp = (study_dir / "tables" / "lmm.csv").stat().st_mtime_ns
+    config_stamp = (study_dir / "config.yaml").stat().st_mtime_ns
     files = run_study(TINY, study_dir, device="cpu", verbose=False)
     assert files["ran"] == []
+    assert (study_dir / "config.yaml").stat().st_mtime_ns == config_stamp
     assert set(files["skipped"]) >= {"epochs", "decode", "evaluate", "stats", "report"}
     assert (study_dir / "tables" / "lmm.csv").stat().st_mtime_ns == stamp
     # a changed setting reruns its stage and what follows, nothing before
@@ -251,6 +253,29 @@ def test_cli_report_rebuilds_the_report(study_dir, tmp_path, capsys):
     assert (out / "report.html").is_file()
     assert main(["report", str(tmp_path), "-q"]) == 1  # not a study folder
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_report_of_a_study_on_read_only_media(study_dir, tmp_path):
+    def snapshot():
+        return {
+            p: (p.stat().st_mtime_ns, p.stat().st_mode, p.stat().st_size)
+            for p in [study_dir, *study_dir.rglob("*")]
+        }
+
+    before = snapshot()
+    folders = [p for p in before if p.is_dir()]
+    try:  # read-only as on a DVD (root ignores it: the snapshot is the check)
+        for p in folders:
+            p.chmod(0o555)
+        dest = tmp_path / "report"
+        assert main(["report", str(study_dir), "--out", str(dest), "-q"]) == 0
+    finally:
+        for p in folders:
+            p.chmod(0o755)
+    assert snapshot() == before  # nothing written, renamed or removed
+    assert (dest / "report.html").stat().st_size > 10_000
+    summary = (dest / "summary.txt").read_text()
+    assert summary == (study_dir / "summary.txt").read_text()
 
 
 def test_cli_simulate_writes_epochs_and_truth(tmp_path, capsys):
