@@ -21,7 +21,11 @@ A stage is skipped when the hash of its settings and of the stages it reads
 is the one recorded in ``stages.json`` and its files exist; so a rerun
 after a crash, or after a change of settings, redoes only what it must.
 Every file is written atomically (temporary file, then rename), and a stage
-is recorded only once all its files are written. Data from a manifest is
+is recorded only once all its files are written; an interrupted stage is
+therefore redone. The epochs stage's key holds, for a manifest, each file's
+size and modification time (:func:`eegsal.data.cache.cache_key`). One run
+writes to a folder at a time (the lock ``OUT/.eegsal.lock``), and it first
+removes the temporary files a killed run left there. Data from a manifest is
 loaded lazily (``load_manifest(..., preload=False)``) and copied one part at
 a time; epochs files and maps over 1 GiB are read lazily by the later stages
 (decoding and attribution read them batch by batch, the mixed model block by
