@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from eegsal._docs import fill_doc
+from eegsal.models._timing import check_sfreq, to_samples
 
 __all__ = ["Deep4Net"]
 
@@ -35,17 +36,32 @@ class Deep4Net(nn.Module):
         Number of classes.
     n_filters : tuple of int
         Filters of the four blocks (25, 50, 100, 200 in the paper).
-    filter_length : int
-        Temporal kernel length of every block (samples; 10 at 250 Hz).
-    pool_length : int
-        Max-pooling window and stride (samples; 3).
+    sfreq : float | None
+        Sampling rate of the input (Hz); None: 250 Hz, the published rate (the
+        sample sizes of eegsal before ``sfreq`` existed).
+    filter_s : float
+        Temporal kernel of the first block (s; 0.04 s, 10 samples at 250 Hz).
+    pool_s : float
+        Max-pooling window and stride of the first block (s; 0.012 s, 3
+        samples at 250 Hz): it brings the signal to about 83 Hz at any
+        ``sfreq``.
+    filter_length, pool_length : int | None
+        Kernel and pool of every block in samples (10 and 3 in the paper).
+        None: the first block's from ``filter_s`` and ``pool_s`` at ``sfreq``,
+        blocks 2-4 with the paper's 10 and 3 samples of the pooled signal.
     drop_prob : float
         Dropout before blocks 2-4.
 
     Notes
     -----
-    With 22 channels, 1,000 samples and 4 classes the model has 282,879
-    trainable parameters, as braindecode's ``Deep4Net``.
+    Only the first block sees the input rate; blocks 2-4 act on its pooled
+    output, whose rate is ``sfreq / pool`` (83.3 Hz at 250 Hz). Setting the
+    first block in seconds keeps that rate, and so the durations of the later
+    blocks' kernels, close to the paper's at any ``sfreq`` (up to the rounding
+    of the first pool: at 100 Hz it is 1 sample, and the later kernels span
+    0.1 s instead of 0.12 s).
+    With 22 channels, 1,000 samples, 4 classes and 250 Hz the model has
+    282,879 trainable parameters, as braindecode's ``Deep4Net``.
 
     References
     ----------
@@ -76,27 +92,45 @@ class Deep4Net(nn.Module):
         n_classes: int = 2,
         *,
         n_filters: tuple[int, int, int, int] = (25, 50, 100, 200),
-        filter_length: int = 10,
-        pool_length: int = 3,
+        sfreq: float | None = None,
+        filter_s: float = 0.04,
+        pool_s: float = 0.012,
+        filter_length: int | None = None,
+        pool_length: int | None = None,
         drop_prob: float = 0.5,
     ):
         super().__init__()
+        self.sfreq = check_sfreq(sfreq, 250.0)
+        first = (
+            to_samples(filter_s, self.sfreq, "filter_s")
+            if filter_length is None
+            else int(filter_length)
+        )
+        pool_1 = (
+            to_samples(pool_s, self.sfreq, "pool_s")
+            if pool_length is None
+            else int(pool_length)
+        )
+        filter_length = 10 if filter_length is None else int(filter_length)
+        pool_length = 3 if pool_length is None else int(pool_length)
+        #: kernel and pool of each block, in samples of the signal it sees
+        self.block_sizes = [(first, pool_1)] + [(filter_length, pool_length)] * 3
         length = n_times
-        for _ in range(4):
-            length = (length - filter_length + 1) // pool_length
+        for k, p in self.block_sizes:
+            length = (length - k + 1) // p
         if length < 1:
             raise ValueError(
-                f"Deep4Net with filter_length={filter_length} and pool_length="
-                f"{pool_length} needs more than {n_times=} samples; use longer "
-                "epochs, a higher sampling rate, or shorter filters/pools."
+                f"Deep4Net with kernels and pools of {self.block_sizes} samples "
+                f"needs more than {n_times=} samples; use longer epochs, or "
+                "shorter filters/pools."
             )
         self.n_chans, self.n_times, self.n_classes = n_chans, n_times, n_classes
         f1, f2, f3, f4 = n_filters
-        self.temporal_conv = nn.Conv2d(1, f1, (filter_length, 1))
+        self.temporal_conv = nn.Conv2d(1, f1, (first, 1))
         self.spatial_conv = nn.Conv2d(f1, f1, (1, n_chans), bias=False)
         self.bn_1 = nn.BatchNorm2d(f1)
         self.act_1 = nn.ELU()
-        self.pool_1 = nn.MaxPool2d((pool_length, 1))
+        self.pool_1 = nn.MaxPool2d((pool_1, 1))
         blocks = [(f1, f2), (f2, f3), (f3, f4)]
         for i, (c_in, c_out) in enumerate(blocks, start=2):
             setattr(self, f"drop_{i}", nn.Dropout(drop_prob))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from eegsal._docs import fill_doc
+from eegsal.models._timing import check_sfreq, to_samples
 
 __all__ = ["EEGNet"]
 
@@ -54,9 +55,18 @@ class EEGNet(nn.Module):
       **Still has the electrode axis**: Grad-CAM here is channels x time.
     - ``spatial_conv``: depthwise over all electrodes, ``(batch, F1*D, 1, n_times)``;
       from here on there is no electrode axis.
+    - ``spatial_pool``: average pooling over ``pool_s`` (4 samples at 128 Hz),
+      which brings the signal to about 32 Hz at any ``sfreq``.
     - ``separable_depthwise``, ``separable_pointwise``:
-      ``(batch, F2, 1, n_times // 4)``.
+      ``(batch, F2, 1, n_times // p)`` (``p`` the pool length in samples; 4 at
+      128 Hz). They act on the pooled signal, so their kernel (16 samples,
+      0.5 s) and the second pooling (8 samples) stay in samples.
     - ``classifier``: a max-norm linear layer on the flattened features.
+
+    Kernels and pools that act on the input are set in seconds (``kernel_s``,
+    ``pool_s``) and turned into samples at ``sfreq``, so that the temporal
+    filters cover the same frequencies at every sampling rate (64 samples at
+    128 Hz; 50 at 100 Hz; 250 at 500 Hz).
 
     Parameters
     ----------
@@ -67,15 +77,25 @@ class EEGNet(nn.Module):
         Spatial filters per temporal filter (depth multiplier).
     F2 : int | None
         Number of pointwise filters (default ``F1 * D``).
-    kernel_length : int
-        Length of the temporal kernels (samples; 64 at 128 Hz in the paper, i.e.
-        half the sampling rate).
+    sfreq : float | None
+        Sampling rate of the input (Hz); None: 128 Hz, the published rate
+        (the sample sizes of eegsal before ``sfreq`` existed).
+    kernel_s : float
+        Length of the temporal kernels (s; 0.5 s, i.e. 64 samples at 128 Hz, in
+        the paper): ``round(kernel_s * sfreq)`` samples.
+    pool_s : float
+        Length and stride of the first average pooling (s; 4 samples at
+        128 Hz).
+    kernel_length : int | None
+        Length of the temporal kernels in samples; when given it overrides
+        ``kernel_s``.
     %(drop_prob)s
 
     Notes
     -----
     With the published settings (EEGNet-8,2, 22 channels, 512 samples, 4 classes)
-    the model has 2,484 trainable parameters, as braindecode's implementation.
+    the model has 2,484 trainable parameters at 128 Hz, as braindecode's
+    implementation.
 
     References
     ----------
@@ -117,14 +137,23 @@ class EEGNet(nn.Module):
         F1: int = 8,
         D: int = 2,
         F2: int | None = None,
-        kernel_length: int = 64,
+        sfreq: float | None = None,
+        kernel_s: float = 0.5,
+        pool_s: float = 4 / 128,
+        kernel_length: int | None = None,
         drop_prob: float = 0.25,
     ):
         super().__init__()
         F2 = F1 * D if F2 is None else F2
-        if n_times < 32:
+        self.sfreq = check_sfreq(sfreq, 128.0)
+        if kernel_length is None:
+            kernel_length = to_samples(kernel_s, self.sfreq, "kernel_s")
+        pool = to_samples(pool_s, self.sfreq, "pool_s")
+        self.kernel_length, self.pool_length = int(kernel_length), pool
+        if n_times < pool * 8:
             raise ValueError(
-                f"EEGNet needs n_times >= 32 (two poolings), got {n_times=}."
+                f"EEGNet needs n_times >= {pool * 8} (two poolings, of {pool} and 8 "
+                f"samples at {self.sfreq:g} Hz), got {n_times=}."
             )
         self.n_chans, self.n_times, self.n_classes = n_chans, n_times, n_classes
         self.temporal_pad = _same_pad(kernel_length)
@@ -135,7 +164,7 @@ class EEGNet(nn.Module):
         )
         self.spatial_bn = nn.BatchNorm2d(F1 * D)
         self.spatial_act = nn.ELU()
-        self.spatial_pool = nn.AvgPool2d((1, 4))
+        self.spatial_pool = nn.AvgPool2d((1, pool))
         self.spatial_drop = nn.Dropout(drop_prob)
         self.separable_pad = _same_pad(16)
         self.separable_depthwise = nn.Conv2d(
@@ -147,7 +176,9 @@ class EEGNet(nn.Module):
         self.separable_pool = nn.AvgPool2d((1, 8))
         self.separable_drop = nn.Dropout(drop_prob)
         self.flatten = nn.Flatten()
-        self.classifier = _MaxNormLinear(F2 * (n_times // 32), n_classes, max_norm=0.25)
+        self.classifier = _MaxNormLinear(
+            F2 * (n_times // pool // 8), n_classes, max_norm=0.25
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``."""

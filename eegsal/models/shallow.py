@@ -7,6 +7,7 @@ from torch import nn
 
 from eegsal._docs import fill_doc
 from eegsal.models._layers import SafeLog, Square
+from eegsal.models._timing import check_sfreq, to_samples
 
 __all__ = ["ShallowConvNet"]
 
@@ -38,16 +39,24 @@ class ShallowConvNet(nn.Module):
     %(model_shape)s
     n_filters : int
         Number of temporal and of spatial filters (40 in the paper).
-    filter_length : int
-        Temporal kernel length (samples; 25 at 250 Hz in the paper).
-    pool_length, pool_stride : int
-        Mean-pooling window and stride (samples; 75 and 15 at 250 Hz).
+    sfreq : float | None
+        Sampling rate of the input (Hz); None: 250 Hz, the published rate (the
+        sample sizes of eegsal before ``sfreq`` existed).
+    filter_s : float
+        Temporal kernel length (s; 0.1 s, 25 samples at 250 Hz, in the paper).
+    pool_s, pool_stride_s : float
+        Mean-pooling window and stride (s; 0.3 s and 0.06 s, 75 and 15 samples
+        at 250 Hz).
+    filter_length, pool_length, pool_stride : int | None
+        The same in samples; each one given overrides its duration.
     %(drop_prob)s
 
     Notes
     -----
-    With 22 channels, 1,000 samples and 4 classes the model has 46,084 trainable
-    parameters, as braindecode's ``ShallowFBCSPNet``.
+    Every layer acts at the input rate, so all three sizes are set in seconds
+    and turned into samples at ``sfreq`` (``round(seconds * sfreq)``).
+    With 22 channels, 1,000 samples, 4 classes and 250 Hz the model has 46,084
+    trainable parameters, as braindecode's ``ShallowFBCSPNet``.
 
     References
     ----------
@@ -72,12 +81,25 @@ class ShallowConvNet(nn.Module):
         n_classes: int = 2,
         *,
         n_filters: int = 40,
-        filter_length: int = 25,
-        pool_length: int = 75,
-        pool_stride: int = 15,
+        sfreq: float | None = None,
+        filter_s: float = 0.1,
+        pool_s: float = 0.3,
+        pool_stride_s: float = 0.06,
+        filter_length: int | None = None,
+        pool_length: int | None = None,
+        pool_stride: int | None = None,
         drop_prob: float = 0.5,
     ):
         super().__init__()
+        self.sfreq = check_sfreq(sfreq, 250.0)
+        if filter_length is None:
+            filter_length = to_samples(filter_s, self.sfreq, "filter_s")
+        if pool_length is None:
+            pool_length = to_samples(pool_s, self.sfreq, "pool_s")
+        if pool_stride is None:
+            pool_stride = to_samples(pool_stride_s, self.sfreq, "pool_stride_s")
+        self.filter_length, self.pool_length = int(filter_length), int(pool_length)
+        self.pool_stride = int(pool_stride)
         n_pool = (n_times - filter_length + 1 - pool_length) // pool_stride + 1
         if n_pool < 1:
             raise ValueError(

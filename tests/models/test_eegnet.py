@@ -50,3 +50,33 @@ def test_max_norm_constraints_hold_in_training_only():
     torch.testing.assert_close(norms, torch.full_like(norms, 0.25))
     spatial = model.spatial_conv.weight.flatten(1).norm(dim=1)
     assert spatial.max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize(
+    "sfreq, kernel, pool", [(None, 64, 4), (128, 64, 4), (100, 50, 3), (250, 125, 8),
+                            (500, 250, 16)],
+)  # fmt: skip
+def test_kernels_and_pools_are_set_in_seconds(sfreq, kernel, pool):
+    # 0.5 s temporal kernels and a 1/32 s pool at every rate; None is 128 Hz
+    model = EEGNet(4, 1024, 2, sfreq=sfreq).eval()
+    assert model.temporal_conv.kernel_size == (1, kernel)
+    assert model.spatial_pool.kernel_size == (1, pool)
+    # layers after the first pool see about 32 Hz: their sizes stay in samples
+    assert model.separable_depthwise.kernel_size == (1, 16)
+    assert model.separable_pool.kernel_size == (1, 8)
+    assert model(torch.randn(2, 4, 1024)).shape == (2, 2)
+    assert model.classifier.in_features == 16 * (1024 // pool // 8)
+
+
+def test_published_count_and_sample_overrides():
+    # the published rate gives the published model, whichever way it is asked for
+    assert _n_params(EEGNet(22, 512, 4, sfreq=128)) == 2484
+    assert _n_params(EEGNet(22, 512, 4, sfreq=256, kernel_length=64)) != 2484
+    # a kernel in samples overrides the duration (saved results rebuild so)
+    model = EEGNet(4, 128, sfreq=500, kernel_length=16)
+    assert model.temporal_conv.kernel_size == (1, 16)
+    assert EEGNet(4, 64, kernel_s=0.25).temporal_conv.kernel_size == (1, 32)
+    with pytest.raises(ValueError, match="n_times >= 128"):
+        EEGNet(4, 100, sfreq=500)
+    with pytest.raises(ValueError, match="sfreq must be a positive"):
+        EEGNet(4, 64, sfreq=0)

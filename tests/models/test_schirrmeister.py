@@ -84,3 +84,38 @@ def test_shallow_nonlinearities_are_modules_with_the_published_forward():
     assert model.square(hidden).eq(9.0).all()
     logs = model.log(torch.tensor([0.0, 1.0])).tolist()
     assert logs == pytest.approx([np.log(1e-6), 0.0], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sfreq, shallow, deep4",
+    [
+        (None, (25, 75, 15), (10, 3)),
+        (250, (25, 75, 15), (10, 3)),
+        (100, (10, 30, 6), (4, 1)),
+        (500, (50, 150, 30), (20, 6)),
+    ],
+)
+def test_kernels_and_pools_are_set_in_seconds(sfreq, shallow, deep4):
+    # ShallowConvNet: 0.1 s kernel, 0.3 s pool every 0.06 s; Deep4Net's first
+    # block: 0.04 s kernel and 0.012 s pool; None is the published 250 Hz
+    s = ShallowConvNet(3, 1000, 2, sfreq=sfreq).eval()
+    assert s.temporal_conv.kernel_size == (shallow[0], 1)
+    assert (s.pool.kernel_size, s.pool.stride) == ((shallow[1], 1), (shallow[2], 1))
+    d = Deep4Net(3, 1000, 2, sfreq=sfreq).eval()
+    assert d.temporal_conv.kernel_size == (deep4[0], 1)
+    assert d.pool_1.kernel_size == (deep4[1], 1)
+    # blocks 2-4 see the pooled signal (about 83 Hz): the paper's samples
+    assert d.conv_2.kernel_size == (10, 1) and d.pool_4.kernel_size == (3, 1)
+    x = torch.randn(2, 3, 1000)
+    assert s(x).shape == d(x).shape == (2, 2)
+
+
+def test_published_counts_at_the_published_rate_and_sample_overrides():
+    assert _n_params(ShallowConvNet(22, 1000, 4, sfreq=250)) == 46084
+    assert _n_params(Deep4Net(22, 1000, 4, sfreq=250)) == 282879
+    # sizes in samples override the durations, in every Deep4 block
+    d = Deep4Net(3, 1000, 2, sfreq=500, filter_length=7, pool_length=2)
+    assert d.temporal_conv.kernel_size == d.conv_4.kernel_size == (7, 1)
+    assert d.pool_1.kernel_size == d.pool_4.kernel_size == (2, 1)
+    s = ShallowConvNet(3, 200, 2, sfreq=500, filter_length=5)
+    assert s.temporal_conv.kernel_size == (5, 1) and s.pool.kernel_size == (150, 1)
