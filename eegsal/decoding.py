@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from eegsal.data.reader import (
     take,
 )
 from eegsal.guidance import GuidedTrainingMixin, check_guidance
-from eegsal.models import get_model_class
+from eegsal.models import build_model, model_name, model_params_for
 
 __all__ = ["DecodingResult", "EEGDecoder", "decode", "get_device"]
 
@@ -105,9 +106,13 @@ def _as_source(X):
 
 
 def _build_module(
-    model: str, n_chans: int, n_times: int, n_classes: int, model_params: dict
+    model: str | Callable[..., nn.Module],
+    n_chans: int,
+    n_times: int,
+    n_classes: int,
+    model_params: dict,
 ) -> nn.Sequential:
-    net = get_model_class(model)(n_chans, n_times, n_classes, **model_params)
+    net = build_model(model, n_chans, n_times, n_classes, model_params)
     return nn.Sequential(Standardize(np.zeros(n_chans), np.ones(n_chans)), net)
 
 
@@ -185,10 +190,19 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : str
-        Registered model name (see :data:`eegsal.models.MODELS`).
+    model : str | type | callable
+        Registered model name (see :data:`eegsal.models.MODELS`), or any
+        :class:`torch.nn.Module` class or factory called as
+        ``model(n_chans, n_times, n_classes, **model_params)`` (a class whose
+        signature names ``n_outputs``, as braindecode's, gets keywords
+        ``n_chans=, n_times=, n_outputs=``). It must map
+        ``(batch, n_chans, n_times)`` to logits ``(batch, n_classes)``.
     model_params : dict | None
         Keyword arguments of the model class.
+    sfreq : float | None
+        Sampling rate of ``X`` (Hz). Given to the model as ``sfreq`` when its
+        signature has one (eegsal's models set their kernels in seconds with
+        it; None: their published rates), and used by ``cutout_s``.
     max_epochs : int
         Maximum number of training epochs.
     batch_size : int
@@ -242,6 +256,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         ``'cutout'`` (a random patch); None: no augmentation.
     cutout : tuple of int
         CutOut patch: (channels, samples).
+    cutout_s : float | None
+        CutOut patch length in seconds (needs ``sfreq``); when given it
+        replaces the samples of ``cutout``, which then gives the channels only.
     consistency_weight : float
         Weight of the explanation-consistency penalty (0: off).
     consistency_noise : float
@@ -256,9 +273,10 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        model: str = "eegnet",
+        model: str | Callable[..., nn.Module] = "eegnet",
         *,
         model_params: dict | None = None,
+        sfreq: float | None = None,
         max_epochs: int = 100,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -277,12 +295,14 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         keep_weight: float = 0.0,
         augment: str | None = None,
         cutout: tuple[int, int] = (4, 50),
+        cutout_s: float | None = None,
         consistency_weight: float = 0.0,
         consistency_noise: float = 0.1,
         consistency_shift: int = 0,
     ):
         self.model = model
         self.model_params = model_params
+        self.sfreq = sfreq
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -301,6 +321,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.keep_weight = keep_weight
         self.augment = augment
         self.cutout = cutout
+        self.cutout_s = cutout_s
         self.consistency_weight = consistency_weight
         self.consistency_noise = consistency_noise
         self.consistency_shift = consistency_shift
@@ -329,12 +350,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         device = get_device(self.device)
         torch.manual_seed(self.seed)
+        self.model_params_ = model_params_for(self.model, self.model_params, self.sfreq)
         module = _build_module(
-            self.model,
-            X.shape[1],
-            X.shape[2],
-            len(self.classes_),
-            dict(self.model_params or {}),
+            self.model, X.shape[1], X.shape[2], len(self.classes_), self.model_params_
         )
         train, valid = self._split(y_idx, groups)
         mean, std = channel_moments(X, train, batch_size=self.batch_size)
@@ -508,16 +526,35 @@ class DecodingResult:
         Class labels, in the order of the model outputs.
     config : dict
         Everything needed to rebuild the models (model name and parameters,
-        shapes, target, groups) and to recognise the epochs (``ch_names``,
-        ``sfreq`` in Hz, ``tmin`` in s).
+        ``sfreq`` among them for models that take it; shapes, target, groups)
+        and to recognise the epochs (``ch_names``, ``sfreq`` in Hz, ``tmin``
+        in s).
+    model : str | type | callable
+        The registered name, or the class or factory the models were built
+        with.
+    refit_model : torch.nn.Module | None
+        The model refitted on all epochs (``decode(..., refit=True)``), which
+        :meth:`predict` prefers; None otherwise.
     """
 
-    def __init__(self, predictions, scores, models, classes, config):
+    def __init__(
+        self,
+        predictions,
+        scores,
+        models,
+        classes,
+        config,
+        *,
+        model: str | Callable[..., nn.Module] | None = None,
+        refit_model: nn.Module | None = None,
+    ):
         self.predictions = predictions
         self.scores = scores
         self.models = models
         self.classes = np.asarray(classes)
         self.config = config
+        self.model = config.get("model") if model is None else model
+        self.refit_model = refit_model
 
     def __repr__(self) -> str:
         ba = self.scores["balanced_accuracy"]
@@ -545,7 +582,15 @@ class DecodingResult:
         if isinstance(idx, slice):
             idx = np.arange(len(self.predictions))[idx]
         pred = self.predictions.iloc[np.asarray(idx)].reset_index(drop=True)
-        return DecodingResult(pred, self.scores, self.models, self.classes, self.config)
+        return DecodingResult(
+            pred,
+            self.scores,
+            self.models,
+            self.classes,
+            self.config,
+            model=self.model,
+            refit_model=self.refit_model,
+        )
 
     def check_epochs(self, epochs: mne.BaseEpochs) -> None:
         """Refuse epochs other than those this result was decoded from.
@@ -729,30 +774,49 @@ class DecodingResult:
                 f"{path} holds a result already; pass overwrite=True."
             )
         path.mkdir(parents=True, exist_ok=True)
-        for k, model in enumerate(self.models):
-            with atomic_path(path / f"fold-{k}.pt") as tmp:
+        named = [(f"fold-{k}.pt", m) for k, m in enumerate(self.models)]
+        if self.refit_model is not None:
+            named.append(("refit.pt", self.refit_model))
+        for fname, model in named:  # state dicts: tensors only, no pickled code
+            with atomic_path(path / fname) as tmp:
                 torch.save(model.state_dict(), tmp)
         with atomic_path(path / "predictions.csv") as tmp:
             self.predictions.to_csv(tmp, index=False)
         with atomic_path(path / "scores.csv") as tmp:
             self.scores.to_csv(tmp, index=False)
-        config = dict(self.config, classes=[str(c) for c in self.classes])
+        config = dict(
+            self.config,
+            classes=[str(c) for c in self.classes],
+            refit=self.refit_model is not None,
+        )
         with atomic_path(path / "config.json") as tmp:  # written last: marks it whole
             Path(tmp).write_text(json.dumps(config, indent=2, default=_to_json))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> DecodingResult:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        model: type[nn.Module] | Callable[..., nn.Module] | None = None,
+    ) -> DecodingResult:
         """Read a result written by :meth:`save` (no pickles are loaded).
 
         Parameters
         ----------
         path : path-like
             The folder.
+        model : type | callable | None
+            For a result of a model given as a class or factory (not a
+            registered name): that class or factory again; the folder holds
+            its weights (state dicts, read with ``weights_only=True``), never
+            its code. None for registered models.
 
         Returns
         -------
         result : DecodingResult
-            The result, with its models rebuilt on the CPU.
+            The result, with its models rebuilt on the CPU. A result saved
+            before models took ``sfreq`` rebuilds with the sample sizes of
+            then (the published rates').
         """
         path = Path(path)
         if not (path / "config.json").exists():
@@ -766,16 +830,34 @@ class DecodingResult:
                 f"{path / 'config.json'}: damaged ({err}); decode again."
             ) from None
         classes = np.array(config.pop("classes"))
-        models = []
-        for k in range(config["n_folds"]):
+        custom = bool(config.get("custom_model", False))
+        if custom and model is None:
+            raise ValueError(
+                f"{path} holds the weights of {config['model']}, a model given as a "
+                "class or factory; its code is not saved: pass it, "
+                f"DecodingResult.load({str(path)!r}, model="
+                f"{config['model'].rsplit('.', 1)[-1]})."
+            )
+        if not custom and model is not None:
+            raise ValueError(
+                f"{path} holds the registered model {config['model']!r}; load it "
+                "without model=."
+            )
+        spec = model if custom else config["model"]
+        if custom and model_name(model) != config["model"]:
+            logger.info(
+                "Loading the weights of %s into %s", config["model"], model_name(model)
+            )
+
+        def rebuild(fname: str) -> nn.Module:
             module = _build_module(
-                config["model"],
+                spec,
                 config["n_chans"],
                 config["n_times"],
                 len(classes),
                 config["model_params"],
             )
-            fname = path / f"fold-{k}.pt"
+            fname = path / fname
             try:
                 state = torch.load(fname, weights_only=True, map_location="cpu")
             except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
@@ -785,12 +867,23 @@ class DecodingResult:
                     "decode again."
                 ) from None
             module.load_state_dict(state)
-            models.append(module.eval())
+            return module.eval()
+
+        models = [rebuild(f"fold-{k}.pt") for k in range(config["n_folds"])]
+        refit_model = rebuild("refit.pt") if config.get("refit") else None
         predictions = pd.read_csv(path / "predictions.csv")
         predictions["y_true"] = predictions["y_true"].astype(str)
         predictions["y_pred"] = predictions["y_pred"].astype(str)
         scores = pd.read_csv(path / "scores.csv")
-        return cls(predictions, scores, models, classes, config)
+        return cls(
+            predictions,
+            scores,
+            models,
+            classes,
+            config,
+            model=spec,
+            refit_model=refit_model,
+        )
 
 
 def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
@@ -835,9 +928,10 @@ def decode(
     epochs: mne.BaseEpochs,
     target: str = "content",
     *,
-    model: str = "eegnet",
+    model: str | Callable[..., nn.Module] = "eegnet",
     groups: str = "subject",
     cv: int | str | Any = 5,
+    refit: bool = False,
     device: str = "auto",
     seed: int = 0,
     n_jobs: int | None = None,
@@ -858,8 +952,17 @@ def decode(
         fold, so that studies larger than memory can be decoded.
     target : str
         Metadata column to decode, e.g. ``'content'`` or ``'stage'``.
-    model : str
-        Registered model name, e.g. ``'eegnet'``.
+    model : str | type | callable
+        Registered model name, e.g. ``'eegnet'``, or any
+        :class:`torch.nn.Module` class or factory
+        ``(n_chans, n_times, n_classes, **model_params) -> nn.Module`` mapping
+        ``(batch, n_chans, n_times)`` µV to logits (see :class:`EEGDecoder`).
+        A model whose signature has ``sfreq`` gets ``epochs.info['sfreq']``
+        (eegsal's models set their kernels and pools in seconds with it).
+        Such a model is trained, explained and saved as the registered ones;
+        :meth:`DecodingResult.load` then needs it again (``model=``).
+        Grad-CAM needs its ``grad_cam_layers`` declared, or a ``layer=``
+        whose axes its sizes make unambiguous.
     groups : str
         Metadata column whose values are never split between training and
         testing (the subject).
@@ -867,6 +970,11 @@ def decode(
         int: :class:`~sklearn.model_selection.GroupKFold` with that many folds;
         ``'loso'``: leave one subject out; or any scikit-learn splitter, called
         with ``groups``.
+    refit : bool
+        Also train one model on all epochs (all subjects; its early stopping
+        holds out ``valid_size`` of them), kept as ``result.refit_model``:
+        :meth:`DecodingResult.predict` uses it on new recordings. The
+        out-of-fold predictions and scores do not change.
     device : str
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     seed : int
@@ -913,7 +1021,8 @@ def decode(
         X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
     else:  # read batch by batch, in each fold (studies larger than memory)
         X = EpochsReader(epochs)
-    base = EEGDecoder(model, device=device, seed=seed, **decoder_params)
+    sfreq = float(epochs.info["sfreq"])
+    base = EEGDecoder(model, sfreq=sfreq, device=device, seed=seed, **decoder_params)
     per_epoch_mask = None
     if base.rrr_mask is not None and np.ndim(base.rrr_mask) == 3:
         per_epoch_mask = np.asarray(base.rrr_mask, bool)
@@ -922,14 +1031,14 @@ def decode(
                 f"rrr_mask has shape {per_epoch_mask.shape}; one mask per epoch "
                 f"needs {X.shape} (epochs x EEG channels x times)."
             )
-    model_params = base.model_params
+    model_params = model_params_for(model, base.model_params, sfreq)
     folds = list(splitter.split(X, y, g))
     logger.info(
         "Decoding %r (%s) from %d epochs x %d channels x %d times: %s, %d folds on %s",
         target,
         ", ".join(np.unique(y)),
         *X.shape,
-        model,
+        model_name(model),
         len(folds),
         get_device(device),
     )
@@ -982,11 +1091,20 @@ def decode(
         predictions[f"proba_{c}"] = proba[:, i]
     for col, values in _identity(epochs).items():
         predictions[col] = values
+    refit_model = None
+    if refit:
+        logger.info(
+            "Refitting the %s decoder on all %d epochs", model_name(model), len(g)
+        )
+        clf = clone(base)
+        if per_epoch_mask is not None:
+            clf.set_params(rrr_mask=per_epoch_mask)
+        refit_model = clf.fit(X, y, groups=g).module_.cpu()
     config = dict(
         target=target,
         groups=groups,
-        model=model,
-        model_params=dict(model_params or {}),
+        model=model_name(model),
+        model_params=model_params,
         n_chans=X.shape[1],
         n_times=X.shape[2],
         n_folds=len(models),
@@ -996,7 +1114,18 @@ def decode(
         tmin=float(epochs.times[0]),
         # the training settings, so that a control can be trained the same way
         decoder_params={k: v for k, v in decoder_params.items() if k != "model_params"},
+        refit=refit_model is not None,
     )
-    result = DecodingResult(predictions, pd.DataFrame(rows), models, classes, config)
+    if not isinstance(model, str):  # a class or factory: load() needs it again
+        config["custom_model"] = True
+    result = DecodingResult(
+        predictions,
+        pd.DataFrame(rows),
+        models,
+        classes,
+        config,
+        model=model,
+        refit_model=refit_model,
+    )
     logger.info("%r", result)
     return result

@@ -19,10 +19,10 @@ model's first layer), so that weights do not depend on the data's µV scale:
   cells, summed, on the path from ``x'`` to ``x``: the masked cells may hold
   no evidence *as a whole*, not just at ``x``;
 - **saliency-guided CutOut**: each training example loses the patch of
-  ``cutout`` = (channels, samples) where the current model's input x gradient
-  is largest (its most salient channels, over its most salient window), set
-  to the channel means; ``augment="cutout"`` removes a random patch instead
-  (DeVries & Taylor, 2017);
+  ``cutout`` = (channels, samples), or ``cutout_s`` seconds long, where the
+  current model's input x gradient is largest (its most salient channels,
+  over its most salient window), set to the channel means;
+  ``augment="cutout"`` removes a random patch instead (DeVries & Taylor, 2017);
 - **explanation consistency**: ``consistency_weight`` times the squared
   difference between the maps (input gradients of the true class's logit)
   of an epoch and of a copy with Gaussian noise (``consistency_noise``
@@ -46,6 +46,7 @@ from skorch.dataset import unpack_data
 
 from eegsal._check import check_option
 from eegsal._logging import verbose
+from eegsal.models._timing import to_samples
 
 __all__ = ["AUGMENTATIONS", "RRR_METHODS", "localize_events", "make_mask"]
 
@@ -299,6 +300,16 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
     if decoder.keep_weight and decoder.keep_mask is None:
         raise ValueError("keep_weight > 0 needs keep_mask.")
     gen = torch.Generator().manual_seed(decoder.seed)
+    cutout = tuple(int(v) for v in decoder.cutout)
+    cutout_s = getattr(decoder, "cutout_s", None)
+    if cutout_s is not None:
+        sfreq = getattr(decoder, "sfreq", None)
+        if sfreq is None:
+            raise ValueError(
+                f"cutout_s={cutout_s} s needs the sampling rate: decode epochs "
+                "(eegsal.decode passes it) or give EEGDecoder(sfreq=...) in Hz."
+            )
+        cutout = (cutout[0], to_samples(cutout_s, sfreq, "cutout_s"))
     return dict(
         rrr_mask=None if per_epoch else fixed("rrr_mask", rrr),
         rrr_weight=float(decoder.rrr_weight),
@@ -306,7 +317,7 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
         keep_mask=fixed("keep_mask", decoder.keep_mask),
         keep_weight=float(decoder.keep_weight),
         augment=decoder.augment,
-        cutout=tuple(int(v) for v in decoder.cutout),
+        cutout=cutout,
         consistency_weight=float(decoder.consistency_weight),
         consistency_noise=float(decoder.consistency_noise),
         consistency_shift=int(decoder.consistency_shift),

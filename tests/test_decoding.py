@@ -1,3 +1,4 @@
+import json
 import logging
 import pickle
 import shutil
@@ -344,3 +345,41 @@ def test_the_decoded_epochs_are_recognised(tiny_result, study, tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="eegsal"):
         DecodingResult.load(old).check_epochs(epochs[::-1])
     assert "does not record which epochs it was decoded from" in caplog.text
+
+
+def test_models_get_the_sampling_rate_of_the_epochs(tiny_result, study):
+    # the study is sampled at 100 Hz: EEGNet's 0.5 s kernel is 50 samples there
+    epochs, _ = study
+    assert epochs.info["sfreq"] == 100
+    net = tiny_result.models[0][1]
+    assert net.temporal_conv.kernel_size == (1, 50)
+    assert net.spatial_pool.kernel_size == (1, 3)
+    assert tiny_result.config["model_params"] == {"sfreq": 100.0}
+    with pytest.raises(ValueError, match="model_params has sfreq=250"):
+        decode(epochs, "content", cv=2, max_epochs=1, model_params={"sfreq": 250})
+
+
+def test_a_result_saved_before_sfreq_reloads_its_sample_sizes(
+    tiny_result, study, tmp_path
+):
+    # a result written by eegsal before models took sfreq: model_params
+    # without it, weights of EEGNet's 128 Hz sizes (64-sample kernel, pool 4)
+    from eegsal.decoding import _build_module
+
+    epochs, _ = study
+    tiny_result.save(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    config["model_params"] = {}
+    del config["refit"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1)
+    then = [_build_module("eegnet", 19, 200, 2, {}).eval() for _ in range(2)]
+    for k, module in enumerate(then):
+        assert module[1].temporal_conv.kernel_size == (1, 64)
+        torch.save(module.state_dict(), tmp_path / "old" / f"fold-{k}.pt")
+    back = DecodingResult.load(tmp_path / "old")
+    x = torch.from_numpy(epochs.get_data(units="uV")[:4].astype(np.float32))
+    for m0, m1 in zip(then, back.models, strict=True):
+        assert m1[1].temporal_conv.kernel_size == (1, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(m1(x), m0(x))

@@ -178,3 +178,15 @@ def test_weak_localization_recovers_the_event_window():
     first = annots.extras[0]
     assert annots.onset[0] == pytest.approx(first["start"])
     assert annots.onset[1] == pytest.approx(3.0 + annots.extras[1]["start"])
+
+
+def test_cutout_length_in_seconds_at_the_sampling_rate():
+    from eegsal.guidance import check_guidance
+
+    clf = EEGDecoder(augment="cutout", cutout=(2, 5), cutout_s=0.3, sfreq=100)
+    assert check_guidance(clf, 8, 200)["cutout"] == (2, 30)
+    clf.set_params(sfreq=500)
+    assert check_guidance(clf, 8, 200)["cutout"] == (2, 150)
+    assert check_guidance(clf.set_params(cutout_s=None), 8, 200)["cutout"] == (2, 5)
+    with pytest.raises(ValueError, match="cutout_s=0.3 s needs the sampling rate"):
+        check_guidance(EEGDecoder(augment="cutout", cutout_s=0.3), 8, 200)

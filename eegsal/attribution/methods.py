@@ -24,6 +24,7 @@ from eegsal.attribution.gradcam import (
 )
 from eegsal.attribution.io import AttributionsWriter
 from eegsal.decoding import DecodingResult, Standardize, get_device
+from eegsal.models._timing import to_samples
 
 __all__ = ["METHODS", "attribute"]
 
@@ -192,6 +193,7 @@ def attribute(
     noise: float = 0.1,
     n_samples: int = 25,
     window: tuple[int, int] = (1, 10),
+    window_s: float | None = None,
     layer: str | None = None,
     relu: bool = True,
     projection: str | None = None,
@@ -252,6 +254,11 @@ def attribute(
         SmoothGrad noisy samples per epoch.
     window : tuple of int
         Occlusion window (channels, samples), moved with the same strides.
+    window_s : float | None
+        Occlusion window length in seconds; when given it replaces the
+        samples of ``window`` (which then gives the channels only), turned
+        into ``round(window_s * sfreq)`` samples at the epochs' rate. The
+        maps record both (``params['window']`` in samples, ``window_s``).
     layer : str | None
         Grad-CAM layer; None takes the model's first layer that keeps the
         electrode axis (``temporal_conv`` for eegsal's models), which gives a
@@ -334,6 +341,12 @@ def attribute(
         return x.astype(np.float32, copy=False)
 
     models, fold, classes, y_true = resolve_models(result_or_model, epochs, label)
+    if window_s is not None:
+        if method != "occlusion":
+            raise ValueError(
+                f"window_s applies to method='occlusion' only, got {method=}."
+            )
+        window = (window[0], to_samples(window_s, epochs.info["sfreq"], "window_s"))
     if method == "occlusion" and (
         len(window) != 2
         or not (1 <= window[0] <= n_chans and 1 <= window[1] <= n_times)
@@ -380,7 +393,8 @@ def attribute(
     params_of = {
         "integrated_gradients": dict(n_steps=n_steps),
         "smoothgrad": dict(noise=noise, n_samples=n_samples, seed=seed),
-        "occlusion": dict(window=list(opts["window"])),
+        "occlusion": dict(window=list(opts["window"]))
+        | ({} if window_s is None else {"window_s": float(window_s)}),
         "gradcam": dict(layer=layer, relu=relu, projection=projection),
         "guided_gradcam": dict(layer=layer, relu=relu),
     }

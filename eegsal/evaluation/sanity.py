@@ -81,6 +81,18 @@ class _SameFolds:
             yield np.flatnonzero(self.fold != k), np.flatnonzero(self.fold == k)
 
 
+def _same_model_params(result) -> dict:
+    """Return the result's model parameters, so that the control gets its model.
+
+    A result saved before eegsal's models took ``sfreq`` was built with the
+    published rates' sample sizes: ``sfreq=None`` keeps them.
+    """
+    params = dict(result.config["model_params"])
+    if isinstance(result.model, str):
+        params.setdefault("sfreq", None)
+    return params
+
+
 def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman correlation of |a| and |b|, per epoch."""
     a = np.abs(a.reshape(len(a), -1))
@@ -163,7 +175,8 @@ def randomization_test(
         if is_result:
             obj = DecodingResult(result_or_model.predictions, result_or_model.scores,
                                  randomized, result_or_model.classes,
-                                 result_or_model.config)  # fmt: skip
+                                 result_or_model.config,
+                                 model=result_or_model.model)  # fmt: skip
         else:
             obj = randomized[0]
         rho = _spearman_rows(original, explain(obj))
@@ -235,9 +248,9 @@ def label_randomization(
     logger.info(
         "Training the %s decoder on labels shuffled within subjects", cfg["model"]
     )
-    control = decode(control_epochs, "_shuffled", model=cfg["model"],
+    control = decode(control_epochs, "_shuffled", model=result.model,
                      groups=cfg["groups"], cv=folds, seed=cfg["seed"], verbose=False,
-                     model_params=cfg["model_params"],
+                     model_params=_same_model_params(result),
                      **cfg.get("decoder_params", {}))  # fmt: skip
     attribute_params.setdefault("label", 0)
     a = attribute(result, epochs, method=method, verbose=False, **attribute_params)

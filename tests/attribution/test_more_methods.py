@@ -236,3 +236,17 @@ def test_guided_gradcam_gives_a_later_layer_its_electrodes(model, study):
     np.testing.assert_allclose(t_only.data, cam.detach().numpy(), rtol=1e-5, atol=1e-9)
     fig = attr.plot_topomap([0.5])  # spatially resolved: maps work
     assert fig.axes
+
+
+def test_occlusion_window_in_seconds(model, study):
+    epochs, _ = study  # 100 Hz: 0.2 s is 20 samples
+    x = _x(epochs, 3)
+    occ = attribute(model, epochs[:3], method="occlusion", label=1, window=(2, 7),
+                    window_s=0.2)  # fmt: skip
+    ref = Occlusion(model).attribute(
+        x, sliding_window_shapes=(2, 20), strides=(2, 20), baselines=x * 0, target=1
+    )
+    np.testing.assert_allclose(occ.data, ref.numpy(), rtol=1e-4, atol=1e-6)
+    assert occ.params["window"] == [2, 20] and occ.params["window_s"] == 0.2
+    with pytest.raises(ValueError, match="window_s applies to method='occlusion'"):
+        attribute(model, epochs[:3], method="saliency", label=1, window_s=0.2)
