@@ -223,7 +223,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache", action="store_true", help="read every file, ignore the cache"
     )
     _device_verbosity(epochs, device=False)
+    predict = sub.add_parser(
+        "predict",
+        help="predict new epochs with a saved decoding result",
+        description=(
+            "Predict each epoch of an -epo.fif file with a result saved by "
+            "DecodingResult.save (the model refitted on all subjects when the "
+            "result has one, else the mean of the fold models' probabilities) and "
+            "write a CSV table: the epochs' metadata, y_pred and proba_<class>. "
+            "The epochs must have the result's EEG channels (any order), sampling "
+            "rate and epoch length."
+        ),
+    )
+    predict.add_argument("result", metavar="RESULT_DIR", help="a saved result")
+    predict.add_argument("epochs", metavar="EPOCHS", help="an MNE -epo.fif file")
+    predict.add_argument(
+        "--out", required=True, metavar="FILE", help="output CSV table"
+    )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing table"
+    )
+    predict.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (GPU when present), 'cpu' or 'cuda' (default: %(default)s)",
+    )
+    _device_verbosity(predict, device=False)
     return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import mne
+    import pandas as pd
+
+    from eegsal._io import atomic_path, check_fname
+    from eegsal.decoding import DecodingResult
+
+    out = check_fname(args.out, args.overwrite)
+    try:
+        result = DecodingResult.load(args.result)
+    except (ValueError, OSError, KeyError) as err:
+        raise ValueError(f"{args.result}: {err}") from None
+    try:
+        epochs = mne.read_epochs(args.epochs, preload=False, verbose=False)
+        proba = result.predict_proba(epochs, device=args.device)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{args.epochs}: {err}") from None
+    table = (
+        pd.DataFrame(index=range(len(epochs)))
+        if epochs.metadata is None
+        else epochs.metadata.reset_index(drop=True).copy()
+    )
+    table["y_pred"] = result.classes[proba.argmax(axis=1)]
+    for i, c in enumerate(result.classes):
+        table[f"proba_{c}"] = proba[:, i]
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    sys.stdout.write(f"{len(table)} epochs predicted -> {out}\n")
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -398,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         commands = {"run": _run, "simulate": _simulate, "report": _report,
-                    "demo": _demo, "epochs": _epochs}  # fmt: skip
+                    "demo": _demo, "epochs": _epochs, "predict": _predict}  # fmt: skip
         return commands[args.command](args)
     except _BAD_INPUT as err:
         if args.verbose:

@@ -704,6 +704,160 @@ class DecodingResult:
             f"({here} here; {there} in the result)"
         ]
 
+    def prediction_picks(self, epochs: mne.BaseEpochs) -> np.ndarray:
+        """Check new epochs against the models; return the channels to read, in order.
+
+        The models take the EEG channels they were trained on, in that order,
+        at the same sampling rate and number of samples, in µV. Channels in
+        another order are reordered and EEG channels the models do not know
+        are left out (both with a logged note); missing channels, another
+        sampling rate or another epoch length are refused.
+
+        Parameters
+        ----------
+        epochs : mne.Epochs
+            New epochs.
+
+        Returns
+        -------
+        picks : ndarray of int, shape (n_chans,)
+            Indices into ``epochs.ch_names`` of the models' channels, in the
+            models' order.
+
+        Raises
+        ------
+        ValueError
+            Naming what differs and what to do.
+        """
+        validate_type(epochs, mne.BaseEpochs, "epochs")
+        cfg = self.config
+        want = list(cfg["ch_names"])
+        eeg = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)]
+        missing = [c for c in want if c not in eeg]
+        if missing:
+            raise ValueError(
+                f"the epochs lack {len(missing)} of the {len(want)} EEG channels the "
+                f"models were trained on: {missing}; the models cannot predict "
+                "without them (interpolate them, e.g. epochs.interpolate_bads(), "
+                "or decode again on the channels these recordings have)."
+            )
+        extra = [c for c in eeg if c not in want]
+        if extra:
+            logger.info(
+                "Leaving out %d EEG channel(s) the models were not trained on: %s",
+                len(extra),
+                extra,
+            )
+        if [c for c in eeg if c in want] != want:
+            logger.info(
+                "Reordering the epochs' EEG channels to the models' order "
+                "(result.config['ch_names'])"
+            )
+        sfreq = float(epochs.info["sfreq"])
+        if not np.isclose(sfreq, cfg["sfreq"]):
+            raise ValueError(
+                f"the epochs are sampled at {sfreq:g} Hz but the models at "
+                f"{cfg['sfreq']:g} Hz; resample them to {cfg['sfreq']:g} Hz "
+                f"(epochs.resample({cfg['sfreq']:g}))."
+            )
+        n_times, tmin = len(epochs.times), float(epochs.times[0])
+        if n_times != cfg["n_times"]:
+            span = (cfg["n_times"] - 1) / cfg["sfreq"]
+            start = cfg.get("tmin", tmin)
+            raise ValueError(
+                f"the epochs have {n_times} samples ({tmin:g} to "
+                f"{float(epochs.times[-1]):g} s) but the models take "
+                f"{cfg['n_times']} ({start:g} to {start + span:g} s in the "
+                "training epochs); crop or re-epoch them to that length."
+            )
+        if "tmin" in cfg and not np.isclose(tmin, cfg["tmin"], atol=0.5 / sfreq):
+            logger.warning(
+                "The epochs start at %g s, the training epochs at %g s: the models "
+                "see another part of each trial.",
+                tmin,
+                cfg["tmin"],
+            )
+        return np.array([epochs.ch_names.index(c) for c in want])
+
+    @verbose
+    def predict_proba(
+        self,
+        epochs: mne.BaseEpochs,
+        *,
+        batch_size: int = 64,
+        device: str = "auto",
+        verbose: bool | str | int | None = None,
+    ) -> np.ndarray:
+        """Class probabilities of new epochs (e.g. another recording).
+
+        The model refitted on all subjects (``decode(..., refit=True)``,
+        :attr:`refit_model`) when the result has one; otherwise the fold models
+        as an ensemble, the mean of their softmax probabilities. The epochs
+        are checked first (:meth:`prediction_picks`): the same EEG channels
+        (reordered when needed), sampling rate and number of samples; data are
+        read in µV, batch by batch.
+
+        Parameters
+        ----------
+        epochs : mne.Epochs
+            New epochs.
+        batch_size : int
+            Epochs per batch.
+        device : str
+            ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
+        verbose : bool | str | int | None
+            Control verbosity of the logging output.
+
+        Returns
+        -------
+        proba : ndarray, shape (n_epochs, n_classes)
+            Probabilities, columns in the order of :attr:`classes`.
+
+        Examples
+        --------
+        >>> proba = result.predict_proba(new_epochs)  # doctest: +SKIP
+        """
+        picks = self.prediction_picks(epochs)
+        models = self.models if self.refit_model is None else [self.refit_model]
+        if not models:
+            raise ValueError("This result holds no models to predict with.")
+        dev = get_device(device)
+        logger.info(
+            "Predicting %d epochs with %s on %s",
+            len(epochs),
+            "the refitted model"
+            if self.refit_model is not None
+            else f"the mean of {len(models)} fold models",
+            dev,
+        )
+        models = [m.to(dev).eval() for m in models]
+        proba = np.zeros((len(epochs), len(self.classes)))
+        for start in range(0, len(epochs), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(epochs)))
+            x = epochs.get_data(picks=picks, item=idx, units="uV", verbose=False)
+            x = torch.from_numpy(x.astype(np.float32)).to(dev)
+            with torch.no_grad():
+                p = sum(m(x).float().softmax(-1) for m in models) / len(models)
+            proba[idx] = p.cpu().numpy()
+        return proba
+
+    def predict(self, epochs: mne.BaseEpochs, **kwargs) -> np.ndarray:
+        """Predicted classes of new epochs: the most probable of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        epochs : mne.Epochs
+            New epochs.
+        **kwargs
+            ``batch_size``, ``device``, ``verbose``: as for :meth:`predict_proba`.
+
+        Returns
+        -------
+        y_pred : ndarray, shape (n_epochs,)
+            Labels from :attr:`classes`.
+        """
+        return self.classes[self.predict_proba(epochs, **kwargs).argmax(axis=1)]
+
     def tested_predictions(self) -> pd.DataFrame:
         """The rows of ``predictions`` that a fold tested (``fold >= 0``).
 
