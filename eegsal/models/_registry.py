@@ -82,7 +82,18 @@ def resolve_model(model: ModelSpec) -> Callable[..., nn.Module]:
 
 
 def model_name(model: ModelSpec) -> str:
-    """Return the registered name, or ``module.qualname`` of a class or factory."""
+    """Return the registered name, or ``module.qualname`` of a class or factory.
+
+    Parameters
+    ----------
+    model : str | type | callable
+        As for :func:`resolve_model`.
+
+    Returns
+    -------
+    name : str
+        E.g. ``'eegnet'`` or ``'mypackage.nets.MyNet'``.
+    """
     if isinstance(model, str):
         return model
     module = getattr(model, "__module__", None) or "?"
