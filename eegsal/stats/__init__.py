@@ -1,6 +1,6 @@
 """Statistics on attribution maps and decoders: content versus context."""
 
-from eegsal.stats.clusters import ClusterTest, cluster_test, two_stage_test
+from eegsal.stats.clusters import ClusterTest, cluster_test
 from eegsal.stats.confound import (
     across_subjects,
     content_verdict,
@@ -11,6 +11,7 @@ from eegsal.stats.confound import (
     within_context_scores,
 )
 from eegsal.stats.lmm import LMMResult, fit_lmm
+from eegsal.stats.two_stage import two_stage_test
 
 __all__ = [
     "ClusterTest",

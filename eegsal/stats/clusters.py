@@ -7,19 +7,21 @@ from dataclasses import dataclass, field
 import mne
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
-from eegsal._logging import logger, progress, verbose
-from eegsal.stats import _reml, _reml_slopes
-from eegsal.stats.lmm import POPULATION, _design, _variables
+from eegsal._logging import logger, verbose
+from eegsal.stats.permutations import (
+    FREEDMAN_LANE,
+    null_maps,
+    permutation_null,
+    permutation_scheme,
+    strata_rows,
+)
 
-__all__ = ["ClusterTest", "cluster_test", "two_stage_test"]
-
-RESTRICTED, FREEDMAN_LANE = "restricted shuffle", "Freedman-Lane"
+__all__ = ["ClusterTest", "cluster_test"]
 
 
 @dataclass
@@ -180,86 +182,21 @@ def _tfce(stat: np.ndarray, adj, tfce: dict, tail: int) -> np.ndarray:
     return scores
 
 
-class _NullScorer:
-    """Score permutations: the maximum cluster mass (or TFCE) of their z-map.
+class _MaxScore:
+    """The score of one z-map whose maximum builds the null (picklable).
 
-    ``Y`` is what each permutation refits: the data under the restricted
-    shuffle (column ``j`` of the design follows the permuted labels), the
-    reduced model's residuals under Freedman-Lane. Fitting permuted residuals
-    ``P r`` against the design ``X`` is the same GLS fit as fitting ``r``
-    against the rows of ``X`` permuted by ``P^-1``, because the covariance
-    ``I + gamma Z Z'`` is unchanged by permutations within subject; so both
-    schemes permute rows of the design and reuse the subject means and
-    within-subject sums of squares of ``Y``. A picklable callable, so that
-    joblib can send it to other processes or to a Dask cluster.
+    The largest absolute cluster mass, or with TFCE settings the largest
+    absolute TFCE score.
     """
 
-    def __init__(self, X, Y, codes, gamma0, j, scheme, refit_gamma, adj, threshold,
-                 tfce, tail):  # fmt: skip
-        self.X, self.Y, self.codes, self.gamma0, self.j = X, Y, codes, gamma0, j
-        self.scheme, self.refit_gamma = scheme, refit_gamma
+    def __init__(self, adj, threshold, tfce, tail):
         self.adj, self.threshold, self.tfce, self.tail = adj, threshold, tfce, tail
-        s = _reml.sufficient(X[:, :1], Y, codes)
-        self.yb, self.ywyw = s.yb, s.ywyw
 
-    def design(self, perm: np.ndarray) -> np.ndarray:
-        """Build the design of one permutation (row ``i`` takes row ``perm[i]``)."""
-        if self.scheme == FREEDMAN_LANE:
-            return self.X[perm]
-        design = self.X.copy()
-        design[:, self.j] = self.X[perm, self.j]
-        return design
-
-    def z_of(self, perm: np.ndarray | None = None) -> np.ndarray:
-        """Wald z of coefficient ``j`` per cell, observed (None) or permuted."""
-        design = self.X if perm is None else self.design(perm)
-        s = _reml.sufficient(design, self.Y, self.codes, yb=self.yb, ywyw=self.ywyw)
-        gamma = self.gamma0
-        if self.refit_gamma and perm is not None:
-            # the reduced model of the permuted data, as gamma0 is of the data
-            gamma = _reml.fit_gamma(_reml.drop(s, self.j))
-        beta, se, _ = _reml.estimates(s, gamma)
-        return beta[:, self.j] / se[:, self.j]
-
-    def score(self, stat) -> float:  # the statistic whose maximum builds the null
+    def __call__(self, stat: np.ndarray) -> float:
         if self.tfce is not None:
             tf = _tfce(stat, self.adj, self.tfce, self.tail)
             return float(np.abs(tf).max(initial=0.0))
         return _max_mass(stat, self.adj, self.threshold, self.tail)
-
-    def __call__(self, perms) -> np.ndarray:
-        return np.array([self.score(self.z_of(p)) for p in perms])
-
-
-class _SlopeNullScorer(_NullScorer):
-    """Score permutations of a random-slope fit (:mod:`eegsal.stats._reml_slopes`).
-
-    The random-effects design ``Z`` holds the tested variable, so the
-    covariance moves with a permutation: a permutation refits ``Y`` (data or
-    reduced-model residuals) against the rows of ``X`` *and* ``Z`` permuted
-    together, which for the residuals is the same fit as ``P r`` against
-    ``X, Z``. The per-subject cross-products of the design are unchanged by
-    permutations within subject; only those with ``Y`` are recomputed.
-    ``theta0`` (the variance parameters of the permuted data's model) is
-    held, or, with ``refit``, the reduced model is refitted to each
-    permutation.
-    """
-
-    def __init__(self, X, Z, Y, codes, theta0, j, refit, adj, threshold, tfce,
-                 tail):  # fmt: skip
-        self.X, self.Z, self.Y, self.codes = X, Z, Y, codes
-        self.theta0, self.j, self.refit = theta0, j, refit
-        self.adj, self.threshold, self.tfce, self.tail = adj, threshold, tfce, tail
-
-    def z_of(self, perm: np.ndarray | None = None) -> np.ndarray:
-        """Wald z of coefficient ``j`` per cell, observed (None) or permuted."""
-        X, Z = (self.X, self.Z) if perm is None else (self.X[perm], self.Z[perm])
-        s = _reml_slopes.group_sums(X, Z, self.Y, self.codes)
-        theta = self.theta0
-        if self.refit and perm is not None:
-            theta = _reml_slopes.fit_theta(_reml_slopes.drop(s, self.j), start=theta)
-        beta, se, _, _ = _reml_slopes.estimates(s, theta)
-        return beta[:, self.j] / se[:, self.j]
 
 
 def _perm_p(masses, null) -> np.ndarray:
@@ -294,110 +231,6 @@ def _table(
     remap[order] = np.arange(len(masses))
     labels = np.where(labels >= 0, remap[labels], -1)
     return table.iloc[order].reset_index(drop=True), labels.reshape(n_rows, n_times)
-
-
-@dataclass(frozen=True)
-class PermutationScheme:
-    """How one coefficient is tested by permutation.
-
-    Attributes
-    ----------
-    name : str
-        ``'restricted shuffle'`` or ``'Freedman-Lane'``.
-    tested : list of str
-        The metadata columns of the tested term.
-    strata : list of str
-        The columns whose combinations bound the permutations: the subjects
-        and every categorical variable of the formula outside the tested term.
-    """
-
-    name: str
-    tested: list
-    strata: list
-
-
-def permutation_scheme(lmm, name: str) -> PermutationScheme:
-    """Choose how a test of coefficient ``name`` permutes: the one place of that choice.
-
-    The null model (the *reduced* model) is the formula without the tested
-    coefficient; every other column of the design is a nuisance. Shuffling
-    the tested variable within strata of subject x the other categorical
-    variables leaves the reduced design unchanged, so under the null the
-    epochs of a stratum are exchangeable and the test is exact, when the
-    coefficient is the only column of its term, its variables enter no other
-    term, and every other variable is categorical (e.g. ``content`` in
-    ``content + stage``). Otherwise shuffling labels would move part of the
-    reduced model too, and test a broader null: for ``content:C(stage, Sum)``
-    it would shuffle content *and* stage, testing "no content, no stage, no
-    interaction". Then the residuals of the reduced model are permuted
-    within the same strata and added back to its fit (Freedman & Lane,
-    1983): that is the case for interactions, for the main effect of a
-    variable that also enters an interaction, for one level of a factor with
-    more, and beside a numeric covariate.
-
-    Parameters
-    ----------
-    lmm : LMMResult
-        The fitted model.
-    name : str
-        Coefficient to test (see :meth:`LMMResult.coef`).
-
-    Returns
-    -------
-    scheme : PermutationScheme
-        The scheme, the tested variables and the strata.
-    """
-    meta = lmm.attr.metadata
-    info = lmm.design.design_info
-    j = lmm.coef(name)
-    slices = info.term_name_slices
-
-    def variables(term) -> set[str]:
-        return {v for f in term.factors for v in _variables(f.code, meta)}
-
-    term = next(
-        t for t in info.terms if slices[t.name()].start <= j < slices[t.name()].stop
-    )
-    tested = variables(term)
-    if not tested:
-        raise ValueError(f"{lmm.names[j]!r} involves no metadata column to permute.")
-    elsewhere = set().union(*(variables(t) for t in info.terms if t != term))
-    nuisance = elsewhere - tested
-    categorical = [
-        v for v in sorted(nuisance) if not pd.api.types.is_numeric_dtype(meta[v])
-    ]
-    sl = slices[term.name()]
-    exact = (
-        sl.stop - sl.start == 1
-        and not tested & elsewhere
-        and len(categorical) == len(nuisance)
-    )
-    return PermutationScheme(
-        RESTRICTED if exact else FREEDMAN_LANE,
-        sorted(tested),
-        [lmm.groups, *categorical],
-    )
-
-
-def _strata_rows(meta: pd.DataFrame, strata) -> list[np.ndarray]:
-    return list(meta.groupby(strata, sort=False, observed=True).indices.values())
-
-
-def _shuffle(n: int, strata_rows, rng) -> np.ndarray:
-    """Draw a permutation of ``range(n)`` that moves rows within their stratum."""
-    perm = np.arange(n)
-    for rows in strata_rows:
-        perm[rows] = rng.permutation(rows)
-    return perm
-
-
-def permute_within(meta: pd.DataFrame, cols, strata, rng) -> pd.DataFrame:
-    """Shuffle the rows of ``cols`` within each stratum (other columns stay)."""
-    out = meta.copy()
-    perm = _shuffle(len(meta), _strata_rows(meta, strata), rng)
-    for c in cols:
-        out[c] = meta[c].to_numpy()[perm]
-    return out
 
 
 @fill_doc
@@ -563,45 +396,9 @@ def cluster_test(
     if threshold is None:
         threshold = float(stats.norm.isf(0.025 if tail == 0 else 0.05))
     attr, meta = lmm.attr, lmm.attr.metadata.reset_index(drop=True)
-    n, n_rows, n_times = attr.data.shape
-    Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
-    if lmm.absolute:
-        Y = np.abs(Y)
-    codes, _ = pd.factorize(meta[lmm.groups], sort=True)
-    X = lmm.design.to_numpy()
+    _, n_rows, n_times = attr.data.shape
     scheme = permutation_scheme(lmm, name)
-    strata_rows = _strata_rows(meta, scheme.strata)
-    if slopes:
-        Z = _design(lmm.re_formula, meta).to_numpy()
-        reduced = _reml_slopes.drop(_reml_slopes.group_sums(X, Z, Y, codes), j)
-        theta0 = _reml_slopes.fit_theta(reduced)
-        if scheme.name == FREEDMAN_LANE:
-            # marginal residuals: the subjects' intercepts and slopes stay in them
-            beta_r = _reml_slopes.estimates(reduced, theta0)[0]
-            Y = Y - np.delete(X, j, axis=1) @ beta_r.T
-        # permutations within strata take away every subject's own effect of
-        # the random effects that vary within a stratum (the tested slope):
-        # the permuted data's model has no variance for them
-        moved = np.array([
-            any(np.ptp(Z[rows, k]) > 0 for rows in strata_rows)
-            for k in range(Z.shape[1])
-        ])  # fmt: skip
-        theta0 = theta0.copy()
-        theta0[:, np.isin(np.tril_indices(Z.shape[1])[0], np.flatnonzero(moved))] = 0
-        if moved.all() and not refit_gamma:
-            logger.info("Every random effect moves with the permutations: refitted.")
-            refit_gamma = True
-    else:
-        reduced = _reml.drop(_reml.sufficient(X, Y, codes), j)
-        gamma0 = _reml.fit_gamma(reduced)
-        if scheme.name == FREEDMAN_LANE:
-            # marginal residuals of the reduced model: its random intercepts stay
-            # in them and, permuted within subject, stay with their subject
-            beta_r, _, _ = _reml.estimates(reduced, gamma0)
-            Y = Y - np.delete(X, j, axis=1) @ beta_r.T
-    # with a random intercept only, the restricted shuffle leaves the reduced
-    # model's fit unchanged: nothing to refit
-    refit_gamma = bool(refit_gamma) and (slopes or scheme.name == FREEDMAN_LANE)
+    maps, refit_gamma = null_maps(lmm, j, scheme, refit_gamma)
     logger.info(
         "Cluster test of %s (claim about %s): %d permutations (%s%s) of %s within "
         "%s, threshold %s",
@@ -617,34 +414,18 @@ def cluster_test(
         threshold,
     )
     adj = _adjacency(attr.info, n_rows, n_times, adjacency)
-    if slopes:
-        scorer = _SlopeNullScorer(X, Z, Y, codes, theta0, j, refit_gamma, adj,
-                                  threshold, tfce, tail)  # fmt: skip
-    else:
-        scorer = _NullScorer(X, Y, codes, gamma0, j, scheme.name, refit_gamma, adj,
-                             threshold, tfce, tail)  # fmt: skip
     # the observed statistic: the fitted model's Wald z (for random slopes, at
     # its own variance parameters; Freedman-Lane's refit of the residuals
     # gives the same z)
-    z = lmm.t[j].ravel() if slopes else scorer.z_of(None)
-
-    rng = check_random_state(seed)
-    # the permutations are drawn here, in order, so that the null does not
-    # depend on n_jobs; chunks of them are scored in parallel
-    perms = [_shuffle(n, strata_rows, rng) for _ in range(n_permutations)]
-    n_chunks = max(1, min(len(perms), 4 * effective_n_jobs(n_jobs)))
-    chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
-    # threads by default (NumPy releases the GIL; no copy of the maps per
-    # process); a parallel_config backend such as Dask takes precedence
-    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(scorer)([perms[i] for i in c]) for c in chunks
-    )
-    max_null = (
-        np.concatenate(
-            list(progress(jobs, desc=f"permutations of {coef_name}", total=len(chunks)))
-        )
-        if chunks
-        else np.empty(0)
+    z = lmm.t[j].ravel() if slopes else maps.z_of(None)
+    max_null = permutation_null(
+        maps,
+        _MaxScore(adj, threshold, tfce, tail),
+        strata_rows(meta, scheme.strata),
+        n_permutations,
+        check_random_state(seed),
+        n_jobs=n_jobs,
+        desc=f"permutations of {coef_name}",
     )
     p_cells = scores = None
     if tfce is not None:
@@ -690,230 +471,4 @@ def cluster_test(
         scheme=scheme.name,
         strata=list(scheme.strata),
         claim=lmm.claim[coef_name],
-    )
-
-
-def _subject_contrasts(attr, contrast: str, groups: str, context: list[str]):
-    """Per-subject contrast maps, formed within subject x context cells.
-
-    In each cell holding both levels, the map is ``mean(level b) -
-    mean(level a)``; a subject's map is the mean of its cells' maps weighted
-    by ``n_a n_b / (n_a + n_b)``, the inverse of the variance factor of a
-    difference of means, so that it equals the ``contrast`` coefficient of a
-    least-squares fit of ``attr ~ contrast + cell`` on the subject's epochs
-    (the context held fixed by a free mean per cell). A cell with one level
-    has weight 0 and contributes nothing.
-
-    Returns
-    -------
-    maps : ndarray, shape (n_subjects, n_rows, n_times)
-        Contrast maps of the subjects with at least one cell holding both
-        levels.
-    subjects : list
-        Their ids.
-    levels : list
-        The two levels, sorted (the map is the second minus the first).
-    """
-    meta = attr.metadata.reset_index(drop=True)
-    levels = sorted(meta[contrast].unique())
-    if len(levels) != 2:
-        raise ValueError(
-            f"{contrast!r} must have two levels for a contrast, has {levels}."
-        )
-    maps, subjects = [], []
-    for subject, rows in meta.groupby(groups, sort=True).indices.items():
-        total, weight = 0.0, 0.0
-        sub = meta.iloc[rows]
-        if context:
-            cells = sub.groupby(context, sort=True).indices.values()
-        else:
-            cells = [np.arange(len(rows))]
-        for cell in cells:
-            in_cell = rows[cell]
-            level = sub[contrast].to_numpy()[cell]
-            a, b = in_cell[level == levels[0]], in_cell[level == levels[1]]
-            if not len(a) or not len(b):
-                continue
-            w = len(a) * len(b) / (len(a) + len(b))
-            mean_a = np.asarray(attr[a].data, np.float64).mean(0)
-            mean_b = np.asarray(attr[b].data, np.float64).mean(0)
-            total = total + w * (mean_b - mean_a)
-            weight += w
-        if weight:
-            maps.append(total / weight)
-            subjects.append(subject)
-        else:
-            logger.warning(
-                "Subject %s has no %s cell with both levels of %s; skipped.",
-                subject,
-                " x ".join(context) if context else "epochs",
-                contrast,
-            )
-    maps = np.stack(maps) if maps else np.empty((0, *attr.data.shape[1:]))
-    return maps, subjects, levels
-
-
-@fill_doc
-@verbose
-def two_stage_test(
-    attr,
-    contrast: str,
-    *,
-    context: str | list[str] | None,
-    groups: str = "subject",
-    n_permutations: int = 1000,
-    threshold: float | None = None,
-    tail: int = 0,
-    adjacency=None,
-    seed: int | np.random.Generator | None = 0,
-    n_jobs: int | None = None,
-    verbose: bool | str | int | None = None,
-) -> ClusterTest:
-    """Summary-statistics alternative: per-subject contrast maps, then a 1-sample test.
-
-    Stage 1: each subject's map of ``mean(attr | level b) - mean(attr |
-    level a)`` is formed *within each cell* of ``context`` (e.g. within N2
-    and within REM separately), and the cells' maps are averaged with weights
-    ``n_a n_b / (n_a + n_b)``: the subject's ``contrast`` coefficient of a
-    least-squares fit with a free mean per context cell. A cell with only one
-    level contributes nothing, and a subject with no cell holding both levels
-    is left out (logged). So a context that goes with the contrast (flying
-    dreams mostly in REM) cannot make a contrast: a pure stage effect is
-    removed in every cell. Stage 2:
-    :func:`mne.stats.spatio_temporal_cluster_1samp_test` tests the maps across
-    subjects (t statistic, sign-flip permutations, clusters).
-
-    The null hypothesis is that in every subject the contrast has no effect
-    within any context cell. Sign flips assume the subjects independent and
-    each subject's map symmetric about zero under that null; the claim is
-    about the population the subjects were drawn from. The weighted mean
-    assumes one contrast effect per subject across contexts; where it
-    differs between contexts, the test is of its weighted average.
-
-    Parameters
-    ----------
-    attr : Attributions
-        Attributions with metadata columns ``groups``, ``contrast`` and
-        ``context``.
-    contrast : str
-        A metadata column with two levels: the map is the second level minus
-        the first, in sorted order.
-    context : str | list of str | None
-        Column(s) held fixed (e.g. ``'stage'``). Required, as there is no
-        model to take it from; ``None`` forms the contrasts over all of each
-        subject's epochs, which is valid only when nothing that shapes the
-        maps is associated with ``contrast`` within subjects.
-    groups : str
-        Subject column.
-    n_permutations : int
-        Sign-flip permutations.
-    threshold : float | None
-        Cluster-forming threshold on t; None: the two-sided p = 0.05 quantile
-        of t with n_subjects - 1 degrees of freedom.
-    tail : int
-        0, 1 or -1.
-    adjacency : array-like | None
-        Channel adjacency; None from the channel positions.
-    seed : int | numpy.random.Generator | None
-        Seed.
-    n_jobs : int | None
-        Unused (the sign flips run in one process).
-    %(verbose)s
-
-    Returns
-    -------
-    result : ClusterTest
-        As for :func:`cluster_test`, with the one-sample t map as ``stat``,
-        ``scheme='sign flip'`` and ``strata`` the context column(s).
-
-    References
-    ----------
-    .. [1] Holmes AP, Friston KJ (1998). Generalisability, random effects and
-       population inference. NeuroImage 7:S754.
-
-    Examples
-    --------
-    >>> two_stage_test(attr, "content", context="stage")  # doctest: +SKIP
-    """
-    from scipy import stats
-
-    check_option("tail", tail, (0, 1, -1))
-    if context is None:
-        cols = []
-    elif isinstance(context, str):
-        cols = [context]
-    else:
-        cols = list(context)
-    missing = [c for c in [groups, contrast, *cols] if c not in attr.metadata]
-    if missing:
-        raise ValueError(
-            f"{missing} not in the metadata (columns: {list(attr.metadata.columns)}); "
-            "pass context=None to form the contrasts over all epochs of a subject."
-        )
-    if context is None:
-        logger.info(
-            "Contrasts of %s over all epochs of each subject: no context is held "
-            "fixed.",
-            contrast,
-        )
-    maps, subjects, levels = _subject_contrasts(attr, contrast, groups, cols)
-    if len(subjects) < 2:
-        raise ValueError(
-            f"{len(subjects)} subject(s) have both levels of {contrast!r} within a "
-            f"cell of {cols or 'their epochs'}; need 2+."
-        )
-    n_sub, n_rows, n_times = maps.shape
-    logger.info(
-        "Two-stage test of %s: %d subjects' contrasts within %s",
-        contrast,
-        n_sub,
-        " x ".join([groups, *cols]),
-    )
-    if threshold is None:
-        threshold = float(stats.t.isf(0.025 if tail == 0 else 0.05, n_sub - 1))
-    ch_adj = _ch_adjacency(attr.info, n_rows, adjacency)
-    # MNE wants (observations, times, channels) and the channel adjacency
-    t_obs, clusters, pv, h0 = mne.stats.spatio_temporal_cluster_1samp_test(
-        maps.transpose(0, 2, 1),
-        threshold=threshold if tail == 0 else tail * threshold,
-        n_permutations=n_permutations,
-        tail=tail,
-        adjacency=ch_adj,
-        seed=check_random_state(seed),
-        out_type="mask",
-        verbose=False,
-    )
-    stat = t_obs.T
-    labels = np.full(stat.shape, -1)
-    masses = []
-    for k, m in enumerate(clusters):
-        labels[m.T] = k
-        masses.append(stat[m.T].sum())
-    table, labels = _table(
-        labels.ravel(),
-        np.asarray(masses),
-        np.asarray(pv),
-        attr.ch_names,
-        attr.times,
-        n_rows,
-        n_times,
-        # spectral maps: clusters span frequencies
-        ("fmin", "fmax")
-        if getattr(attr, "domain", "time") == "frequency"
-        else ("tmin", "tmax"),
-        scheme="sign flip",
-        claim=POPULATION,
-    )
-    return ClusterTest(
-        name=f"{contrast}: {levels[1]} - {levels[0]}",
-        stat=stat,
-        labels=labels,
-        clusters=table,
-        null=np.abs(h0),
-        threshold=threshold,
-        ch_names=attr.ch_names,
-        times=attr.times,
-        scheme="sign flip",
-        strata=cols,
-        claim=POPULATION,
     )

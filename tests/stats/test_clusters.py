@@ -6,7 +6,7 @@ import pytest
 
 from eegsal.attribution import Attributions
 from eegsal.stats import fit_lmm, two_stage_test
-from eegsal.stats.clusters import permute_within
+from eegsal.stats.permutations import permute_within
 
 N_TIMES = 30
 CLUSTER_CHANS = ["O1", "O2", "P3", "Pz", "P4"]
@@ -219,7 +219,7 @@ def test_a_planted_interaction_is_found_beside_a_large_stage_effect(study):
 
 
 def test_the_restricted_shuffle_only_where_the_reduced_design_stays(study):
-    from eegsal.stats.clusters import permutation_scheme
+    from eegsal.stats.permutations import permutation_scheme
 
     epochs, _ = study
     attr, _ = _crossed(epochs.info, seed=5)
@@ -241,7 +241,8 @@ def test_the_restricted_shuffle_only_where_the_reduced_design_stays(study):
 
 def test_the_freedman_lane_null_refits_the_reduced_fit_plus_permuted_residuals(study):
     """The null equals a dense GLS refit of Y* = X_r beta_r + P r, cell by cell."""
-    from eegsal.stats.clusters import _adjacency, _max_mass, _shuffle, _strata_rows
+    from eegsal.stats.clusters import _adjacency, _max_mass
+    from eegsal.stats.permutations import shuffle, strata_rows
 
     epochs, _ = study
     attr, _ = _crossed(epochs.info, stage=1.0, interaction=0.3, seed=6)
@@ -260,9 +261,9 @@ def test_the_freedman_lane_null_refits_the_reduced_fit_plus_permuted_residuals(s
     gamma = reduced.gamma.ravel()
     adj = _adjacency(attr.info, len(attr.ch_names), N_TIMES, None)
     rng = np.random.default_rng(0)
-    rows = _strata_rows(attr.metadata.reset_index(drop=True), ["subject"])
+    rows = strata_rows(attr.metadata.reset_index(drop=True), ["subject"])
     for k in range(2):
-        perm = _shuffle(n, rows, rng)
+        perm = shuffle(n, rows, rng)
         # the design's rows follow perm: the residuals follow its inverse
         y_star = fit + resid[np.argsort(perm)]
         z = np.empty(Y.shape[1])
@@ -308,7 +309,7 @@ def _confounded(info, *, stage=0.0, content=0.0, seed=0, n_subjects=10, per=40):
 def test_subject_contrasts_equal_least_squares_with_a_mean_per_stage(study):
     import statsmodels.formula.api as smf
 
-    from eegsal.stats.clusters import _subject_contrasts
+    from eegsal.stats.two_stage import _subject_contrasts
 
     epochs, _ = study
     attr, _ = _confounded(epochs.info, stage=1.0, content=0.5, seed=1)

@@ -178,7 +178,7 @@ def test_a_varying_content_effect_needs_a_random_slope():
 
 def test_the_permutation_null_of_a_random_slope_z():
     """Within-subject permutations remove the slopes: held at zero, z is N(0, 1)."""
-    from eegsal.stats.clusters import _shuffle, _SlopeNullScorer, _strata_rows
+    from eegsal.stats.permutations import SlopeNull, shuffle, strata_rows
 
     attr = _null_slopes(1, n_subjects=30, per=40, n_cells=400)
     lmm = fit_lmm(attr, "content + stage", re_formula="content")
@@ -190,13 +190,12 @@ def test_the_permutation_null_of_a_random_slope_z():
     theta0 = _reml_slopes.fit_theta(_reml_slopes.drop(s, 1))
     slope_zero = theta0.copy()
     slope_zero[:, 1:] = 0.0  # the row of Lambda of the content slope
-    rows = _strata_rows(meta, ["subject", "stage"])
+    rows = strata_rows(meta, ["subject", "stage"])
     sds = {}
     for label, theta in [("held", theta0), ("slope zero", slope_zero)]:
         rng = np.random.default_rng(0)
-        scorer = _SlopeNullScorer(X, Z, Y, codes, theta, 1, False, None, 2.0,
-                                  None, 0)  # fmt: skip
-        z = np.concatenate([scorer.z_of(_shuffle(len(X), rows, rng))
+        maps = SlopeNull(X, Z, Y, codes, theta, 1, False)
+        z = np.concatenate([maps.z_of(shuffle(len(X), rows, rng))
                             for _ in range(3)])  # fmt: skip
         sds[label] = z.std()
     # holding the observed slope variance puts variation into the SE that the
