@@ -212,12 +212,13 @@ def fit_lmm(
             suff = _reml.sufficient_blocks(Xa, blocks, codes)
         else:
             suff = _reml_slopes.group_sums_blocks(Xa, Za, blocks, codes)
+    elif engine == "fast" and intercept_only:
+        # read block by block, in the stored precision: no float64 copy
+        suff = _reml.sufficient(Xa, attr.data.reshape(n, -1), codes, absolute=absolute)
     else:
         Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
         Y = np.abs(Y) if absolute else Y
-        if engine == "fast" and intercept_only:
-            suff = _reml.sufficient(Xa, Y, codes)
-        elif engine == "fast":
+        if engine == "fast":
             suff = _reml_slopes.group_sums(Xa, Za, Y, codes)
     gamma = None
     if engine == "fast" and intercept_only:

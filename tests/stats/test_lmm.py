@@ -203,3 +203,41 @@ def test_to_evoked_plots_statistics_in_their_own_units():
         assert np.abs(ax.get_ylim()).max() < 2 * np.abs(evoked.data).max()
         fig = evoked.plot_topomap(times=[0.01], show=False)
         assert fig.axes[-1].get_title() == unit
+
+
+def test_the_fast_likelihood_equals_the_stacked_solves_with_unequal_subjects():
+    """Pooled subjects and cell-last Cholesky give the LAPACK evaluation's numbers."""
+    rng = np.random.default_rng(7)
+    sizes = np.array([5, 9, 9, 14, 20, 20, 20, 31])  # four pools of subjects
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    n = len(codes)
+    stage = rng.integers(0, 3, n)
+    X = np.column_stack([np.ones(n), rng.integers(0, 2, n), stage == 1, stage == 2,
+                         rng.standard_normal(n)]).astype(float)  # fmt: skip
+    Y = (rng.standard_normal((n, 300)) + rng.standard_normal((8, 300))[codes]).astype(
+        np.float32
+    )
+    s = _reml.sufficient(X, Y, codes, chunk=64)  # float32 maps, read in blocks
+    ref = _reml.sufficient(X, Y.astype(np.float64), codes, chunk=10_000)
+    for name in ("yb", "xwyw", "ywyw"):
+        np.testing.assert_allclose(getattr(s, name), getattr(ref, name), rtol=1e-12,
+                                   atol=1e-9)  # fmt: skip
+    absolute = _reml.sufficient(X, Y, codes, absolute=True)
+    np.testing.assert_allclose(
+        absolute.xwyw, _reml.sufficient(X, np.abs(Y.astype(float)), codes).xwyw
+    )
+    gamma = np.exp(rng.uniform(-6, 4, 300))
+    evaluate = _reml._Evaluator(s)
+    np.testing.assert_allclose(evaluate(gamma), _reml.reml_loglik(s, gamma), rtol=1e-12)
+    np.testing.assert_allclose(
+        evaluate.shared(0.3), _reml.reml_loglik(s, np.full(300, 0.3)), rtol=1e-12
+    )
+    # the fit in blocks of cells equals the fit of all cells at once
+    np.testing.assert_array_equal(
+        _reml.fit_gamma(s, chunk=64), _reml.fit_gamma(s, chunk=300)
+    )
+    # and reaches the maximum of a fine grid
+    fitted = _reml.fit_gamma(s)
+    grid = np.exp(np.linspace(-8, 5, 400))
+    ll = np.array([_reml.reml_loglik(s, np.full(300, g)) for g in grid])
+    assert (_reml.reml_loglik(s, fitted) >= ll.max(0) - 1e-7).all()
