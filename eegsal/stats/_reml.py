@@ -73,10 +73,10 @@ def sufficient(
 ) -> Sufficient:
     """Compute the cross-products of design ``X`` (N, p) and data ``Y`` (N, F).
 
-    ``Y`` may be float32 (the maps as stored): it is read once, ``chunk``
-    cells at a time, each block converted to float64 and multiplied by the
-    subject indicators and the within-subject design in one matrix product,
-    so that no float64 copy of the whole map is made. ``absolute`` models
+    ``Y`` may be float32 (the maps as stored): it is then read once,
+    ``chunk`` cells at a time, each block converted to float64 and multiplied
+    by the subject indicators and the within-subject design in one matrix
+    product, so that no float64 copy of the whole map is made. ``absolute`` models
     ``|Y|``. ``yb`` and ``ywyw`` depend on the data only; pass them to reuse
     them across designs (permutations).
     """
@@ -87,6 +87,8 @@ def sufficient(
         # within deviations of Y are orthogonal to subject means: Xw'Yw = Xw'Y
         return Sufficient(n_g, xb, yb, xw.T @ xw, xw.T @ Y, ywyw, len(X))
     n_groups, n_cells = len(n_g), Y.shape[1]
+    if Y.dtype == np.float64 and not absolute:
+        chunk = max(n_cells, 1)  # nothing to convert: one product is fastest
     indicator = np.zeros((n_groups, len(codes)))
     indicator[codes, np.arange(len(codes))] = 1.0
     stacked = np.vstack([indicator, xw.T])  # (G + p, N)

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 RESTRICTED, FREEDMAN_LANE = "restricted shuffle", "Freedman-Lane"
+BLOCK = 64  # permutations whose cross-products are computed together
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,26 @@ class InterceptNull:
         :data:`RESTRICTED` or :data:`FREEDMAN_LANE`.
     refit_gamma : bool
         Refit the reduced model's variance ratio to each permutation.
+    rows : list of ndarray | None
+        The rows of each stratum (:func:`strata_rows`): under Freedman-Lane
+        the columns of ``X`` constant within every stratum do not move.
     """
 
-    def __init__(self, X, Y, codes, gamma0, j, scheme, refit_gamma):  # fmt: skip
+    def __init__(self, X, Y, codes, gamma0, j, scheme, refit_gamma, rows=None):
         self.X, self.Y, self.codes, self.gamma0, self.j = X, Y, codes, gamma0, j
         self.scheme, self.refit_gamma = scheme, refit_gamma
         s = _reml.sufficient(X[:, :1], Y, codes)
         self.yb, self.ywyw = s.yb, s.ywyw
+        if scheme == FREEDMAN_LANE:
+            # the design's columns that vary within a stratum are the ones a
+            # permutation moves; None: any column may move
+            self.moving = np.flatnonzero([
+                rows is None or any(np.ptp(X[r, k]) > 0 for r in rows)
+                for k in range(X.shape[1])
+            ])  # fmt: skip
+        else:
+            self.moving = np.array([j])
+        self.rows, self._held = rows, None
 
     def design(self, perm: np.ndarray) -> np.ndarray:
         """Build the design of one permutation (row ``i`` takes row ``perm[i]``)."""
@@ -198,8 +212,112 @@ class InterceptNull:
         return beta[:, self.j] / se[:, self.j]
 
     def z_maps(self, perms) -> np.ndarray:
-        """Wald z-maps (n_perms, n_cells) of a sequence of permutations."""
-        return np.array([self.z_of(p) for p in perms])
+        """Wald z-maps (n_perms, n_cells) of a sequence of permutations.
+
+        With the variance ratios held, the permutations are taken
+        :data:`BLOCK` at a time (:meth:`_z_block`); refitted, one by one.
+        """
+        if self.refit_gamma:
+            return np.array([self.z_of(p) for p in perms])
+        if not len(perms):
+            return np.empty((0, self.Y.shape[1]))
+        return np.concatenate([
+            self._z_block(np.asarray(perms[a : a + BLOCK]))
+            for a in range(0, len(perms), BLOCK)
+        ])  # fmt: skip
+
+    def _held_fit(self):
+        """Fit at the held variance ratios: what every permutation updates.
+
+        Returns the lanes of the moving columns (:func:`_lanes`), the
+        observed fit ``beta0`` (F, p) and ``r'Wr`` (F,), and per cell
+        ``A^-1`` restricted to the moving columns (F, M, M), to the row ``j``
+        (F, M), and ``(A^-1)_jj`` (F,).
+        """
+        if self._held is None:
+            s = _reml.sufficient(self.X, self.Y, self.codes, yb=self.yb,
+                                 ywyw=self.ywyw)  # fmt: skip
+            beta0, A, rwr0 = _reml._gls(s, self.gamma0)
+            inv = np.linalg.inv(A)
+            m = self.moving
+            lanes = _lanes(self.X[:, m], self.rows, self.Y)
+            self._held = (lanes, beta0, rwr0, inv[:, m[:, None], m[None, :]],
+                          inv[:, self.j, m], inv[:, self.j, self.j])  # fmt: skip
+        return self._held
+
+    def _z_block(self, perms: np.ndarray) -> np.ndarray:
+        """Wald z-maps of a block of permutations (B, N), variance ratios held.
+
+        A permutation within subject changes neither the design's subject
+        means nor ``A`` (per cell, at its held ratio): only the cross-products
+        of the moving columns with ``Y``, by ``delta`` (M values per cell).
+        So ``beta_j = beta0_j + (A^-1)_{j,m} delta`` and ``r'Wr = r0'Wr0 -
+        2 delta' beta0_m - delta' (A^-1)_mm delta``, and the cross-products
+        of the whole block are a few (B, N_k) x (N_k, F) matrix products.
+        """
+        (u, classes), beta0, rwr0, inv_mm, inv_jm, inv_jj = self._held_fit()
+        delta = 0.0
+        for rows, offset, v, y_k, c_k in classes:
+            d_k = u[perms[:, rows] + offset] @ y_k - c_k  # (B, F)
+            delta = delta + v[None, :, None] * d_k[:, None, :]  # (B, M, F)
+        b0 = beta0[:, self.moving].T  # (M, F)
+        beta_j = beta0[:, self.j] + np.einsum("fm,bmf->bf", inv_jm, delta)
+        quad = np.einsum("bmf,fmk,bkf->bf", delta, inv_mm, delta)
+        rwr = rwr0 - 2 * np.einsum("bmf,mf->bf", delta, b0) - quad
+        scale = np.maximum(rwr, 1e-300) / (len(self.X) - self.X.shape[1])
+        return beta_j / np.sqrt(scale * inv_jj)
+
+
+def _lanes(X_m: np.ndarray, rows, Y: np.ndarray):
+    """Write the moving columns as few dense products over disjoint rows.
+
+    Within a stratum the moving columns are often one vector times fixed
+    weights (``content`` and ``content:stage[T.REM]`` are both the content
+    indicator in a REM stratum, and the second is zero elsewhere): then
+    ``X_m[n] = u_n v_k`` for the rows of a class ``k`` of strata, a
+    permutation within strata moves ``u`` alone, and the change of
+    ``X_m' Y`` is ``sum_k v_k (u[perm]_k - u_k)' Y_k``, one lane per row
+    instead of one per moving column. Where a stratum holds two independent
+    moving columns (a numeric covariate beside the tested label), each column
+    is its own lane over all rows.
+
+    Returns
+    -------
+    u : ndarray, shape (N,) or (N * M,)
+        The lane values (for the fallback, the columns one after another).
+    classes : list of (rows, offset, v, Y_k, c_k)
+        Rows of each class, the offset of its lane in ``u``, its weights
+        (M,), those rows of ``Y`` and ``u_k' Y_k`` (F,).
+    """
+    n, n_moving = X_m.shape
+    u, groups = np.zeros(n), {}
+    for r in rows:
+        block = X_m[r]
+        ref = block[np.abs(block).sum(1).argmax()]
+        if not ref.any():
+            continue  # the moving columns are zero here
+        v = ref / ref[np.flatnonzero(ref)[0]]
+        coef = block @ v / (v @ v)
+        scale = np.abs(block).max()
+        if np.abs(np.outer(coef, v) - block).max() > 1e-12 * scale:
+            u, groups = None, None
+            break
+        u[r] = coef
+        groups.setdefault(tuple(v), []).append(r)
+    if groups is None:  # one lane per moving column, over all rows
+        u = X_m.T.ravel()
+        classes = []
+        for m in range(n_moving):
+            v = np.zeros(n_moving)
+            v[m] = 1.0
+            classes.append((np.arange(n), n * m, v, Y, X_m[:, m] @ Y))
+        return u, classes
+    classes = []
+    for key, rs in groups.items():
+        rs = np.sort(np.concatenate(rs))
+        y_k = Y if len(rs) == n else Y[rs]  # every row: no copy
+        classes.append((rs, 0, np.array(key), y_k, u[rs] @ y_k))
+    return u, classes
 
 
 class SlopeNull(InterceptNull):
@@ -229,6 +347,10 @@ class SlopeNull(InterceptNull):
             theta = _reml_slopes.fit_theta(_reml_slopes.drop(s, self.j), start=theta)
         beta, se, _, _ = _reml_slopes.estimates(s, theta)
         return beta[:, self.j] / se[:, self.j]
+
+    def z_maps(self, perms) -> np.ndarray:
+        """Wald z-maps (n_perms, n_cells) of a sequence of permutations."""
+        return np.array([self.z_of(p) for p in perms]).reshape(len(perms), -1)
 
 
 def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
@@ -298,7 +420,8 @@ def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
     # with a random intercept only, the restricted shuffle leaves the reduced
     # model's fit unchanged: nothing to refit
     refit = bool(refit_gamma) and scheme.name == FREEDMAN_LANE
-    return InterceptNull(X, Y, codes, gamma0, j, scheme.name, refit), refit
+    rows = strata_rows(meta, scheme.strata)
+    return InterceptNull(X, Y, codes, gamma0, j, scheme.name, refit, rows), refit
 
 
 class _Scored:
@@ -324,7 +447,8 @@ def permutation_null(
     """Score the null maps of ``n_permutations`` permutations within strata.
 
     The permutations are drawn here, in order, so that the null does not
-    depend on ``n_jobs``; chunks of them are scored in parallel (threads by
+    depend on ``n_jobs``; chunks of whole blocks of :data:`BLOCK` of them are
+    scored in parallel (threads by
     default: NumPy releases the GIL, and no process needs a copy of the
     maps; a joblib ``parallel_config`` backend such as Dask takes
     precedence).
@@ -356,8 +480,15 @@ def permutation_null(
     perms = [shuffle(n, rows, rng) for _ in range(n_permutations)]
     if not perms:
         return np.empty(0)
-    n_chunks = max(1, min(len(perms), 4 * effective_n_jobs(n_jobs)))
-    chunks = [c for c in np.array_split(np.arange(n_permutations), n_chunks) if len(c)]
+    # chunks of whole blocks: each permutation's arithmetic is that of its
+    # block, whatever the number of chunks
+    blocks = np.arange(0, n_permutations, BLOCK)
+    n_chunks = max(1, min(len(blocks), 4 * effective_n_jobs(n_jobs)))
+    chunks = [
+        np.arange(c[0], min(c[-1] + BLOCK, n_permutations))
+        for c in np.array_split(blocks, n_chunks)
+        if len(c)
+    ]
     scored = _Scored(maps, score)
     jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(scored)([perms[i] for i in c]) for c in chunks

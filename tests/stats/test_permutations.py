@@ -1,0 +1,116 @@
+"""Permutation nulls: the batched updates against dense refits, and any n_jobs."""
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+
+from eegsal.attribution import Attributions
+from eegsal.stats import fit_lmm
+from eegsal.stats.permutations import (
+    BLOCK,
+    null_maps,
+    permutation_scheme,
+    shuffle,
+    strata_rows,
+)
+
+
+def _attr(seed=0, sizes=(14, 20, 23, 30, 30, 41), n_chans=3, n_times=4):
+    """Unequal subjects, content x stage effects and a numeric covariate."""
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    subject = np.repeat([f"s{i}" for i in range(len(sizes))], sizes)
+    meta = pd.DataFrame({
+        "subject": subject,
+        "content": rng.choice(["flying", "other"], n),
+        "stage": rng.choice(["N2", "N3", "REM"], n),
+        "age": rng.normal(30, 5, n),
+    })  # fmt: skip
+    codes = pd.factorize(subject)[0]
+    y = rng.standard_normal((n, n_chans * n_times))
+    y += rng.standard_normal((len(sizes), n_chans * n_times))[codes]
+    y += 0.5 * (meta["stage"] == "REM").to_numpy()[:, None]
+    y += 0.3 * (meta["content"] == "other").to_numpy()[:, None]
+    info = mne.create_info([f"E{i}" for i in range(n_chans)], 100.0, "eeg")
+    data = y.reshape(n, n_chans, n_times).astype(np.float32)
+    return Attributions(data, info, np.arange(n_times) / 100.0, metadata=meta,
+                        method="saliency", target="logit")  # fmt: skip
+
+
+def _dense_z(X, y, Z, gamma, j):
+    """Wald z of coefficient j: GLS with V = I + gamma Z Z', from scratch."""
+    n = len(X)
+    V = np.eye(n) + gamma * Z @ Z.T
+    vx = np.linalg.solve(V, np.column_stack([X, y]))
+    A = X.T @ vx[:, :-1]
+    beta = np.linalg.solve(A, X.T @ vx[:, -1])
+    e = y - X @ beta
+    scale = e @ np.linalg.solve(V, e) / (n - X.shape[1])
+    return beta[j] / np.sqrt(scale * np.linalg.inv(A)[j, j])
+
+
+CASES = [
+    ("content + stage", "content[T.other]", "restricted shuffle", 1),
+    ("content * stage", "content[T.other]", "Freedman-Lane", 1),  # one lane
+    # strata of subjects only: stage moves too, a lane per moving column
+    ("content * stage", "content[T.other]:stage[T.REM]", "Freedman-Lane", 5),
+    ("content + age", "content[T.other]", "Freedman-Lane", 2),  # a lane per column
+]
+
+
+@pytest.mark.parametrize(("formula", "name", "scheme", "lanes"), CASES)
+def test_batched_null_maps_equal_dense_refits_of_each_permutation(
+    formula, name, scheme, lanes
+):
+    attr = _attr()
+    lmm = fit_lmm(attr, formula)
+    meta = attr.metadata.reset_index(drop=True)
+    found = permutation_scheme(lmm, name)
+    assert found.name == scheme
+    j = lmm.coef(name)
+    maps, refit = null_maps(lmm, j, found, None)
+    assert not refit
+    (u, classes), *_ = maps._held_fit()
+    assert len(u) == lanes * len(attr)  # the moving columns as few products
+    X = lmm.design.to_numpy()
+    Y = attr.data.reshape(len(attr), -1).astype(float)
+    Z = pd.get_dummies(meta["subject"]).to_numpy(float)
+    if scheme == "Freedman-Lane":
+        # the reduced model's fit and marginal residuals, at its own ratio
+        reduced = np.delete(X, j, axis=1)
+        fit = np.empty_like(Y)
+        for f in range(Y.shape[1]):
+            V = np.eye(len(X)) + maps.gamma0[f] * Z @ Z.T
+            vx = np.linalg.solve(V, np.column_stack([reduced, Y[:, f]]))
+            b = np.linalg.solve(reduced.T @ vx[:, :-1], reduced.T @ vx[:, -1])
+            fit[:, f] = reduced @ b
+        resid = Y - fit
+    rng = np.random.default_rng(0)
+    perms = [shuffle(len(X), strata_rows(meta, found.strata), rng) for _ in range(5)]
+    got = maps.z_maps(perms)
+    for perm, z in zip(perms, got, strict=True):
+        if scheme == "Freedman-Lane":
+            # the design's rows follow perm: the residuals follow its inverse
+            design, data = X, fit + resid[np.argsort(perm)]
+        else:
+            design, data = X.copy(), Y
+            design[:, j] = X[perm, j]
+        ref = [_dense_z(design, data[:, f], Z, maps.gamma0[f], j)
+               for f in range(Y.shape[1])]  # fmt: skip
+        np.testing.assert_allclose(z, ref, rtol=1e-9, atol=1e-12)
+    # the block updates equal refitting each permuted design's sums
+    one_by_one = np.array([maps.z_of(p) for p in perms])
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-10, atol=1e-12)
+
+
+def test_the_null_is_the_same_for_any_number_of_jobs():
+    attr = _attr(1, sizes=(30,) * 6)
+    lmm = fit_lmm(attr, "content * stage")
+    n_perm = BLOCK + 7  # a last block that is not full
+    kw = dict(n_permutations=n_perm, seed=3, threshold=1.0, adjacency=np.ones((3, 3)))
+    serial = lmm.cluster_test("content[T.other]", n_jobs=1, **kw)
+    for n_jobs in (2, 3):
+        par = lmm.cluster_test("content[T.other]", n_jobs=n_jobs, **kw)
+        np.testing.assert_array_equal(par.null, serial.null)
+    assert len(serial.null) == n_perm and serial.null.max() > 0
