@@ -65,6 +65,31 @@ def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
     return out
 
 
+def _ba_many(codes, pred_codes, n_labels, ctx_of, sizes) -> np.ndarray:
+    """:func:`_ba_by` and the pooled score of many label permutations at once.
+
+    ``codes`` (P, N) are the permuted label codes (indices into the sorted
+    labels), ``pred_codes`` (N,) the predictions' (-1: not a true label),
+    ``ctx_of`` (N,) each epoch's context, ``sizes`` (K,) the contexts'
+    epochs. Two ``bincount`` calls over (permutation, context, label) give
+    every count; returns (P, K + 1): the contexts' scores, then the pooled one.
+    """
+    n_perm, n_ctx = len(codes), len(sizes)
+    idx = ((np.arange(n_perm)[:, None] * n_ctx + ctx_of) * n_labels + codes).ravel()
+    size = n_perm * n_ctx * n_labels
+    n = np.bincount(idx, minlength=size).reshape(n_perm, n_ctx, n_labels)
+    hit = (codes == pred_codes).ravel().astype(float)
+    h = np.bincount(idx, hit, size).reshape(n_perm, n_ctx, n_labels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ba = (h / n).mean(-1)
+    ba = np.where((n > 0).all(-1), ba, np.nan)
+    ok = ~np.isnan(ba)
+    w = np.where(ok, sizes, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = (np.where(ok, ba, 0.0) * w).sum(1) / w.sum(1)
+    return np.column_stack([ba, np.where(ok.any(1), pooled, np.nan)])
+
+
 def holm(p: np.ndarray | pd.Series) -> np.ndarray:
     """Holm-adjusted p-values of a family of tests; NaN (untested) stays NaN.
 
@@ -127,6 +152,18 @@ class _CellAUC:
         self.weights = np.divide(w, total, out=np.full_like(w, np.nan),
                                  where=total > 0)  # fmt: skip
 
+    def many(self, pos: np.ndarray) -> np.ndarray:
+        """Score P permutations from their positives (P, N): AUCs (P, K + 1)."""
+        n_perm, n_cells = len(pos), len(self.n1)
+        idx = (np.arange(n_perm)[:, None] * n_cells + self.cell).ravel()
+        r1 = np.bincount(idx, (self.rank * pos).ravel(), n_perm * n_cells)
+        r1 = r1.reshape(n_perm, n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (r1 - self.n1 * (self.n1 + 1) / 2) / (self.n1 * self.n0)
+        auc = np.where(self.ok, auc, 0.0)
+        undefined = np.isnan(self.weights[:, 0])
+        return np.array([np.where(undefined, np.nan, self.weights @ a) for a in auc])
+
     def __call__(self, y) -> np.ndarray:
         pos = self.positive(y)
         r1 = np.bincount(self.cell, self.rank * pos, len(self.n1))
@@ -134,6 +171,9 @@ class _CellAUC:
             auc = (r1 - self.n1 * (self.n1 + 1) / 2) / (self.n1 * self.n0)
         auc = np.where(self.ok, auc, 0.0)
         return np.where(np.isnan(self.weights[:, 0]), np.nan, self.weights @ auc)
+
+
+_PERM_BLOCK = 256  # permutations scored together
 
 
 def _pooled(ba: np.ndarray, contexts: list[np.ndarray]) -> float:
@@ -235,13 +275,34 @@ def within_context_scores(
     rng = check_random_state(seed)
     null = np.empty((n_permutations, len(observed)))
     null_auc = np.full((n_permutations, len(observed)), np.nan)
-    perm = y_true.copy()
-    for i in progress(range(n_permutations), desc="within-context permutations"):
-        for rows in strata:
-            perm[rows] = y_true[rng.permutation(rows)]
-        null[i] = scores(perm)
+    # the permutations are drawn stratum by stratum, in order, as label codes;
+    # blocks of them are scored at once (two bincounts for all of a block)
+    codes = np.searchsorted(labels, y_true)
+    pred_codes = np.array([np.searchsorted(labels, v) if v in set(labels) else -1
+                           for v in y_pred])  # fmt: skip
+    ctx_of = np.empty(len(y_true), int)
+    for k, rows in enumerate(contexts):
+        ctx_of[rows] = k
+    positive = np.searchsorted(labels, classes[-1]) if classes[-1] in labels else -1
+    block = np.empty((_PERM_BLOCK, len(y_true)), codes.dtype)
+    # rng.shuffle of each stratum's slice of one buffer draws what
+    # rng.permutation(rows) draws, stratum by stratum, without its overhead
+    flat = np.concatenate(strata)
+    buf = flat.copy()
+    bounds = np.cumsum([0, *map(len, strata)])
+    views = [buf[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    starts = range(0, n_permutations, _PERM_BLOCK)
+    for a in progress(starts, desc="within-context permutations (blocks)"):
+        perms = block[: min(_PERM_BLOCK, n_permutations - a)]
+        for i in range(len(perms)):
+            buf[:] = flat
+            for view in views:
+                rng.shuffle(view)
+            perms[i, flat] = codes[buf]
+        null[a : a + len(perms)] = _ba_many(perms, pred_codes, len(labels), ctx_of,
+                                            sizes)  # fmt: skip
         if auc:
-            null_auc[i] = auc(perm)
+            null_auc[a : a + len(perms)] = auc.many(perms == positive)
     p = (1 + (null >= observed - 1e-12).sum(0)) / (1 + n_permutations)
     p = np.where(np.isnan(observed), np.nan, p)
     p_auc = (1 + (null_auc >= obs_auc - 1e-12).sum(0)) / (1 + n_permutations)
