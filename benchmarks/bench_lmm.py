@@ -4,14 +4,19 @@
 ``attribution ~ content * stage + (1 | subject)`` (5 stages: 10 coefficients).
 statsmodels' ``MixedLM`` (REML) is timed on a random sample of cells and
 extrapolated to the map; the fast engine fits the whole map, in the same run.
-Then the cluster-based permutation test of ``content`` over the map. With
+The time per cell is set beside the floor: one pass over the maps (read and
+converted to float64, block by block). Then the cluster-based permutation test
+of ``content`` over the map (Freedman-Lane: content also enters the
+interaction), against the one-permutation-at-a-time path timed on a few
+permutations in the same run, and ``within_context_scores`` (1,000
+permutations of 2,000 epochs' predictions, with the AUC). With
 ``--slopes``, ``attribution ~ content + stage + (1 + content | subject)`` is
 timed the same way (fast engine on the whole map, or on its first
 ``--slope-channels`` channels, against statsmodels' ``MixedLM(exog_re=...)`` on
 sampled cells), with the largest differences between the two on those cells.
 
 Run: python benchmarks/bench_lmm.py [--cells 40] [--n-permutations 1000]
-     [--slopes] [--slope-channels 64]
+     [--old-permutations 5] [--slopes] [--slope-channels 64]
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-permutations", type=int, default=1000)
+    parser.add_argument("--old-permutations", type=int, default=5)
     parser.add_argument("--slopes", action="store_true")
     parser.add_argument("--slope-channels", type=int, default=64)
     args = parser.parse_args()
@@ -98,18 +104,82 @@ def main() -> None:
             MixedLM(Y[:, f].astype(float), X, groups).fit(reml=True)
         per_cell.append(time.perf_counter() - t0)
     sm_cell = statistics.median(per_cell)
+    floor = statistics.median(_read_maps(attr) for _ in range(args.repeats))
     print(f"fast engine, whole map ({n_cells} cells): {fast:.2f} s (median of "
-          f"{args.repeats})")  # fmt: skip
+          f"{args.repeats}), {1e6 * fast / n_cells:.0f} us per cell; reading the "
+          f"maps (the floor): {floor:.2f} s, {100 * floor / fast:.0f} %")  # fmt: skip
     print(f"statsmodels MixedLM: {1e3 * sm_cell:.1f} ms per cell (median of "
           f"{args.cells}) -> {sm_cell * n_cells:.0f} s for the map")  # fmt: skip
-    print(f"speed-up: {sm_cell * n_cells / fast:.0f}x")
+    print(f"map vs statsmodels: {sm_cell * n_cells / fast:.0f}x")
     t0 = time.perf_counter()
     ct = lmm.cluster_test("content", n_permutations=args.n_permutations, seed=0,
                           verbose=False)  # fmt: skip
     took = time.perf_counter() - t0
-    print(f"cluster test, {args.n_permutations} permutations: {took:.0f} s "
-          f"({1e3 * took / args.n_permutations:.0f} ms per permutation)")  # fmt: skip
+    one = _one_at_a_time(lmm, "content", args.old_permutations)
+    per = took / args.n_permutations
+    print(f"cluster test, {args.n_permutations} permutations ({ct.scheme}): "
+          f"{took:.1f} s, {1e3 * per:.1f} ms per permutation; one at a time: "
+          f"{1e3 * one:.0f} ms per permutation (median of {args.old_permutations}):"
+          f" {one / per:.0f}x")  # fmt: skip
     print(ct.clusters.head(3).to_string())
+    wc = statistics.median(_within_context() for _ in range(args.repeats))
+    print(f"within_context_scores, 1000 permutations of 2000 epochs: {wc:.2f} s")
+
+
+def _read_maps(attr) -> float:
+    """Seconds to read the maps once, as the fit does (float64 blocks of cells)."""
+    t0 = time.perf_counter()
+    Y = attr.data.reshape(len(attr), -1)
+    for a in range(0, Y.shape[1], 1024):
+        block = np.asarray(Y[:, a : a + 1024], dtype=np.float64)
+        np.einsum("nf,nf->f", block, block)
+    return time.perf_counter() - t0
+
+
+def _one_at_a_time(lmm, name: str, n_perm: int) -> float:
+    """Median seconds of one permutation refitted alone and scored (the old path)."""
+    from eegsal.stats.clusters import _adjacency, _max_mass
+    from eegsal.stats.permutations import (
+        null_maps,
+        permutation_scheme,
+        shuffle,
+        strata_rows,
+    )
+
+    scheme = permutation_scheme(lmm, name)
+    maps, _ = null_maps(lmm, lmm.coef(name), scheme, None)
+    rows = strata_rows(lmm.attr.metadata.reset_index(drop=True), scheme.strata)
+    adj = _adjacency(lmm.attr.info, *lmm.attr.data.shape[1:], None)
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(n_perm):
+        t0 = time.perf_counter()
+        _max_mass(maps.z_of(shuffle(len(maps.X), rows, rng)), adj, 1.96, 0)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _within_context() -> float:
+    """Seconds of within_context_scores: 1,000 permutations, 2,000 epochs, AUC."""
+    from eegsal.decoding import DecodingResult
+    from eegsal.stats import within_context_scores
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    pred = pd.DataFrame({
+        "subject": np.repeat([f"s{i}" for i in range(20)], 100),
+        "stage": rng.choice(["W", "N1", "N2", "N3", "REM"], n),
+        "y_true": rng.choice(["flying", "other"], n),
+        "fold": 0,
+    })  # fmt: skip
+    right = rng.random(n) < 0.6
+    pred["y_pred"] = np.where(right, pred["y_true"], rng.choice(["flying", "other"], n))
+    pred["proba_other"] = rng.random(n)
+    result = DecodingResult(pred, pd.DataFrame({"balanced_accuracy": [0.5]}), [],
+                            ["flying", "other"], dict(target="content", model="none"))
+    t0 = time.perf_counter()
+    within_context_scores(result, "stage", n_permutations=1000, verbose=False)
+    return time.perf_counter() - t0
 
 
 def bench_slopes(args) -> None:
