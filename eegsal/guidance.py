@@ -50,7 +50,9 @@ from eegsal.models._timing import to_samples
 
 __all__ = ["AUGMENTATIONS", "RRR_METHODS", "localize_events", "make_mask"]
 
+#: What ``augment=`` of :class:`eegsal.EEGDecoder` takes.
 AUGMENTATIONS = ("cutout", "saliency_cutout")
+#: What ``rrr_method=`` of :class:`eegsal.EEGDecoder` takes.
 RRR_METHODS = ("gradient", "counterfactual")
 
 

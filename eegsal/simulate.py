@@ -54,6 +54,7 @@ __all__ = [
     "simulate_sleep_study",
 ]
 
+#: The simulated sleep stages (AASM), in order.
 STAGES = ("W", "N1", "N2", "N3", "REM")
 #: The classic 19 electrodes of the 10-20 system.
 DEFAULT_CH_NAMES = (

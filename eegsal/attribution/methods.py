@@ -28,6 +28,7 @@ from eegsal.models._timing import to_samples
 
 __all__ = ["METHODS", "attribute"]
 
+#: The attribution methods of :func:`eegsal.attribute` (``method=``).
 METHODS = (
     "saliency",
     "input_x_gradient",

@@ -28,7 +28,7 @@ def localization(attr, truth, *, label: str | None = None) -> pd.DataFrame:
         One row per epoch that carries the signal: ``mass_accuracy`` (share
         of the positive attribution inside the mask), ``rank_accuracy``
         (share of the K highest cells inside the mask, K its size; Arras et
-        al., 2022), ``auroc`` (|attribution| scoring mask vs non-mask cells)
+        al., 2022), ``auroc`` (``|attribution|`` scoring mask vs non-mask cells)
         and ``mask_share`` (the chance level of the first two), with the
         metadata.
 

@@ -29,6 +29,7 @@ __all__ = [
     "resolve_model",
 ]
 
+#: The registered models, by the name ``model=`` takes.
 MODELS: dict[str, type[nn.Module]] = {
     "eegnet": EEGNet,
     "shallow": ShallowConvNet,

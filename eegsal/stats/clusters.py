@@ -329,7 +329,7 @@ def cluster_test(
     n_permutations : int
         Permutations.
     threshold : float | dict | None
-        Cluster-forming threshold on |z|; None uses the two-sided (or
+        Cluster-forming threshold on ``|z|``; None uses the two-sided (or
         one-sided, for ``tail`` = ±1) normal quantile of p = 0.05. A dict
         ``{'start': 0, 'step': 0.2}`` (optionally ``e_power``, ``h_power``:
         0.5 and 2) gives threshold-free cluster enhancement (TFCE; Smith &

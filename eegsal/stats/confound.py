@@ -666,7 +666,7 @@ def explanation_similarity(
     by : str
         Metadata column of the units of the bootstrap (subjects).
     absolute : bool
-        Compare magnitudes (mean |attribution|), the usual question "do they
+        Compare magnitudes (mean ``|attribution|``), the usual question "do they
         look at the same places"; False compares signed maps.
     n_boot : int
         Bootstrap resamples of the subjects.
