@@ -1,4 +1,5 @@
 """Which attribution methods find the simulated content signal?
+============================================================
 
 A content-scenario sleep study (8 subjects x 60 epochs, the demo's) is decoded
 with EEGNet (4-fold GroupKFold over subjects); every method explains the

@@ -1,4 +1,5 @@
 """How often does eegsal claim a content effect that is not there?
+===============================================================
 
 Over many seeds, small simulated sleep studies are generated in two
 scenarios: ``"confound"`` (no content signal; the content label goes with REM

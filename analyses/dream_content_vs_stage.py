@@ -1,4 +1,5 @@
 """Dream content or sleep stage? The simulated study's scenarios side by side.
+===========================================================================
 
 The default study (``analyses/demo_study.yaml``) is run on three simulated
 sleep studies that differ only in where the content label's information

@@ -1,4 +1,5 @@
 """How far in time does a deep unit look? Effective vs theoretical receptive field.
+================================================================================
 
 A stack of ``depth`` temporal convolutions of kernel ``k`` has a theoretical
 receptive field of ``1 + depth (k - 1)`` samples, but the gradient of a
@@ -12,7 +13,7 @@ epoch than its receptive field suggests.
 For each depth, randomly initialized stacks (ReLU, He initialization; and
 linear stacks, for which the ERF is exactly a repeated convolution of the
 kernels) explain the central output unit on noise inputs; the ERF width is
-twice the standard deviation of the mean |gradient| profile. A log-log fit
+twice the standard deviation of the mean ``|gradient|`` profile. A log-log fit
 of width against depth gives the growth exponent (sqrt: 0.5; the
 theoretical field: 1).
 

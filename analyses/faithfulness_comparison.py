@@ -1,4 +1,5 @@
 """Which attribution method explains the decoder? Ranked by faithfulness and sanity.
+=================================================================================
 
 The default study (``analyses/demo_study.yaml``: simulated sleep EEG, content
 scenario, EEGNet) is run with every channel x time method of
@@ -10,7 +11,7 @@ held-out epochs by:
 - cascading model randomization (Adebayo et al., 2018): the rank
   correlation left when every layer is re-initialized (lower is better; a
   method above 0.5 is flagged);
-- localization: the share of |attribution| on the simulated content signal
+- localization: the share of ``|attribution|`` on the simulated content signal
   (relevance mass accuracy; chance is the signal's share of the map).
 
 The ranking (mean rank over the four criteria) is printed and written to

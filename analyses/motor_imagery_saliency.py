@@ -1,4 +1,5 @@
 """Motor EEG: where do a decoder's maps peak, and in which bands?
+==============================================================
 
 PhysioNet EEG Motor Movement/Imagery (Schalk et al., 2004), subjects 1-8,
 runs of executed (3, 7, 11) and imagined (4, 8, 12) fist movements, loaded

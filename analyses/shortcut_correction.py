@@ -1,4 +1,5 @@
 """A planted shortcut, and training that uses the maps to unlearn it.
+==================================================================
 
 Simulated sleep study (content scenario: "flying" epochs carry a posterior
 content signal). In the *training* subjects of each fold, every "flying"
@@ -19,7 +20,7 @@ held-out subjects do not have. Decoders (EEGNet, subject-grouped folds):
   the same on clean data, to compare with ``clean``.
 
 Per condition: balanced accuracy on the held-out (clean) subjects, the share
-of |saliency| on the frontal channels (training epochs), and the maps'
+of ``|saliency|`` on the frontal channels (training epochs), and the maps'
 max-sensitivity to input noise (:func:`eegsal.evaluation.stability`).
 
 Run: python analyses/shortcut_correction.py [--out shortcut] [--folds 2]

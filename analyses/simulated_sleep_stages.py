@@ -1,4 +1,5 @@
 """What the simulated sleep stages look like: traces and spectra per stage.
+========================================================================
 
 Writes ``simulated_sleep_stages.png`` (30 s of EEG per stage on six channels, and
 the Welch spectrum of each stage at Fz, C3 and O1) into the output folder, so a

@@ -1,4 +1,5 @@
 """Which bands, on which channels? Spectral maps of content and confounded decoders.
+=================================================================================
 
 The simulator's content signal lowers delta (1-4 Hz) and adds beta (20-30 Hz)
 over the posterior "hot zone" in epochs reported as "flying". For the
