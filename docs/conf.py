@@ -54,6 +54,7 @@ exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints"]
 source_suffix = {".rst": "restructuredtext"}
 root_doc = "index"
 default_role = "py:obj"  # `name` links like :py:obj:`name`
+smartquotes_action = "qe"  # curly quotes, but "--out" stays two hyphens
 
 # -- API reference: autosummary pages from the docstrings, read by numpydoc --
 autosummary_generate = True
