@@ -9,7 +9,12 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score
 
-from eegsal._check import check_random_state, validate_type
+from eegsal._check import (
+    check_option,
+    check_random_state,
+    check_range,
+    validate_type,
+)
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 
@@ -19,8 +24,11 @@ if TYPE_CHECKING:  # eegsal.stats imports without torch
 __all__ = [
     "across_subjects",
     "content_verdict",
+    "context_regression",
     "explanation_similarity",
     "holm",
+    "out_of_fold_logit",
+    "subject_scores",
     "verdict_text",
     "within_context_scores",
 ]
@@ -39,6 +47,91 @@ def _column(pred: pd.DataFrame, name: str) -> np.ndarray:
             f"{list(pred.columns)}."
         )
     return pred[name].to_numpy()
+
+
+def _names(value: str | list[str] | tuple[str, ...] | None, what: str) -> list[str]:
+    if value is None:
+        return []
+    names = [value] if isinstance(value, str) else list(value)
+    if not all(isinstance(n, str) and n for n in names):
+        raise TypeError(
+            f"{what} must be a column name or a list of them, got {value!r}."
+        )
+    return names
+
+
+def _quantile_bins(x: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-count bins of ``x``, 0 to ``n_bins - 1`` (ties share a bin)."""
+    rank = stats.rankdata(x, method="min") - 1
+    return np.minimum(rank * n_bins // len(x), n_bins - 1).astype(int)
+
+
+class _Context:
+    """What is held fixed: categorical columns x quantile bins of covariates.
+
+    ``key`` is each epoch's context: the column's own values for a single
+    categorical column without covariates (as eegsal always had), else a
+    label such as ``'N2, delta_power q1'``; ``values`` are the contexts in
+    order (categories sorted, then bins from low to high); ``name`` is the
+    column name of the tables (``'stage'``, ``'stage x delta_power'``).
+    The bins are quantiles of each covariate within each categorical
+    stratum, pooled over subjects.
+    """
+
+    def __init__(self, pred: pd.DataFrame, context, covariates, n_bins: int):
+        cats = _names(context, "context")
+        covs = _names(covariates, "covariates")
+        if not cats and not covs:
+            raise ValueError("Give a context column, covariates, or both.")
+        check_range(n_bins, "n_bins", 1, integer=True)
+        self.columns, self.covariates, self.n_bins = cats, covs, n_bins
+        self.name = " x ".join(cats + covs)
+        if len(cats) == 1 and not covs:
+            self.key = _column(pred, cats[0])
+            self.values = sorted(pd.unique(self.key), key=str)
+            return
+        n = len(pred)
+        parts = [_column(pred, c).astype(str) for c in cats]
+        cat = np.array([", ".join(t) for t in zip(*parts, strict=True)] if cats
+                       else [""] * n, dtype=object)  # fmt: skip
+        self.cov = np.empty((n, len(covs)))
+        for j, c in enumerate(covs):
+            x = _column(pred, c)
+            if not np.issubdtype(np.asarray(x).dtype, np.number):
+                raise ValueError(
+                    f"covariates: {c!r} must be numeric (a continuous measure such "
+                    f"as delta power), got values like {x[:3].tolist()}; put "
+                    "categorical columns in context."
+                )
+            x = x.astype(float)
+            if not np.isfinite(x).all():
+                raise ValueError(
+                    f"covariates: {c!r} has {int((~np.isfinite(x)).sum())} missing "
+                    "or infinite values; fill or drop those epochs first."
+                )
+            self.cov[:, j] = x
+        self.cat = cat
+        bins = np.zeros((n, len(covs)), int)
+        for v in pd.unique(cat):
+            rows = np.flatnonzero(cat == v)
+            for j in range(len(covs)):
+                bins[rows, j] = _quantile_bins(self.cov[rows, j], n_bins)
+        labels = [
+            ", ".join(
+                ([cat[i]] if cats else [])
+                + [f"{c} q{b + 1}" for c, b in zip(covs, bins[i], strict=True)]
+            )
+            for i in range(n)
+        ]
+        self.key = np.array(labels, dtype=object)
+        order = {
+            k: (c, tuple(b)) for k, c, b in zip(labels, cat, bins.tolist(), strict=True)
+        }
+        self.values = sorted(order, key=order.get)  # categories, then bins
+
+    def words(self) -> str:
+        """Say what is held fixed: ``'stage and delta_power'``."""
+        return _and(self.columns + self.covariates)
 
 
 def _strata(*cols: np.ndarray) -> list[np.ndarray]:
@@ -187,8 +280,10 @@ def _pooled(ba: np.ndarray, contexts: list[np.ndarray]) -> float:
 @verbose
 def within_context_scores(
     result: DecodingResult,
-    context: str = "stage",
+    context: str | list[str] | None = "stage",
     *,
+    covariates: str | list[str] | None = None,
+    n_bins: int = 4,
     groups: str = "subject",
     n_permutations: int = 1000,
     return_null: bool = False,
@@ -202,14 +297,32 @@ def within_context_scores(
     held fixed: within each context it scores at chance. The null
     distribution shuffles the true labels within subject x context strata,
     keeping the predictions, so neither the subject nor the context of any
-    label moves.
+    label moves: the labels are exchangeable within each stratum under the
+    null hypothesis that, the context held fixed, the predictions carry no
+    information about them. The p-values are about the epochs at hand
+    (:func:`across_subjects` speaks for the population of subjects).
+
+    The context may be finer than one column: several categorical columns
+    (``context=["stage", "task"]``) and continuous ``covariates`` (depth of
+    sleep within a stage as delta power, time of night...), each cut into
+    ``n_bins`` quantile bins within each categorical stratum (pooled over
+    subjects). A context is then one cell of categories x bins, e.g.
+    ``'N2, delta_power q1'``. Bins hold a covariate only roughly fixed: a
+    decoder that reads the covariate keeps a little of it within each bin;
+    :func:`context_regression` adjusts for it linearly instead.
 
     Parameters
     ----------
     result : DecodingResult
-        Out-of-fold predictions whose table holds ``context`` and ``groups``.
-    context : str
-        The context column (``'stage'``, task, session...).
+        Out-of-fold predictions whose table holds ``context``,
+        ``covariates`` and ``groups``.
+    context : str | list of str | None
+        The categorical context column(s) (``'stage'``, task, session...).
+    covariates : str | list of str | None
+        Continuous context columns (numbers, e.g. ``'delta_power'``), held
+        fixed by quantile bins.
+    n_bins : int
+        Quantile bins of each covariate within each categorical stratum.
     groups : str
         The subject column.
     n_permutations : int
@@ -252,8 +365,9 @@ def within_context_scores(
     pred = result.tested_predictions()
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
-    ctx, subj = _column(pred, context), _column(pred, groups)
-    values = sorted(pd.unique(ctx), key=str)
+    fixed = _Context(pred, context, covariates, n_bins)
+    ctx, subj, values = fixed.key, _column(pred, groups), fixed.values
+    context = fixed.name
     contexts = [np.flatnonzero(ctx == v) for v in values]
     sizes = np.array([len(r) for r in contexts], float)
     labels = np.unique(y_true)
@@ -340,17 +454,249 @@ def within_context_scores(
     return table, null_table
 
 
+def out_of_fold_logit(result: DecodingResult) -> np.ndarray:
+    """Return the decoder's out-of-fold log-odds of the second class, per epoch.
+
+    ``log(p_2 / p_1)`` from the predictions' ``proba_<class>`` columns of a
+    two-class decoder (probabilities clipped to [1e-6, 1 - 1e-6]), in the
+    order of :meth:`DecodingResult.tested_predictions`.
+
+    Parameters
+    ----------
+    result : DecodingResult
+        A two-class decoder's out-of-fold predictions with probabilities.
+
+    Returns
+    -------
+    logit : ndarray, shape (n_tested,)
+        Log-odds of ``result.classes[1]``.
+    """
+    _check_result(result)
+    classes = [str(c) for c in result.classes]
+    pred = result.tested_predictions()
+    cols = [f"proba_{c}" for c in classes]
+    if len(classes) != 2 or any(c not in pred for c in cols):
+        raise ValueError(
+            "The regression on the decoder's logit needs a two-class decoder with "
+            f"probabilities (columns {cols}); this one has classes {classes} and "
+            f"columns {list(pred.columns)}."
+        )
+    p = np.clip(pred[cols].to_numpy(float), 1e-6, 1 - 1e-6)
+    return np.log(p[:, 1]) - np.log(p[:, 0])
+
+
+def _dummies(values: np.ndarray, drop_first: bool) -> np.ndarray:
+    codes, uniques = pd.factorize(values, sort=True)
+    out = np.zeros((len(values), len(uniques)))
+    out[np.arange(len(values)), codes] = 1.0
+    return out[:, 1:] if drop_first else out
+
+
+def _t_statistics(y: np.ndarray, x: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """OLS t of ``x`` in ``y ~ x + Z``, by Frisch-Waugh-Lovell, row by row.
+
+    ``y`` and ``x`` are (n,) or (n_sets, n), broadcast against each other;
+    ``basis`` is an orthonormal basis of the columns of Z, shape (n, k).
+    """
+    y, x = np.atleast_2d(y), np.atleast_2d(x)
+    ry = y - (y @ basis) @ basis.T
+    rx = x - (x @ basis) @ basis.T
+    rx, ry = np.broadcast_arrays(rx, ry)
+    sxx = np.einsum("ij,ij->i", rx, rx)
+    sxy = np.einsum("ij,ij->i", rx, ry)
+    syy = np.einsum("ij,ij->i", ry, ry)
+    beta = sxy / sxx
+    df = y.shape[-1] - basis.shape[1] - 1
+    return beta / np.sqrt(np.maximum(syy - beta**2 * sxx, 0) / df / sxx)
+
+
+@fill_doc
+@verbose
+def context_regression(
+    result: DecodingResult,
+    context: str | list[str] | None = "stage",
+    *,
+    covariates: str | list[str] | None = None,
+    n_bins: int = 4,
+    groups: str = "subject",
+    permute: str = "residuals",
+    n_permutations: int = 1000,
+    return_null: bool = False,
+    seed: int | np.random.Generator | None = 0,
+    verbose: bool | str | int | None = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
+    """Test whether the decoder's logit follows the content, the context adjusted for.
+
+    The out-of-fold logit of a two-class decoder (:func:`out_of_fold_logit`)
+    is regressed by ordinary least squares on the content (1 for the second
+    class) and the context: ``logit ~ content + C(subject) + C(context...) +
+    C(context...):covariates``, the subjects as fixed effects (one intercept
+    each), each categorical context column as dummies, each continuous
+    covariate as a linear term with its own slope within each categorical
+    stratum (delta power means another depth in N2 than in N3). A decoder
+    that reads only the context, or a covariate linearly within each
+    stratum, leaves a content coefficient near 0.
+
+    The content coefficient's t is tested against its permutation null,
+    permuting within subject x context strata (the strata of
+    :func:`within_context_scores`: categories x ``n_bins`` quantile bins of
+    each covariate), the model refitted each time:
+
+    * ``permute='residuals'`` (Freedman & Lane, 1983; Winkler et al., 2014):
+      the residuals of the logit from the model without the content are
+      shuffled and added back to its fit. Exchangeable under the null
+      hypothesis: the logit's deviations from what the subject and context
+      predict, which then carry nothing about the content. It stays valid
+      when the content itself varies with a covariate within a bin (content
+      more frequent in lighter sleep), as long as the linear terms capture
+      how the logit follows the covariate.
+    * ``permute='content'``: the content labels are shuffled. Exchangeable
+      under the null: the labels within each stratum. A covariate that
+      moves the content within a bin breaks that exchangeability (the
+      permuted labels lose their relation to it, the observed ones keep
+      it), so this null can be off; it is the permutation of
+      :func:`within_context_scores`, kept for comparison.
+
+    The p-value is about the epochs at hand.
+
+    Parameters
+    ----------
+    result : DecodingResult
+        Out-of-fold predictions of a two-class decoder, with probabilities.
+    context : str | list of str | None
+        Categorical context column(s).
+    covariates : str | list of str | None
+        Continuous context columns (e.g. ``'delta_power'``).
+    n_bins : int
+        Quantile bins of each covariate for the permutation strata.
+    groups : str
+        The subject column.
+    permute : str
+        What is shuffled within strata: ``'residuals'`` (Freedman-Lane) or
+        ``'content'``.
+    n_permutations : int
+        Permutations.
+    return_null : bool
+        Also return the permutation t values.
+    seed : int | numpy.random.Generator | None
+        Seed of the permutations.
+    %(verbose)s
+
+    Returns
+    -------
+    regression : pandas.DataFrame
+        One row: ``term`` (e.g. ``'content = other'``), ``adjusted_for``,
+        ``n``, ``estimate`` (the content coefficient, in log-odds of the
+        second class), ``se``, ``t``, ``df`` (the OLS ones, as
+        ``statsmodels.OLS`` gives them), ``null_mean`` and ``null_95`` (of
+        the permuted t) and ``p``: ``(1 + #{t_null >= t}) / (1 +
+        n_permutations)``, one-sided (the decoder's logit rises with the
+        content).
+    null : ndarray, shape (n_permutations,)
+        Only with ``return_null``: the permuted t values.
+
+    References
+    ----------
+    .. [1] Freedman D, Lane D (1983). A nonstochastic interpretation of
+       reported significance levels. J Bus Econ Stat 1, 292-298.
+    .. [2] Winkler AM, Ridgway GR, Webster MA, Smith SM, Nichols TE (2014).
+       Permutation inference for the general linear model. NeuroImage 92,
+       381-397.
+
+    Examples
+    --------
+    >>> eegsal.stats.context_regression(result, "stage",
+    ...                                 covariates="delta_power")  # doctest: +SKIP
+    """
+    _check_result(result)
+    check_option("permute", permute, ("residuals", "content"))
+    logit = out_of_fold_logit(result)
+    pred = result.tested_predictions()
+    fixed = _Context(pred, context, covariates, n_bins)
+    subj = _column(pred, groups)
+    second = str(result.classes[-1])
+    content = (_column(pred, "y_true").astype(str) == second).astype(float)
+    columns = [_dummies(subj, drop_first=False)]
+    columns += [_dummies(_column(pred, c).astype(str), True) for c in fixed.columns]
+    for v in pd.unique(fixed.cat) if fixed.covariates else []:
+        rows = fixed.cat == v  # a slope of each covariate within each category
+        columns.append(np.where(rows[:, None], fixed.cov - fixed.cov[rows].mean(0), 0))
+    design = np.column_stack(columns)
+    u, sv, _ = np.linalg.svd(design, full_matrices=False)
+    basis = u[:, sv > sv[0] * len(sv) * np.finfo(float).eps]
+    if len(logit) - basis.shape[1] - 1 < 1:
+        raise ValueError(
+            f"{len(logit)} epochs are too few to adjust for {basis.shape[1]} "
+            "subject and context terms."
+        )
+    observed = float(_t_statistics(logit, content, basis)[0])
+    ry = logit - basis @ (basis.T @ logit)
+    rx = content - basis @ (basis.T @ content)
+    estimate = float(rx @ ry / (rx @ rx))
+    strata = _strata(subj, fixed.key)
+    rng = check_random_state(seed)
+    null = np.empty(n_permutations)
+    chunk = 100  # permutations refitted at once
+    # the residuals of the model without the content: its fit is in the span
+    # of the basis, so refitting fit + shuffled residuals needs the residuals only
+    shuffled = ry if permute == "residuals" else content
+    perms = np.empty((chunk, len(content)))
+    for i in progress(range(n_permutations), desc="regression permutations"):
+        for rows in strata:
+            perms[i % chunk, rows] = shuffled[rng.permutation(rows)]
+        if i % chunk == chunk - 1 or i == n_permutations - 1:
+            done = i % chunk + 1
+            y, x = (perms[:done], content) if permute == "residuals" else (
+                logit, perms[:done])  # fmt: skip
+            null[i + 1 - done : i + 1] = _t_statistics(y, x, basis)
+    p = (1 + (null >= observed - 1e-12).sum()) / (1 + n_permutations)
+    within = f" within {' x '.join(fixed.columns)}" if fixed.columns else ""
+    linear = [f"{c} (linear{within})" for c in fixed.covariates]
+    adjusted = " + ".join([f"{groups} (fixed)", *fixed.columns, *linear])
+    table = pd.DataFrame(
+        [
+            dict(
+                term=f"{result.config.get('target', 'content')} = {second}",
+                adjusted_for=adjusted,
+                n=len(logit),
+                estimate=estimate,
+                se=estimate / observed if observed else np.nan,
+                t=observed,
+                df=len(logit) - basis.shape[1] - 1,
+                null_mean=float(np.mean(null)),
+                null_95=float(np.percentile(null, 95)),
+                p=p,
+            )
+        ]
+    )
+    logger.info("Content coefficient on the logit:\n%s",
+                table.round(3).to_string(index=False))  # fmt: skip
+    return (table, null) if return_null else table
+
+
 def subject_scores(
-    result: DecodingResult, context: str = "stage", *, groups: str = "subject"
+    result: DecodingResult,
+    context: str | list[str] | None = "stage",
+    *,
+    covariates: str | list[str] | None = None,
+    n_bins: int = 4,
+    groups: str = "subject",
 ) -> pd.DataFrame:
     """Each subject's balanced accuracy within contexts, pooled over contexts.
 
     Parameters
     ----------
     result : DecodingResult
-        Out-of-fold predictions whose table holds ``context`` and ``groups``.
-    context : str
-        The context column.
+        Out-of-fold predictions whose table holds ``context``,
+        ``covariates`` and ``groups``.
+    context : str | list of str | None
+        The categorical context column(s).
+    covariates : str | list of str | None
+        Continuous context columns, held fixed by quantile bins (the bins of
+        :func:`within_context_scores`: within categorical strata, pooled over
+        subjects).
+    n_bins : int
+        Quantile bins of each covariate.
     groups : str
         The subject column.
 
@@ -365,7 +711,8 @@ def subject_scores(
     pred = result.tested_predictions()
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
-    ctx, subj = _column(pred, context), _column(pred, groups)
+    ctx = _Context(pred, context, covariates, n_bins).key
+    subj = _column(pred, groups)
     labels = np.unique(y_true)
     rows = []
     for s in pd.unique(subj):
@@ -418,16 +765,19 @@ def verdict_text(
     context: str = "stage",
     alpha: float = 0.05,
     overall: float | None = None,
+    regression: pd.DataFrame | None = None,
 ) -> str:
     """Say in plain words whether the decoder reads more than the context.
 
     The one wording of the verdict, used by :func:`content_verdict` (its
     ``reading``), the study report and ``summary.txt`` (which ``eegsal run``
-    prints). The effect *holds* only when both tests reject at ``alpha``:
+    prints). The effect *holds* only when every test rejects at ``alpha``:
     the within-context score pooled over contexts (restricted permutations,
-    :func:`within_context_scores`) and the across-subject test
-    (:func:`across_subjects`). Single contexts are named when their p-value,
-    Holm-corrected for testing every context, is below ``alpha``.
+    :func:`within_context_scores`), the across-subject test
+    (:func:`across_subjects`) and, when given, the content coefficient of
+    the regression on the decoder's logit (:func:`context_regression`).
+    Single contexts are named when their p-value, Holm-corrected for testing
+    every context, is below ``alpha``.
 
     Parameters
     ----------
@@ -437,13 +787,17 @@ def verdict_text(
     subjects : pandas.DataFrame
         :func:`subject_scores`.
     target, context : str
-        The decoded column and the context column.
+        The decoded column and the context column (for a context of several
+        columns, their names joined by ``' x '``: ``'stage x delta_power'``,
+        the column name of ``within``).
     alpha : float
-        Significance level of both tests.
+        Significance level of every test.
     overall : float | None
         The decoder's balanced accuracy ignoring the context; when it is
         within the permutation null too, the verdict says there is no
         content information at all (rather than blaming the context).
+    regression : pandas.DataFrame | None
+        :func:`context_regression`, when the study ran it.
 
     Returns
     -------
@@ -463,25 +817,41 @@ def verdict_text(
     n_tested = int(np.isfinite(p_holm).sum())
     n, _, p_subj = across_subjects(subjects)
     n_above = int((subjects["balanced_accuracy"].dropna() > 0.5).sum())
+    parts = context.split(" x ")
+    held = _and(parts) if len(parts) > 1 else context
+    plural = f"{context}s" if len(parts) == 1 else f"{context} strata"
+    one = context if len(parts) == 1 else "stratum"
     fixed = (
-        f"balanced accuracy {pooled['balanced_accuracy']:.2f} with the {context} "
+        f"balanced accuracy {pooled['balanced_accuracy']:.2f} with the {held} "
         f"held fixed (p = {pooled['p']:.2g})"
     )
+    reg_ok = True
+    if regression is not None:
+        r = regression.iloc[0]
+        reg_ok = bool(r["p"] < alpha)
+        fixed += (
+            f"; content coefficient {r['estimate']:.2f} on the decoder's logit "
+            f"adjusted for {held} (t = {r['t']:.2f}, permutation p = {r['p']:.2g})"
+        )
     test = f"p = {p_subj:.2g}" if np.isfinite(p_subj) else "not computable"
     subj = f"{n_above} of {n} subjects above chance (Wilcoxon across subjects {test})"
-    if pooled["p"] < alpha and p_subj < alpha:
-        corrected = f"Holm-corrected over {n_tested} {context}s, p < {alpha:g}"
+    if pooled["p"] < alpha and p_subj < alpha and reg_ok:
+        corrected = f"Holm-corrected over {n_tested} {plural}, p < {alpha:g}"
         if not holds:
-            where = (
-                f"pooled over {context}s (in no single {context} alone, {corrected})"
-            )
+            where = f"pooled over {plural} (in no single {one} alone, {corrected})"
         elif len(holds) == n_tested:
-            where = f"within every {context} ({_and(holds)}; {corrected})"
+            where = f"within every {one} ({_and(holds)}; {corrected})"
         else:
             where = f"within {_and(holds)} ({corrected})"
         return (
             f"The {target} effect holds {where}, in {subj}: {fixed}. The decoder "
-            f"reads more than the {context}."
+            f"reads more than the {held}."
+        )
+    if pooled["p"] < alpha and p_subj < alpha:
+        return (
+            f"No evidence of {target} beyond the {held}: {fixed}; {n_above} of {n} "
+            f"subjects above chance. The score within {plural} may come from what "
+            f"is left of the {held} within them."
         )
     if pooled["p"] < alpha:
         return (
@@ -491,13 +861,13 @@ def verdict_text(
     if overall is not None and overall <= pooled["null_95"]:
         return (
             f"No evidence of {target} at all: balanced accuracy {overall:.2f} "
-            f"overall and {pooled['balanced_accuracy']:.2f} with the {context} "
+            f"overall and {pooled['balanced_accuracy']:.2f} with the {held} "
             f"held fixed (p = {pooled['p']:.2g}; {n_above} of {n} subjects above "
             "chance)."
         )
     return (
-        f"No evidence of {target} beyond the {context}: {fixed}; {n_above} of {n} "
-        f"subjects above chance. The decoder's score may come from the {context} "
+        f"No evidence of {target} beyond the {held}: {fixed}; {n_above} of {n} "
+        f"subjects above chance. The decoder's score may come from the {held} "
         "alone."
     )
 
@@ -506,13 +876,16 @@ def verdict_text(
 @verbose
 def content_verdict(
     result: DecodingResult,
-    context: str = "stage",
+    context: str | list[str] | None = "stage",
     *,
+    covariates: str | list[str] | None = None,
+    n_bins: int = 4,
     groups: str = "subject",
     n_permutations: int = 1000,
     alpha: float = 0.05,
     context_result: DecodingResult | None = None,
     within: pd.DataFrame | None = None,
+    regression: bool | pd.DataFrame | None = None,
     seed: int | np.random.Generator | None = 0,
     verbose: bool | str | int | None = None,
 ) -> pd.DataFrame:
@@ -522,15 +895,21 @@ def content_verdict(
     context and pooled within contexts (:func:`within_context_scores`); and
     across subjects, each subject's within-context balanced accuracy tested
     against 0.5 with a one-sided Wilcoxon signed-rank test over subjects
-    (:func:`across_subjects`). The effect holds when the pooled and the
-    across-subject tests both reject (:func:`verdict_text`).
+    (:func:`across_subjects`); with covariates, the content coefficient of
+    the decoder's logit adjusted for the context (:func:`context_regression`).
+    The effect holds when every test rejects (:func:`verdict_text`).
 
     Parameters
     ----------
     result : DecodingResult
         Out-of-fold predictions.
-    context : str
-        The context column.
+    context : str | list of str | None
+        The categorical context column(s).
+    covariates : str | list of str | None
+        Continuous context columns, held fixed by ``n_bins`` quantile bins
+        within each categorical stratum (see :func:`within_context_scores`).
+    n_bins : int
+        Quantile bins of each covariate.
     groups : str
         The subject column.
     n_permutations : int
@@ -544,6 +923,11 @@ def content_verdict(
     within : pandas.DataFrame | None
         The table of :func:`within_context_scores` for ``result``, if already
         computed (``n_permutations`` and ``seed`` are then unused).
+    regression : bool | pandas.DataFrame | None
+        Run :func:`context_regression` (True), or its table if already
+        computed; None: run it when ``covariates`` are given and the
+        predictions have probabilities. Its row and p-value then enter the
+        verdict.
     seed : int | numpy.random.Generator | None
         Seed.
     %(verbose)s
@@ -556,16 +940,33 @@ def content_verdict(
         for testing every context, and their ``holds`` reads it; the other
         rows' ``holds`` reads ``p``. ``reading``, on the last row, is the
         verdict in words (:func:`verdict_text`).
+
+    Examples
+    --------
+    >>> eegsal.stats.content_verdict(result, "stage",
+    ...                              covariates="delta_power")  # doctest: +SKIP
     """
     _check_result(result)
+    kw = dict(covariates=covariates, n_bins=n_bins, groups=groups)
     if within is None:
         within = within_context_scores(
-            result, context, groups=groups, n_permutations=n_permutations, seed=seed
+            result, context, n_permutations=n_permutations, seed=seed, **kw
         )
     pred = result.tested_predictions()
+    name = _Context(pred, context, covariates, n_bins).name
+    if regression is None:
+        classes = [str(c) for c in result.classes]
+        has_proba = all(f"proba_{c}" in pred for c in classes)
+        regression = bool(covariates) and len(classes) == 2 and has_proba
+    if regression is True:
+        regression = context_regression(
+            result, context, n_permutations=n_permutations, seed=seed, **kw
+        )
+    elif regression is False:
+        regression = None
     y_true = _column(pred, "y_true").astype(str)
     y_pred = _column(pred, "y_pred").astype(str)
-    subjects = subject_scores(result, context, groups=groups)
+    subjects = subject_scores(result, context, **kw)
     n_subj, mean_subj, p_subj = across_subjects(subjects)
     overall = balanced_accuracy_score(y_true, y_pred)
     per_holm = (
@@ -583,7 +984,7 @@ def content_verdict(
     for (_, r), q in zip(within.iloc[:-1].iterrows(), per_holm, strict=True):
         rows.append(
             dict(
-                test=f"within {context} = {r[context]}",
+                test=f"within {name} = {r[name]}",
                 n=r["n"],
                 balanced_accuracy=r["balanced_accuracy"],
                 p=r["p"],
@@ -593,7 +994,7 @@ def content_verdict(
     pooled = within.iloc[-1]
     rows.append(
         dict(
-            test=f"within {context} = {pooled[context]}",
+            test=f"within {name} = {pooled[name]}",
             n=pooled["n"],
             balanced_accuracy=pooled["balanced_accuracy"],
             p=pooled["p"],
@@ -602,20 +1003,33 @@ def content_verdict(
     )
     rows.append(
         dict(
-            test=f"across subjects (within-{context}, Wilcoxon > 0.5)",
+            test=f"across subjects (within-{name}, Wilcoxon > 0.5)",
             n=n_subj,
             balanced_accuracy=mean_subj,
             p=p_subj,
             p_holm=np.nan,
         )
     )
+    if regression is not None:
+        r = regression.iloc[0]
+        rows.insert(
+            -1,
+            dict(
+                test=f"content coefficient on the logit, adjusted for "
+                f"{r['adjusted_for']} (t = {r['t']:.2f})",
+                n=r["n"],
+                balanced_accuracy=np.nan,
+                p=r["p"],
+                p_holm=np.nan,
+            ),
+        )
     if context_result is not None:
         _check_result(context_result, "context_result")
         cpred = context_result.tested_predictions()
         rows.insert(
             0,
             dict(
-                test=f"{context} decodability ({context_result.config['target']})",
+                test=f"{name} decodability ({context_result.config['target']})",
                 n=len(cpred),
                 balanced_accuracy=balanced_accuracy_score(
                     cpred["y_true"].astype(str), cpred["y_pred"].astype(str)
@@ -632,9 +1046,10 @@ def content_verdict(
         within,
         subjects,
         target=result.config.get("target", "content"),
-        context=context,
+        context=name,
         alpha=alpha,
         overall=overall,
+        regression=regression,
     )
     table["reading"] = ""
     table.loc[table.index[-1], "reading"] = reading
