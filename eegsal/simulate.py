@@ -38,6 +38,7 @@ from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
 from eegsal._sleep_signals import (
     HIGH_BAND,
+    _bandpass,
     _brain_activity,
     _plant_content,
     _Scalp,
@@ -101,6 +102,9 @@ HOT_ZONE = (
 SCENARIOS = ("content", "confound", "both", "null")
 _YASA_CODES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
 _ANNOT_PREFIX = "Sleep stage "
+#: Depth of sleep scales the amplitude of this band (Hz) by exp(DEPTH_GAIN * depth).
+DEPTH_BAND = (0.5, 4.0)
+DEPTH_GAIN = 0.5
 _BASE_PROPORTIONS = {"W": 0.15, "N1": 0.10, "N2": 0.35, "N3": 0.15, "REM": 0.25}
 
 
@@ -287,6 +291,7 @@ def simulate_sleep_study(
     stage_proportions: dict[str, float] | None = None,
     p_content: dict[str, float] | None = None,
     base_rate: float = 0.4,
+    depth_confound: float | None = None,
     labels: tuple[str, str] = ("flying", "other"),
     content_channels: list[str] | None = None,
     content_window: tuple[float, float] | None = None,
@@ -337,6 +342,18 @@ def simulate_sleep_study(
         Probability of the positive label per stage; overrides ``confound``.
     base_rate : float
         Probability of the positive label outside the confound.
+    depth_confound : float | None
+        A confound finer than the stage: the depth of sleep within a stage.
+        None (default): no depth. A number ``c``: each epoch has a depth
+        ``d ~ N(0, 1)`` within its stage; its 0.5-4 Hz activity, on every
+        channel, is scaled by ``exp(0.5 d)`` (deeper sleep, more delta power),
+        and the odds of the positive label are multiplied by ``exp(-c d)``
+        (``c > 0``: content more likely in lighter sleep; 0: depth varies the
+        EEG but not the content). The metadata then has ``depth`` (the
+        latent truth) and ``delta_power``, a measurement a user could make:
+        the relative 0.5-4 Hz power (of 0.5-30 Hz) of a frontal channel (Fz,
+        else the first of F3, F4, Fp1, Fp2, else the first channel), by
+        Welch's method (:func:`mne.time_frequency.psd_array_welch`).
     labels : tuple of str
         Names of the positive and negative content labels.
     content_channels : list of str | None
@@ -359,7 +376,8 @@ def simulate_sleep_study(
     -------
     epochs : mne.EpochsArray
         Data in V, ``metadata`` with ``subject``, ``stage``, ``content``,
-        ``epoch_in_subject``; event names ``'<stage>/<content>'``, so that
+        ``epoch_in_subject`` (and ``depth``, ``delta_power`` with
+        ``depth_confound``); event names ``'<stage>/<content>'``, so that
         ``epochs['REM']`` or ``epochs['flying']`` select.
     truth : GroundTruth
         Masks of the content and stage signals and the parameters.
@@ -391,6 +409,8 @@ def simulate_sleep_study(
         )
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError(f"labels must be two distinct names, got {labels!r}.")
+    if depth_confound is not None:
+        check_range(depth_confound, "depth_confound")
     props = _stage_props(stage_proportions, stages)
     p_pos = _p_content(p_content, confound, base_rate, stages)
     info = _make_info(ch_names, sfreq, montage)
@@ -404,6 +424,9 @@ def simulate_sleep_study(
     # separate streams: with the same seed, scenarios share the background
     # exactly, so "content" minus "null" is the content signal alone
     rng_content, rng_noise = rng.spawn(2)
+    if depth_confound is not None:  # its own stream: the rest stays as it was
+        (rng_depth,) = rng.spawn(1)
+        depth = rng_depth.standard_normal(n_subjects * n_epochs)
     scalp = _Scalp(info)
     subjects = _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread)
     has_content = scenario in ("content", "both")
@@ -433,13 +456,20 @@ def simulate_sleep_study(
             s: p if p in (0.0, 1.0) else rng.beta(p * conc, (1 - p) * conc)
             for s, p in p_pos.items()
         }
-        content = rng.random(n_epochs) < np.array([p_subj[s] for s in stage_seq])
+        p_epoch = np.array([p_subj[s] for s in stage_seq])
+        if depth_confound is not None:
+            d = depth[si * n_epochs : (si + 1) * n_epochs]
+            p_epoch = _lighter_sleep_odds(p_epoch, depth_confound, d)
+        content = rng.random(n_epochs) < p_epoch
         block = data[si * n_epochs : (si + 1) * n_epochs]
         for stage in stages:
             sel = np.flatnonzero(stage_seq == stage)
             block[sel] = _brain_activity(
                 rng, stage, sel.size, n_times, scalp, subj, sfreq
             )
+        if depth_confound is not None:
+            gain = np.exp(DEPTH_GAIN * d) - 1
+            block += gain[:, None, None] * _bandpass(block, sfreq, *DEPTH_BAND)
         for k in range(n_epochs):
             meta.append(
                 dict(
@@ -460,6 +490,9 @@ def simulate_sleep_study(
             _plant_content(rng_content, part, ch_idx, envelope, effect, sfreq)
             data[pos] = part
     data *= 1e-6  # µV -> V
+    if depth_confound is not None:
+        metadata["depth"] = depth
+        metadata["delta_power"] = relative_delta_power(data, info)
     names = metadata["stage"] + "/" + metadata["content"]
     event_id = {name: i + 1 for i, name in enumerate(sorted(names.unique()))}
     events = np.column_stack(
@@ -492,6 +525,47 @@ def simulate_sleep_study(
         params=params,
     )
     return epochs, truth
+
+
+def _lighter_sleep_odds(p, c, depth):
+    """P(positive) with its odds multiplied by ``exp(-c * depth)`` (0 and 1 stay)."""
+    with np.errstate(divide="ignore"):
+        logit = np.log(p) - np.log1p(-p)
+    return np.where((p > 0) & (p < 1), 1 / (1 + np.exp(-(logit - c * depth))), p)
+
+
+def relative_delta_power(data: np.ndarray, info: mne.Info) -> np.ndarray:
+    """Relative delta power of a frontal channel, per epoch.
+
+    The 0.5-4 Hz power over the 0.5-30 Hz power of Fz (else the first of F3,
+    F4, Fp1, Fp2, else the first channel), from Welch's method
+    (:func:`mne.time_frequency.psd_array_welch`, segments of up to 4 s): what
+    a sleep scorer measures as the depth of NREM sleep.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_epochs, n_channels, n_times)
+        Epochs (V).
+    info : mne.Info
+        Their measurement info.
+
+    Returns
+    -------
+    delta_power : ndarray, shape (n_epochs,)
+        Relative power, in (0, 1).
+    """
+    from mne.time_frequency import psd_array_welch
+
+    names = info["ch_names"]
+    ch = next((c for c in ("Fz", "F3", "F4", "Fp1", "Fp2") if c in names), names[0])
+    sfreq = info["sfreq"]
+    n_fft = min(data.shape[-1], int(4 * sfreq))
+    psd, freqs = psd_array_welch(
+        data[:, names.index(ch)], sfreq, fmin=0.5, fmax=min(30.0, sfreq / 2),
+        n_fft=n_fft, verbose=False,
+    )  # fmt: skip
+    delta = (freqs >= DEPTH_BAND[0]) & (freqs <= DEPTH_BAND[1])
+    return psd[:, delta].sum(-1) / psd.sum(-1)
 
 
 def _stage_props(stage_proportions, stages):
