@@ -51,6 +51,7 @@ __all__ = [
     "GroundTruth",
     "STAGES",
     "plant_shortcut",
+    "relative_delta_power",
     "simulate_night",
     "simulate_sleep_study",
 ]
@@ -348,9 +349,10 @@ def simulate_sleep_study(
         ``d ~ N(0, 1)`` within its stage; its 0.5-4 Hz activity, on every
         channel, is scaled by ``exp(0.5 d)`` (deeper sleep, more delta power),
         and the odds of the positive label are multiplied by ``exp(-c d)``
-        (``c > 0``: content more likely in lighter sleep; 0: depth varies the
-        EEG but not the content). The metadata then has ``depth`` (the
-        latent truth) and ``delta_power``, a measurement a user could make:
+        (``c > 0``: content more likely in lighter sleep, ``c < 0`` in deeper
+        sleep; 0: depth varies the EEG but not the content). The metadata
+        then has ``depth`` (the latent truth) and ``delta_power``, a
+        measurement a user could make:
         the relative 0.5-4 Hz power (of 0.5-30 Hz) of a frontal channel (Fz,
         else the first of F3, F4, Fp1, Fp2, else the first channel), by
         Welch's method (:func:`mne.time_frequency.psd_array_welch`).

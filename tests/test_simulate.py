@@ -302,3 +302,38 @@ def test_night_bad_input():
         simulate_night(duration=600, hypnogram=[0, 2, 2])
     with pytest.raises(ValueError, match="too many"):
         simulate_night(duration=600, n_awakenings=10)
+
+
+def test_depth_confound_sets_a_measurable_delta_power():
+    from eegsal.simulate import relative_delta_power
+
+    kw = dict(n_subjects=6, n_epochs=60, epoch_length=2.0, scenario="null", seed=0,
+              ch_names=["Fp1", "Fz", "Cz", "Pz", "Oz"])  # fmt: skip
+    plain, _ = simulate_sleep_study(**kw)
+    assert "delta_power" not in plain.metadata and "depth" not in plain.metadata
+    epochs, truth = simulate_sleep_study(depth_confound=3.0, **kw)
+    meta = epochs.metadata
+    assert truth.params["depth_confound"] == 3.0
+    # a measurement from the EEG: Welch's relative 0.5-4 Hz power of Fz
+    x = epochs.get_data(picks="Fz")[:, 0]
+    freqs, psd = signal.welch(x, 100.0, window="hamming", nperseg=200, noverlap=0)
+    band = (freqs >= 0.5) & (freqs <= 30)
+    delta = (freqs >= 0.5) & (freqs <= 4)
+    ref = psd[:, delta].sum(1) / psd[:, band].sum(1)
+    np.testing.assert_allclose(meta["delta_power"], ref, rtol=1e-6)
+    np.testing.assert_allclose(
+        relative_delta_power(epochs.get_data(), epochs.info), ref, rtol=1e-6
+    )
+    for _, g in meta.groupby("stage"):  # it follows the latent depth
+        assert stats.spearmanr(g["depth"], g["delta_power"])[0] > 0.5
+    # content more likely in lighter sleep: a negative slope of depth, stage fixed
+    import statsmodels.formula.api as smf
+
+    fit = smf.logit(
+        "y ~ depth + C(stage)", meta.assign(y=(meta["content"] == "flying") * 1.0)
+    ).fit(disp=0)
+    assert fit.params["depth"] < -1.5  # -3 planted
+    # the stages are drawn as without depth
+    assert (meta["stage"] == plain.metadata["stage"]).all()
+    with pytest.raises(TypeError, match="depth_confound must be a number"):
+        simulate_sleep_study(depth_confound="strong", **kw)

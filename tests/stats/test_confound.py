@@ -306,3 +306,154 @@ def test_within_context_auc_sees_content_that_an_offset_hides(confounded):
     result.predictions["proba_other"] = p_other
     null = within_context_scores(result, "stage", n_permutations=200, seed=0)
     assert abs(null.iloc[-1]["roc_auc"] - 0.5) < 0.1
+
+
+def _with_logit(meta, logit):
+    """A result whose out-of-fold probability of 'other' is sigmoid(logit)."""
+    p = 1 / (1 + np.exp(-logit))
+    result = _result(meta, np.where(p > 0.5, "other", "flying"))
+    result.predictions["proba_flying"] = 1 - p
+    result.predictions["proba_other"] = p
+    return result
+
+
+def test_context_regression_equals_statsmodels_ols(confounded):
+    import statsmodels.formula.api as smf
+
+    from eegsal.stats import context_regression, out_of_fold_logit
+
+    rng = np.random.default_rng(0)
+    meta = confounded.assign(delta_power=rng.uniform(0.2, 0.9, len(confounded)))
+    y = (meta["content"] == "other").to_numpy(float)
+    logit = 0.7 * y + 3 * meta["delta_power"] + rng.standard_normal(len(meta))
+    result = _with_logit(meta, logit.to_numpy())
+    np.testing.assert_allclose(out_of_fold_logit(result), logit, rtol=1e-9)
+    table, null = context_regression(result, "stage", covariates="delta_power",
+                                     n_permutations=50, return_null=True)  # fmt: skip
+    ref = smf.ols(
+        "logit ~ y + C(subject) + C(stage) + C(stage):delta_power",
+        meta.assign(logit=logit, y=y),
+    ).fit()
+    row = table.iloc[0]
+    assert row["term"] == "content = other"
+    assert row["estimate"] == pytest.approx(ref.params["y"], rel=1e-9)
+    assert row["se"] == pytest.approx(ref.bse["y"], rel=1e-9)
+    assert row["t"] == pytest.approx(ref.tvalues["y"], rel=1e-9)
+    assert row["df"] == ref.df_resid
+    assert null.shape == (50,) and row["p"] == pytest.approx(1 / 51)
+    # a single categorical context: the subject and stage dummies only
+    only = context_regression(result, "stage", n_permutations=10).iloc[0]
+    ref = smf.ols("logit ~ y + C(subject) + C(stage)", meta.assign(logit=logit, y=y))
+    assert only["t"] == pytest.approx(ref.fit().tvalues["y"], rel=1e-9)
+    with pytest.raises(ValueError, match="two-class decoder with probabilities"):
+        context_regression(_result(meta, np.where(y, "other", "flying")), "stage")
+    with pytest.raises(ValueError, match="must be numeric"):
+        context_regression(result, "stage", covariates="subject")
+
+
+def test_covariates_are_held_fixed_by_quantile_bins_within_each_stage(confounded):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from eegsal.stats import subject_scores
+
+    rng = np.random.default_rng(2)
+    meta = confounded.assign(delta_power=rng.standard_normal(len(confounded)),
+                             task=rng.choice(["a", "b"], len(confounded)))  # fmt: skip
+    y_pred = rng.choice(["flying", "other"], len(meta))
+    result = _result(meta, y_pred)
+    table = within_context_scores(result, "stage", covariates="delta_power",
+                                  n_bins=3, n_permutations=20)  # fmt: skip
+    name = "stage x delta_power"
+    assert table.columns[0] == name and len(table) == 5 * 3 + 1
+    assert table[name].iloc[:3].tolist() == [f"N1, delta_power q{b}" for b in (1, 2, 3)]
+    y = meta["content"].to_numpy()
+    for stage in sorted(meta["stage"].unique()):
+        values, sizes = [], []
+        x = meta.loc[meta["stage"] == stage, "delta_power"].sort_values()
+        for b in (1, 2, 3):
+            row = table[table[name] == f"{stage}, delta_power q{b}"].iloc[0]
+            # bin b: the sorted epochs from ceil((b - 1) n / 3) to ceil(b n / 3)
+            part = x.iloc[-(-(b - 1) * len(x) // 3) : -(-b * len(x) // 3)]
+            values.append(part)
+            sizes.append(row["n"])
+            assert row["n"] == len(part)  # equal-count bins of the stage's epochs
+            idx = part.index.to_numpy()
+            if len(set(y[idx])) == 2:
+                ref = balanced_accuracy_score(y[idx], y_pred[idx])
+                assert row["balanced_accuracy"] == pytest.approx(ref, abs=1e-12)
+        assert max(sizes) - min(sizes) <= 1
+        assert all(
+            a.max() < b.min() for a, b in zip(values[:-1], values[1:], strict=True)
+        )
+    assert table["n"].iloc[-1] == len(meta)
+    # several categorical columns: their combinations
+    two = within_context_scores(result, ["stage", "task"], n_permutations=10)
+    assert set(two["stage x task"].iloc[:-1]) == set(
+        meta["stage"] + ", " + meta["task"]
+    )
+    # one column, as a list or not: the same numbers as ever
+    pd.testing.assert_frame_equal(
+        within_context_scores(result, ["stage"], n_permutations=30, seed=1),
+        within_context_scores(result, "stage", n_permutations=30, seed=1),
+    )
+    subjects = subject_scores(result, "stage", covariates="delta_power")
+    assert subjects["n"].sum() == len(meta)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_decoder_that_reads_sleep_depth_fools_only_the_stage_verdict(seed):
+    """Content is more frequent in lighter sleep within each stage; a decoder
+    that reads the measured delta power alone looks like a content decoder
+    with the stage held fixed, not once delta power is held fixed too."""
+    from eegsal.stats import context_regression
+
+    epochs, _ = simulate_sleep_study(
+        n_subjects=8, n_epochs=60, epoch_length=2.0, scenario="null",
+        depth_confound=2.0, ch_names=["Fz", "Cz", "Pz", "Oz"], seed=seed,
+    )  # fmt: skip
+    meta = epochs.metadata.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    by_stage = meta.groupby("stage")["delta_power"]
+    z = ((meta["delta_power"] - by_stage.transform("mean"))
+         / by_stage.transform("std")).to_numpy()  # fmt: skip
+    result = _with_logit(meta, 1.5 * z + 0.5 * rng.standard_normal(len(z)))
+    stage_only = within_context_scores(result, "stage", n_permutations=100)
+    assert stage_only.iloc[-1]["balanced_accuracy"] > 0.62  # about 0.7
+    assert stage_only.iloc[-1]["p"] < 0.05
+    fixed = within_context_scores(result, "stage", covariates="delta_power",
+                                  n_permutations=100)  # fmt: skip
+    assert abs(fixed.iloc[-1]["balanced_accuracy"] - 0.5) < 0.05
+    unadjusted = context_regression(result, "stage", n_permutations=20)
+    adjusted = context_regression(result, "stage", covariates="delta_power",
+                                  n_permutations=20)  # fmt: skip
+    assert unadjusted.iloc[0]["estimate"] > 1.0  # the depth reads as content
+    assert abs(adjusted.iloc[0]["estimate"]) < 0.2  # nothing left of it
+
+
+def test_verdict_words_the_covariate_route():
+    from eegsal.stats import verdict_text
+
+    name = "stage x delta_power"
+    within = pd.DataFrame({
+        name: ["N2, delta_power q1", "N2, delta_power q2", "all (within-context)"],
+        "balanced_accuracy": [0.56, 0.55, 0.555], "p": [0.04, 0.03, 0.01],
+        "null_95": [0.54] * 3,
+    })  # fmt: skip
+    subjects = pd.DataFrame({"balanced_accuracy": [0.6, 0.55, 0.58, 0.6, 0.7]})
+
+    def regression(p):
+        return pd.DataFrame({"estimate": [0.05], "t": [0.4], "p": [p]})
+
+    text = verdict_text(within, subjects, context=name, regression=regression(0.4))
+    assert text.startswith("No evidence of content beyond the stage and delta_power")
+    assert (
+        "content coefficient 0.05 on the decoder's logit adjusted for stage and "
+        "delta_power (t = 0.40, permutation p = 0.4)"
+    ) in text
+    assert "permutation p = 0.4" in text and "holds" not in text
+    text = verdict_text(within, subjects, context=name, regression=regression(0.001))
+    assert text.startswith(
+        "The content effect holds pooled over stage x delta_power strata (in no "
+        "single stratum alone, Holm-corrected over 2 stage x delta_power strata"
+    )
+    assert text.endswith("The decoder reads more than the stage and delta_power.")
