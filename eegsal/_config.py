@@ -58,6 +58,7 @@ DEFAULT_STUDY: dict[str, Any] = {
         "methods": ["saliency", "integrated_gradients"],
         "target": "logit",
         "label": 0,
+        "explain": None,
         "params": {"integrated_gradients": {"n_steps": 12}},
     },
     "evaluate": {
@@ -381,6 +382,7 @@ _SCHEMA: dict[str, Any] = {
     "attribute": {
         "target": _choice(_targets),
         "label": _label,
+        "explain": _text(none=True),
     },
     "evaluate": {
         "n_epochs": _integer(1),
@@ -459,6 +461,15 @@ def _check_with_data_settings(cfg: dict, origin: str) -> None:
             "stage": _simulated(cfg, "stages"),
         }.get(dec["target"])
         label = cfg["attribute"]["label"]
+        explain = cfg["attribute"]["explain"]
+        if classes is not None and explain is not None and explain not in classes:
+            names = [str(c) for c in classes]
+            raise _fail(
+                origin,
+                "attribute.explain",
+                f"{explain!r} is not a class of {dec['target']!r}; expected one "
+                f"of {', '.join(map(repr, names))}.{_hint(explain, names)}",
+            )
         if classes is not None and _is_int(label) and label >= len(classes):
             raise _fail(
                 origin,
@@ -558,6 +569,15 @@ def read_config(config: str | os.PathLike | dict) -> dict:
         raise ConfigError(
             f"{origin}: stats.method: {stats['method']!r} is not one of "
             f"attribute.methods {methods}.{_hint(stats['method'], methods)}"
+        )
+    if cfg["attribute"]["explain"] is not None and "label" in (
+        raw.get("attribute") or {}
+    ):
+        raise _fail(
+            origin,
+            "attribute.explain",
+            "give either 'explain' (a class by name) or 'label' (an index, "
+            "'true' or 'predicted'), not both.",
         )
     dec = cfg["decode"]
     if stats["formula"] is None:

@@ -207,7 +207,40 @@ class Study:
             *_figures(f"topomap_{method}", f"image_{method}"),
         ]
 
-    def _attribute(self, result, method: str, name: str):
+    def _class_index(self, which: str, value: str, where: str) -> int:
+        """Index of the class ``value`` among the ``which`` decoder's classes."""
+        classes = [str(c) for c in self._result(which).classes]
+        if str(value) not in classes:
+            raise ConfigError(
+                f"{where}: {value!r} is not a class of the {which} decoder; its "
+                f"classes are {', '.join(map(repr, classes))}."
+            )
+        return classes.index(str(value))
+
+    def _label(self) -> int | str:
+        """Return what the content maps explain: a class index, 'true', 'predicted'."""
+        att = self.cfg["attribute"]
+        if att.get("explain") is None:
+            return att["label"]
+        return self._class_index(self.target, att["explain"], "attribute.explain")
+
+    def _compared_classes(self) -> tuple[str, str, float] | None:
+        """Return the explained class, its context class and P(class | context).
+
+        None when the maps explain each epoch's own class ('true' or
+        'predicted'): the context decoder's maps do the same.
+        """
+        from eegsal.stats import associated_context
+
+        label = self._label()
+        if isinstance(label, str):
+            return None
+        value = str(self._result(self.target).classes[label])
+        meta = self._epochs().metadata
+        best, table = associated_context(meta, self.target, self.context, value)
+        return value, best, float(table[f"p_{value}"].iloc[0])
+
+    def _attribute(self, result, method: str, name: str, label=None):
         from eegsal.attribution import attribute
 
         att = self.cfg["attribute"]
@@ -218,7 +251,7 @@ class Study:
             self._epochs(),
             method=method,
             target=att["target"],
-            label=att["label"],
+            label=self._label() if label is None else label,
             device=self.device,
             out=path,
             overwrite=True,
@@ -317,11 +350,24 @@ class Study:
         from eegsal.viz import plot_similarity
 
         m0 = self.cfg["attribute"]["methods"][0]
+        compared = self._compared_classes()
+        label, note = None, {}
+        if compared is not None:
+            value, best, share = compared
+            label = self._class_index(self.context, best, "decode.context")
+            note = dict(target_class=value, context_class=best,
+                        p_target_given_context=share)  # fmt: skip
+            logger.info(
+                "Comparing the %s maps of %r with the %s decoder's maps of %r, the "
+                "%s with the highest P(%s | %s) = %.2f",
+                self.target, value, self.context, best, self.context, value,
+                self.context, share,
+            )  # fmt: skip
         other = self._attribute(
-            self._result(self.context), m0, f"{self.context}_decoder_{m0}"
+            self._result(self.context), m0, f"{self.context}_decoder_{m0}", label
         )
         g = self.cfg["decode"]["groups"]
-        table = explanation_similarity(self._attr(m0), other, by=g)
+        table = explanation_similarity(self._attr(m0), other, by=g).assign(**note)
         _write_csv(table, self.out / "tables" / "similarity.csv")
         fig = plot_similarity(table, by=g, names=(self.target, self.context))
         _save_figure(fig, self.out / "figures" / "similarity")
@@ -376,7 +422,7 @@ class Study:
                 self._epochs()[ridx],
                 method=m,
                 target=att["target"],
-                label=att["label"],
+                label=self._label(),
                 **att["params"].get(m, {}),
             ).assign(method=m)
         out = self.out / "tables"

@@ -230,6 +230,7 @@ def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:
                     m,
                     att["target"],
                     att["label"],
+                    *([att["explain"]] if att.get("explain") is not None else []),
                     att["params"].get(m, {}),
                     keys["decode"],
                 ]
@@ -255,7 +256,14 @@ def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:
         m0 = att["methods"][0]
         keys["similarity"] = stages.run(
             "similarity",
-            _hash([keys["decode_context"], keys[f"attribute:{m0}"], att["params"]]),
+            _hash(
+                [
+                    keys["decode_context"],
+                    keys[f"attribute:{m0}"],
+                    att["params"],
+                    att.get("explain"),
+                ]
+            ),
             study.similarity_outputs(),
             study.similarity,
         )

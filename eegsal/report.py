@@ -65,6 +65,23 @@ def _read_study_config(path: Path) -> dict:
     return cfg
 
 
+def _similarity_caption(sim: pd.DataFrame, target: str, context: str) -> str:
+    """Say which classes' maps were compared, and how alike they are."""
+    text = (
+        "Mean spatial correlation of the two decoders' maps: "
+        f"{sim.iloc[-1]['spatial']:.2f}"
+    )
+    if "context_class" not in sim:
+        return text
+    row = sim.iloc[0]
+    value, best = row["target_class"], row["context_class"]
+    return (
+        f"Maps of the {target} decoder for {value!r} compared with the {context} "
+        f"decoder's maps for {best!r}, the {context} with the highest "
+        f"P({value} | {context}) = {row['p_target_given_context']:.2f}. {text}."
+    )
+
+
 @verbose
 def make_report(
     out_dir: str | os.PathLike,
@@ -198,13 +215,10 @@ def make_report(
         "similarity",
         f"Content vs {context} decoder explanations",
         "Content vs context",
-        caption=None
-        if sim is None
-        else (
-            "Mean spatial correlation of the two decoders' maps: "
-            f"{sim.iloc[-1]['spatial']:.2f}"
-        ),
+        caption=None if sim is None else _similarity_caption(sim, target, context),
     )
+    if sim is not None:
+        lines += ["", _similarity_caption(sim, target, context)]
     # Attributions
     for m in cfg["attribute"]["methods"]:
         image(f"topomap_{m}", f"{m}: topographies", "Attributions")

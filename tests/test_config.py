@@ -32,6 +32,12 @@ CASES = {
     "no such class": ({"attribute": {"label": 99}},
                       "attribute.label: 99 is not a class of 'content'"),
     "label as text": ({"attribute": {"label": "ture"}}, "Did you mean 'true'?"),
+    "explained class not a class": ({"attribute": {"explain": "flyng"}},
+                                    "attribute.explain: 'flyng' is not a class of "
+                                    "'content'; expected one of 'flying', 'other'. "
+                                    "Did you mean 'flying'?"),
+    "explained class and label": ({"attribute": {"explain": "flying", "label": 1}},
+                                  "attribute.explain: give either 'explain'"),
     "folds as a word": ({"decode": {"cv": "four"}}, "decode.cv: 'four'"),
     "more folds than subjects": ({"decode": {"cv": 5}}, "4 subjects"),
     "seed as a word": ({"decode": {"seed": "zero"}}, "decode.seed: 'zero'"),

@@ -519,3 +519,45 @@ def test_a_damaged_stages_file_is_named_with_the_fix(tmp_path, capsys):
     (out / "stages.json").write_text('["epochs"]')
     assert main(["run", str(fname), "--out", str(out), "-q"]) == 1
     assert "not a record of stage names" in capsys.readouterr().err
+
+
+def test_similarity_compares_the_context_class_of_the_explained_content(tmp_path):
+    """'flying' goes with REM: the stage decoder's REM maps are compared, not
+    those of N1 (class 0 of the stage decoder), and the report says so."""
+    from eegsal._study import Study
+    from eegsal.attribution import read_attributions
+    from eegsal.report import _similarity_caption
+
+    cfg = read_config({
+        "data": {"simulate": {"n_subjects": 4, "n_epochs": 30, "epoch_length": 1.0,
+                              "scenario": "confound", "confound": 0.8}},
+        "decode": {"cv": 2, "params": {"max_epochs": 1, "batch_size": 32}},
+        "attribute": {"methods": ["saliency"], "explain": "other"},
+    })  # fmt: skip
+    study = Study(cfg, tmp_path, "cpu", None)
+    study.make_epochs()
+    study.decode()
+    study.decode_context()
+    study.attribute("saliency")
+    content = read_attributions(tmp_path / "attributions" / "saliency.h5")
+    assert content.params["label"] == "1"  # 'other', by name
+    cfg["attribute"]["explain"] = "flying"
+    study = Study(cfg, tmp_path, "cpu", None)
+    study.attribute("saliency")
+    study.similarity()
+    stage = read_attributions(tmp_path / "attributions" / "stage_decoder_saliency.h5")
+    classes = [str(c) for c in study._result("stage").classes]
+    assert classes[0] == "N1" and stage.params["label"] == str(classes.index("REM"))
+    table = pd.read_csv(tmp_path / "tables" / "similarity.csv")
+    assert (table["target_class"] == "flying").all()
+    assert (table["context_class"] == "REM").all()
+    meta = study._epochs().metadata
+    share = (meta.loc[meta["stage"] == "REM", "content"] == "flying").mean()
+    assert table["p_target_given_context"].iloc[0] == pytest.approx(share)
+    assert _similarity_caption(table, "content", "stage").startswith(
+        "Maps of the content decoder for 'flying' compared with the stage "
+        "decoder's maps for 'REM', the stage with the highest P(flying | stage) = "
+    )
+    cfg["attribute"]["explain"] = "dreamless"  # a config read without the data
+    with pytest.raises(ConfigError, match="'dreamless' is not a class of the content"):
+        Study(cfg, tmp_path, "cpu", None).attribute("saliency")

@@ -3,6 +3,7 @@
 from eegsal.stats.clusters import ClusterTest, cluster_test
 from eegsal.stats.confound import (
     across_subjects,
+    associated_context,
     content_verdict,
     context_regression,
     explanation_similarity,
@@ -19,6 +20,7 @@ __all__ = [
     "ClusterTest",
     "LMMResult",
     "across_subjects",
+    "associated_context",
     "cluster_test",
     "content_verdict",
     "context_regression",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # eegsal.stats imports without torch
 
 __all__ = [
     "across_subjects",
+    "associated_context",
     "content_verdict",
     "context_regression",
     "explanation_similarity",
@@ -1055,6 +1056,64 @@ def content_verdict(
     table.loc[table.index[-1], "reading"] = reading
     logger.info("Verdict: %s", reading)
     return table
+
+
+def associated_context(
+    metadata: pd.DataFrame, target: str, context: str, value: str
+) -> tuple[str, pd.DataFrame]:
+    """Find the context value that goes most with one class of the target.
+
+    From the target x context table of ``metadata``: the context value with
+    the highest share of epochs of class ``value``, ``P(value | context)``
+    (ties: the context with more epochs). A stage decoder's maps of that
+    value are what the content maps of ``value`` should be compared with:
+    if the content decoder reads the confound, its maps look like them.
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame
+        One row per epoch, with ``target`` and ``context`` columns.
+    target, context : str
+        The decoded column and the context column.
+    value : str
+        The explained class of the target (e.g. ``'flying'``).
+
+    Returns
+    -------
+    best : str
+        The context value with the highest ``P(value | context)``.
+    table : pandas.DataFrame
+        One row per context value: ``context``, ``n``, ``n_<value>`` and
+        ``p_<value>``, the share; sorted by that share, highest first.
+
+    Examples
+    --------
+    >>> eegsal.stats.associated_context(epochs.metadata, "content", "stage",
+    ...                                 "flying")  # doctest: +SKIP
+    ('REM', ...)
+    """
+    for col in (target, context):
+        if col not in metadata:
+            raise ValueError(
+                f"{col!r} is not a column of the metadata; have "
+                f"{list(metadata.columns)}."
+            )
+    hit = metadata[target].astype(str) == str(value)
+    if not hit.any():
+        raise ValueError(
+            f"{value!r} is not a class of {target!r}; its classes are "
+            f"{sorted(metadata[target].astype(str).unique())}."
+        )
+    ctx = metadata[context].astype(str)
+    table = (
+        pd.DataFrame({context: ctx, "n": 1, f"n_{value}": hit.astype(int)})
+        .groupby(context, as_index=False)
+        .sum()
+    )
+    table[f"p_{value}"] = table[f"n_{value}"] / table["n"]
+    table = table.sort_values([f"p_{value}", "n"], ascending=False, kind="stable")
+    table = table.reset_index(drop=True)
+    return str(table[context].iloc[0]), table
 
 
 def explanation_similarity(

@@ -457,3 +457,20 @@ def test_verdict_words_the_covariate_route():
         "single stratum alone, Holm-corrected over 2 stage x delta_power strata"
     )
     assert text.endswith("The decoder reads more than the stage and delta_power.")
+
+
+def test_the_context_that_goes_with_the_explained_content_is_rem(confounded):
+    from eegsal.stats import associated_context
+
+    best, table = associated_context(confounded, "content", "stage", "flying")
+    assert best == "REM"
+    ref = pd.crosstab(confounded["stage"], confounded["content"], normalize="index")
+    assert best == ref["flying"].idxmax()
+    np.testing.assert_allclose(
+        table.set_index("stage")["p_flying"], ref["flying"].loc[table["stage"]]
+    )
+    assert table["n"].sum() == len(confounded)
+    other, _ = associated_context(confounded, "content", "stage", "other")
+    assert other != "REM"
+    with pytest.raises(ValueError, match="'flyng' is not a class of 'content'"):
+        associated_context(confounded, "content", "stage", "flyng")
