@@ -256,13 +256,13 @@ def test_cache_removes_only_its_own_entries(sandbox):
     cache.mkdir()
     # a "damaged entry" that is a link to a folder outside the cache
     (cache / f"ok-{'0' * 16}").symlink_to(sandbox["outside"], target_is_directory=True)
-    with pytest.raises(RuntimeError, match="not an entry of the cache"):
+    with pytest.raises(FileExistsError, match="not an entry of the cache"):
         write_cached(epochs, "ok", "0" * 64, cache)
     # a damaged entry holding files eegsal did not write is left for the user
     stray = cache / f"ok-{'1' * 16}"
     stray.mkdir()
     (stray / "notes.txt").write_text("mine")
-    with pytest.raises(RuntimeError, match="did not write"):
+    with pytest.raises(FileExistsError, match="did not write"):
         write_cached(epochs, "ok", "1" * 64, cache)
     assert (stray / "notes.txt").read_text() == "mine"
     # a damaged entry of eegsal's own is replaced

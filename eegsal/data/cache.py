@@ -80,13 +80,14 @@ def _remove_entry(entry: Path, cache_dir: Path) -> None:
     """
     parent, target = cache_dir.resolve(), entry.resolve()
     if target.parent != parent or entry.is_symlink():
-        raise RuntimeError(
+        raise FileExistsError(
             f"Refusing to remove {entry}: it is not an entry of the cache folder "
-            f"{cache_dir}."
+            f"{cache_dir} (a link, or outside it); remove it by hand, or use "
+            "another cache (EEGSAL_CACHE or cache_dir=)."
         )
     stray = [p.name for p in target.iterdir() if not p.name.endswith(".fif")]
     if stray:
-        raise RuntimeError(
+        raise FileExistsError(
             f"Refusing to remove the cache entry {entry}: it holds files eegsal "
             f"did not write ({stray[:3]}); remove it by hand."
         )
