@@ -33,6 +33,13 @@ from eegsal._check import check_option, check_range, validate_type
 from eegsal._docs import fill_doc
 from eegsal._io import atomic_path
 from eegsal._logging import logger, progress, verbose
+from eegsal.alignment import (
+    ALIGNMENTS,
+    AlignedSource,
+    SubjectAlignment,
+    align,
+    fit_alignment,
+)
 from eegsal.data.reader import (
     BatchDataset,
     BatchLoader,
@@ -43,7 +50,7 @@ from eegsal.data.reader import (
 from eegsal.guidance import GuidedTrainingMixin, check_guidance
 from eegsal.models import build_model, model_name, model_params_for
 
-__all__ = ["DecodingResult", "EEGDecoder", "decode", "get_device"]
+__all__ = ["DecodingResult", "EEGDecoder", "Ensemble", "decode", "get_device"]
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -88,6 +95,95 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return (x - self.mean) / self.scale
+
+
+class Ensemble(nn.Module):
+    """Models of one fold trained with different seeds, as one model.
+
+    Its output is the log of the members' mean softmax probability, which
+    softmax turns back into that mean: the ensemble's "logits" give exactly
+    the probabilities (and the predictions) that :func:`decode` reports.
+    :func:`eegsal.attribute` explains an ensemble by the mean of its members'
+    maps instead (see there).
+
+    Parameters
+    ----------
+    members : list of torch.nn.Module
+        Models mapping ``(batch, n_chans, n_times)`` to logits
+        ``(batch, n_classes)``.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        logp = torch.stack([m(x).float().log_softmax(-1) for m in self.members])
+        return torch.logsumexp(logp, 0) - np.log(len(self.members))
+
+
+def members_of(model: nn.Module) -> list[nn.Module]:
+    """Return the members of an :class:`Ensemble`, or ``[model]``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model or an ensemble.
+
+    Returns
+    -------
+    members : list of torch.nn.Module
+        The models whose outputs it averages.
+    """
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def behind_alignment(model: nn.Module, alignment: SubjectAlignment) -> nn.Module:
+    """Put a subject's alignment in front of a model (of each member of an ensemble).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A fitted model that takes aligned epochs.
+    alignment : SubjectAlignment
+        The subject's fixed alignment layer.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        ``Sequential(alignment, model)`` (an :class:`Ensemble` of such), taking
+        the subject's epochs in µV.
+    """
+    if isinstance(model, Ensemble):
+        return Ensemble([nn.Sequential(alignment, m) for m in model.members])
+    return nn.Sequential(alignment, model)
+
+
+def input_mean(model: nn.Module) -> np.ndarray | None:
+    """Return the training data's channel means in the model's input space (µV).
+
+    Read from the fitted model's standardizing layer, mapped back through a
+    subject alignment in front of it; None for a model without one.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A fitted decoder module.
+
+    Returns
+    -------
+    mean : ndarray, shape (n_chans,) | None
+        µV.
+    """
+    if not isinstance(model, nn.Sequential) or not len(model):
+        return None
+    first = model[0]
+    if isinstance(first, Standardize):
+        return first.mean.detach().cpu().numpy()[:, 0]
+    if isinstance(first, SubjectAlignment) and len(model) > 1:
+        inner = input_mean(model[1])
+        return None if inner is None else first.input_mean(inner).astype(np.float32)
+    return None
 
 
 def _as_source(X):
@@ -251,9 +347,16 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         Cells where the reasons should lie, shape (n_channels, n_times).
     keep_weight : float
         Weight of the penalty ``1 - share of the squared gradient in keep_mask``.
-    augment : str | None
+    augment : str | dict | None
         ``'saliency_cutout'`` (remove each example's most salient patch) or
-        ``'cutout'`` (a random patch); None: no augmentation.
+        ``'cutout'`` (a random patch); or a dict of transforms and their
+        parameters, applied to each training batch (seeded by ``seed``; see
+        :mod:`eegsal.augmentation`), e.g. ``{"time_shift": {"p": 0.5,
+        "max_s": 0.2}, "sign_flip": {"p": 0.5}, "mixup": {"alpha": 0.4}}``;
+        the dict may hold ``'cutout'`` or ``'saliency_cutout'`` (with no
+        parameters: ``cutout`` gives the patch) too. None: no augmentation.
+        Augmentation acts on the network's input: the aligned epochs when
+        ``align`` is set.
     cutout : tuple of int
         CutOut patch: (channels, samples).
     cutout_s : float | None
@@ -265,10 +368,44 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         Noise of the perturbed copy, in standard deviations of each channel.
     consistency_shift : int
         Time shift (samples) of the perturbed copy.
+    align : str | None
+        Per-subject alignment of the epochs, computed from each subject's own
+        unlabeled epochs (see :mod:`eegsal.alignment`): ``'euclidean'``
+        (He & Wu, 2019; each subject's mean spatial covariance whitened to the
+        identity) or ``'standardize'`` (each channel z-scored with the
+        subject's mean and standard deviation). :meth:`fit` and
+        :meth:`predict_proba` then need ``groups``; a subject predicted is
+        aligned with its own epochs, all of them, without labels, which makes
+        prediction *transductive* for the test subject. The network
+        (``module_``) takes aligned epochs; :class:`DecodingResult` puts each
+        subject's alignment in front of it as a fixed linear layer to explain
+        it per electrode. None: no alignment.
+    n_seeds : int
+        Train this many networks, with seeds ``seed``, ``seed + 1``, ...
+        (weights, shuffling, validation split, augmentation), and average
+        their probabilities; ``module_`` is then an :class:`Ensemble`.
+    ch_names : list of str | None
+        Channel names of ``X``, needed by the ``channel_symmetry``
+        augmentation (:func:`decode` passes them).
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted network (an :class:`Ensemble` when ``n_seeds > 1``),
+        taking µV, or aligned epochs when ``align`` is set.
+    alignment_ : dict | None
+        ``{subject: (matrix, offset)}`` of the training subjects
+        (:func:`eegsal.alignment.fit_alignment`).
 
     Notes
     -----
     The guidance terms are described in :mod:`eegsal.guidance`.
+
+    References
+    ----------
+    .. [1] He H, Wu D (2019). Transfer learning for brain-computer interfaces:
+       a Euclidean space data alignment approach. IEEE Trans Biomed Eng 67(2),
+       399-410.
     """
 
     def __init__(
@@ -293,12 +430,15 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         rrr_method: str = "gradient",
         keep_mask=None,
         keep_weight: float = 0.0,
-        augment: str | None = None,
+        augment: str | dict | None = None,
         cutout: tuple[int, int] = (4, 50),
         cutout_s: float | None = None,
         consistency_weight: float = 0.0,
         consistency_noise: float = 0.1,
         consistency_shift: int = 0,
+        align: str | None = None,
+        n_seeds: int = 1,
+        ch_names: list[str] | None = None,
     ):
         self.model = model
         self.model_params = model_params
@@ -325,6 +465,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.consistency_weight = consistency_weight
         self.consistency_noise = consistency_noise
         self.consistency_shift = consistency_shift
+        self.align = align
+        self.n_seeds = n_seeds
+        self.ch_names = ch_names
 
     @fill_doc
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
@@ -336,7 +479,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         y : array-like, shape (n_epochs,)
             Class labels.
         groups : array-like, shape (n_epochs,) | None
-            Subject of each epoch; the validation split holds out whole groups.
+            Subject of each epoch; the validation split holds out whole
+            groups, and ``align`` aligns each group with its own epochs.
 
         Returns
         -------
@@ -347,14 +491,41 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"X holds {len(X)} epochs but y has {len(y)} labels.")
+        if not isinstance(self.n_seeds, int | np.integer) or self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be an int >= 1, got {self.n_seeds!r}.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        device = get_device(self.device)
-        torch.manual_seed(self.seed)
+        self.alignment_ = None
+        if self.align is not None:
+            check_option("align", self.align, ALIGNMENTS)
+            if groups is None:
+                raise ValueError(
+                    f"align={self.align!r} aligns each subject with its own epochs: "
+                    "pass groups= (the subject of each epoch) to fit."
+                )
+            self.alignment_ = fit_alignment(
+                X, groups, self.align, batch_size=self.batch_size
+            )
+            X = AlignedSource(X, groups, self.alignment_)
         self.model_params_ = model_params_for(self.model, self.model_params, self.sfreq)
+        self.nets_ = [
+            self._fit_one(X, y_idx, groups, int(self.seed) + m)
+            for m in range(int(self.n_seeds))
+        ]
+        self.net_ = self.nets_[0]
+        modules = [net.module_.eval() for net in self.nets_]
+        self.module_ = modules[0] if len(modules) == 1 else Ensemble(modules).eval()
+        trained = [len(net.history) for net in self.nets_]
+        self.n_epochs_trained_ = trained[0] if len(trained) == 1 else trained
+        return self
+
+    def _fit_one(self, X, y_idx, groups, seed: int) -> _Net:
+        """Train one network with ``seed``; return its skorch net."""
+        device = get_device(self.device)
+        torch.manual_seed(seed)
         module = _build_module(
             self.model, X.shape[1], X.shape[2], len(self.classes_), self.model_params_
         )
-        train, valid = self._split(y_idx, groups)
+        train, valid = self._split(y_idx, groups, seed)
         mean, std = channel_moments(X, train, batch_size=self.batch_size)
         module[0].mean.copy_(torch.from_numpy(mean[:, None]))
         module[0].scale.copy_(torch.from_numpy(std[:, None] + 1e-6))
@@ -382,10 +553,10 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
                     sink=logger.debug,
                 )
             )
-        guidance = check_guidance(self, X.shape[1], X.shape[2])
+        guidance = check_guidance(self, X.shape[1], X.shape[2], seed=seed)
         guided = bool(
             guidance["rrr_weight"] or guidance["keep_weight"] or guidance["augment"]
-            or guidance["consistency_weight"]
+            or guidance["consistency_weight"] or guidance["augmenter"] is not None
         )  # fmt: skip
         masks = None
         if guidance["per_epoch"]:
@@ -398,7 +569,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         for key in ("rrr_mask", "keep_mask"):
             if guidance[key] is not None:
                 guidance[key] = guidance[key].to(device)
-        self.net_ = (_GuidedNet if guided else _Net)(
+        net = (_GuidedNet if guided else _Net)(
             module,
             criterion=nn.CrossEntropyLoss,
             criterion__weight=weight,
@@ -416,13 +587,11 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             device=str(device),
             verbose=0,
         )
-        self.net_.guidance = guidance
-        self.net_.fit(BatchDataset(X, train, y_idx[train], masks), None)
-        self.module_ = self.net_.module_.eval()
-        self.n_epochs_trained_ = len(self.net_.history)
-        return self
+        net.guidance = guidance
+        net.fit(BatchDataset(X, train, y_idx[train], masks), None)
+        return net
 
-    def _split(self, y_idx, groups):
+    def _split(self, y_idx, groups, seed: int | None = None):
         idx = np.arange(len(y_idx))
         if self.valid_size == 0:
             return idx, None
@@ -430,43 +599,59 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         groups = idx if groups is None else np.asarray(groups)
         if np.unique(groups).size < 2:
             return idx, None
-        splitter = GroupShuffleSplit(
-            1, test_size=self.valid_size, random_state=self.seed
-        )
+        seed = self.seed if seed is None else seed
+        splitter = GroupShuffleSplit(1, test_size=self.valid_size, random_state=seed)
         train, valid = next(splitter.split(idx, y_idx, groups))
         return train, valid
 
     @fill_doc
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray, groups: np.ndarray | None = None
+    ) -> np.ndarray:
         """Class probabilities, shape (n_epochs, n_classes).
 
         Parameters
         ----------
         %(X_uv)s
+        groups : array-like, shape (n_epochs,) | None
+            Subject of each epoch; needed with ``align``, which aligns each
+            subject with its own epochs in ``X`` (no labels; transductive).
 
         Returns
         -------
         proba : ndarray, shape (n_epochs, n_classes)
-            Probabilities, columns in the order of ``classes_``.
+            Probabilities, columns in the order of ``classes_``; with
+            ``n_seeds > 1`` the mean of the members' probabilities.
         """
         check_is_fitted(self, "module_")
         X = _as_source(X)
-        return self.net_.predict_proba(BatchDataset(X, np.arange(len(X))))
+        if self.alignment_ is not None:
+            if groups is None:
+                raise ValueError(
+                    f"This decoder aligns each subject (align={self.align!r}): pass "
+                    "groups= (the subject of each epoch) to predict."
+                )
+            own = fit_alignment(X, groups, self.align, batch_size=self.batch_size)
+            X = AlignedSource(X, groups, own)
+        data = BatchDataset(X, np.arange(len(X)))
+        return np.mean([net.predict_proba(data) for net in self.nets_], axis=0)
 
     @fill_doc
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Predicted class labels, shape (n_epochs,).
 
         Parameters
         ----------
         %(X_uv)s
+        groups : array-like, shape (n_epochs,) | None
+            Subject of each epoch (needed with ``align``).
 
         Returns
         -------
         y : ndarray, shape (n_epochs,)
             Labels from ``classes_``.
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return self.classes_[self.predict_proba(X, groups).argmax(axis=1)]
 
 
 def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
@@ -535,6 +720,12 @@ class DecodingResult:
     refit_model : torch.nn.Module | None
         The model refitted on all epochs (``decode(..., refit=True)``), which
         :meth:`predict` prefers; None otherwise.
+    alignment : dict | None
+        With ``decode(..., align=...)``: ``{str(subject): (matrix, offset)}``,
+        each subject's alignment computed from its own epochs (no labels;
+        :func:`eegsal.alignment.fit_alignment`). The models then take aligned
+        epochs; :meth:`explainers` puts each subject's alignment in front of
+        its fold model.
     """
 
     def __init__(
@@ -547,6 +738,7 @@ class DecodingResult:
         *,
         model: str | Callable[..., nn.Module] | None = None,
         refit_model: nn.Module | None = None,
+        alignment: dict | None = None,
     ):
         self.predictions = predictions
         self.scores = scores
@@ -555,6 +747,7 @@ class DecodingResult:
         self.config = config
         self.model = config.get("model") if model is None else model
         self.refit_model = refit_model
+        self.alignment = alignment
 
     def __repr__(self) -> str:
         ba = self.scores["balanced_accuracy"]
@@ -590,7 +783,37 @@ class DecodingResult:
             self.config,
             model=self.model,
             refit_model=self.refit_model,
+            alignment=self.alignment,
         )
+
+    def explainers(self) -> tuple[list[nn.Module], np.ndarray]:
+        """Return the model that explains each epoch: its held-out fold's model.
+
+        Without alignment these are :attr:`models` and the ``fold`` column of
+        :attr:`predictions`. With alignment, each (fold, subject) gets its
+        fold model behind the subject's alignment, a fixed linear layer
+        (:class:`~eegsal.alignment.SubjectAlignment`), so that the model takes
+        the subject's epochs in µV and its gradients are per electrode.
+
+        Returns
+        -------
+        models : list of torch.nn.Module
+            The models, each taking µV of shape (batch, n_chans, n_times).
+        index : ndarray of int, shape (n_epochs,)
+            Position in ``models`` of each epoch's model (-1: tested in no fold).
+        """
+        fold = self.predictions["fold"].to_numpy()
+        if self.alignment is None:
+            return list(self.models), fold
+        subjects = self.predictions[self.config["groups"]].astype(str).to_numpy()
+        models, index = [], np.full(len(fold), -1)
+        pairs = zip(fold, subjects, strict=True)
+        keys = sorted({(int(k), s) for k, s in pairs if k >= 0})
+        for k, subject in keys:
+            layer = SubjectAlignment(*self.alignment[subject])
+            index[(fold == k) & (subjects == subject)] = len(models)
+            models.append(behind_alignment(self.models[k], layer))
+        return models, index
 
     def check_epochs(self, epochs: mne.BaseEpochs) -> None:
         """Refuse epochs other than those this result was decoded from.
@@ -795,7 +1018,10 @@ class DecodingResult:
         as an ensemble, the mean of their softmax probabilities. The epochs
         are checked first (:meth:`prediction_picks`): the same EEG channels
         (reordered when needed), sampling rate and number of samples; data are
-        read in µV, batch by batch.
+        read in µV, batch by batch. A result decoded with ``align`` aligns
+        each subject of the new epochs (the ``groups`` column of their
+        metadata; all epochs as one subject where it is absent) with that
+        subject's own epochs, all of them, without labels.
 
         Parameters
         ----------
@@ -831,10 +1057,23 @@ class DecodingResult:
             dev,
         )
         models = [m.to(dev).eval() for m in models]
+        groups = alignment = None
+        if self.alignment is not None:
+            col, meta = self.config["groups"], epochs.metadata
+            if meta is not None and col in meta:
+                groups = meta[col].astype(str).to_numpy()
+            else:
+                logger.info("No %r column: the epochs are aligned as one subject", col)
+                groups = np.full(len(epochs), "all")
+            alignment = fit_alignment(
+                EpochsReader(epochs, picks=picks), groups, self.config["align"]
+            )
         proba = np.zeros((len(epochs), len(self.classes)))
         for start in range(0, len(epochs), batch_size):
             idx = np.arange(start, min(start + batch_size, len(epochs)))
             x = epochs.get_data(picks=picks, item=idx, units="uV", verbose=False)
+            if alignment is not None:
+                x = align(x, groups[idx], alignment)
             x = torch.from_numpy(x.astype(np.float32)).to(dev)
             with torch.no_grad():
                 p = sum(m(x).float().softmax(-1) for m in models) / len(models)
@@ -931,9 +1170,18 @@ class DecodingResult:
         named = [(f"fold-{k}.pt", m) for k, m in enumerate(self.models)]
         if self.refit_model is not None:
             named.append(("refit.pt", self.refit_model))
+        if self.alignment is not None:  # one (matrix, offset) per subject
+            subjects = sorted(self.alignment)
+            named.append(("alignment.pt", {
+                "matrix": torch.from_numpy(
+                    np.stack([self.alignment[s][0] for s in subjects])),
+                "offset": torch.from_numpy(
+                    np.stack([self.alignment[s][1] for s in subjects])),
+            }))  # fmt: skip
         for fname, model in named:  # state dicts: tensors only, no pickled code
+            state = model if isinstance(model, dict) else model.state_dict()
             with atomic_path(path / fname) as tmp:
-                torch.save(model.state_dict(), tmp)
+                torch.save(state, tmp)
         with atomic_path(path / "predictions.csv") as tmp:
             self.predictions.to_csv(tmp, index=False)
         with atomic_path(path / "scores.csv") as tmp:
@@ -942,6 +1190,9 @@ class DecodingResult:
             self.config,
             classes=[str(c) for c in self.classes],
             refit=self.refit_model is not None,
+            alignment_subjects=None
+            if self.alignment is None
+            else sorted(self.alignment),
         )
         with atomic_path(path / "config.json") as tmp:  # written last: marks it whole
             Path(tmp).write_text(json.dumps(config, indent=2, default=_to_json))
@@ -1003,15 +1254,16 @@ class DecodingResult:
                 "Loading the weights of %s into %s", config["model"], model_name(model)
             )
 
-        def rebuild(fname: str) -> nn.Module:
-            module = _build_module(
+        def build() -> nn.Module:
+            return _build_module(
                 spec,
                 config["n_chans"],
                 config["n_times"],
                 len(classes),
                 config["model_params"],
             )
-            fname = path / fname
+
+        def read(fname):
             try:
                 state = torch.load(fname, weights_only=True, map_location="cpu")
             except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
@@ -1020,11 +1272,27 @@ class DecodingResult:
                     f"{fname}: not a model file eegsal wrote, or damaged ({first}); "
                     "decode again."
                 ) from None
-            module.load_state_dict(state)
+            return state
+
+        n_seeds = int(config.get("n_seeds", 1))
+
+        def rebuild(fname: str) -> nn.Module:
+            module = (
+                build() if n_seeds == 1 else Ensemble([build() for _ in range(n_seeds)])
+            )
+            module.load_state_dict(read(path / fname))
             return module.eval()
 
         models = [rebuild(f"fold-{k}.pt") for k in range(config["n_folds"])]
         refit_model = rebuild("refit.pt") if config.get("refit") else None
+        alignment = None
+        subjects = config.pop("alignment_subjects", None)
+        if subjects is not None:
+            state = read(path / "alignment.pt")
+            alignment = {
+                s: (state["matrix"][i].numpy(), state["offset"][i].numpy())
+                for i, s in enumerate(subjects)
+            }
         predictions = pd.read_csv(path / "predictions.csv")
         predictions["y_true"] = predictions["y_true"].astype(str)
         predictions["y_pred"] = predictions["y_pred"].astype(str)
@@ -1037,6 +1305,7 @@ class DecodingResult:
             config,
             model=spec,
             refit_model=refit_model,
+            alignment=alignment,
         )
 
 
@@ -1048,7 +1317,9 @@ def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
     clf = clf.fit(take(X, train), y[train], groups=g[train])
     # a fold's training set may miss a class: map its columns to all classes
     p = np.zeros((len(test), len(classes)))
-    p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(take(X, test))
+    p[:, np.searchsorted(classes, clf.classes_)] = clf.predict_proba(
+        take(X, test), groups=g[test]
+    )
     return p, clf.module_.cpu(), clf.n_epochs_trained_
 
 
@@ -1139,7 +1410,15 @@ def decode(
     **decoder_params
         Training settings of :class:`EEGDecoder`: ``model_params``,
         ``max_epochs``, ``batch_size``, ``lr``, ``patience``, ``min_epochs``,
-        ``lr_schedule``, ``valid_size``, ``class_weight``...
+        ``lr_schedule``, ``valid_size``, ``class_weight``... Among them, for
+        decoders that must transfer to new subjects (all off by default):
+        ``align='euclidean'`` or ``'standardize'`` (each subject aligned with
+        its own unlabeled epochs, the held-out subject included: transductive
+        for the test subject; the alignments are kept in
+        ``result.alignment``), ``augment={...}`` (training augmentation, see
+        :mod:`eegsal.augmentation`) and ``n_seeds=`` (each fold an
+        :class:`Ensemble` of that many networks trained with seeds ``seed,
+        seed + 1, ...``, their probabilities averaged).
 
     Returns
     -------
@@ -1176,7 +1455,17 @@ def decode(
     else:  # read batch by batch, in each fold (studies larger than memory)
         X = EpochsReader(epochs)
     sfreq = float(epochs.info["sfreq"])
-    base = EEGDecoder(model, sfreq=sfreq, device=device, seed=seed, **decoder_params)
+    ch_names = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)]
+    base = EEGDecoder(
+        model,
+        sfreq=sfreq,
+        device=device,
+        seed=seed,
+        **({"ch_names": ch_names} | decoder_params),
+    )
+    alignment = None
+    if base.align is not None:  # each subject from its own epochs, no labels
+        alignment = fit_alignment(X, g, base.align, batch_size=base.batch_size)
     per_epoch_mask = None
     if base.rrr_mask is not None and np.ndim(base.rrr_mask) == 3:
         per_epoch_mask = np.asarray(base.rrr_mask, bool)
@@ -1223,7 +1512,9 @@ def decode(
                 n_train=len(train),
                 **_scores(y[test], p, classes),
                 test_groups=" ".join(map(str, np.unique(g[test]))),
-                n_epochs_trained=n_trained,
+                n_epochs_trained=float(np.mean(n_trained))
+                if isinstance(n_trained, list)
+                else n_trained,
             )
         )
     tested = fold_of >= 0
@@ -1263,12 +1554,14 @@ def decode(
         n_times=X.shape[2],
         n_folds=len(models),
         seed=seed,
-        ch_names=[epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)],
+        ch_names=ch_names,
         sfreq=epochs.info["sfreq"],
         tmin=float(epochs.times[0]),
         # the training settings, so that a control can be trained the same way
         decoder_params={k: v for k, v in decoder_params.items() if k != "model_params"},
         refit=refit_model is not None,
+        n_seeds=int(base.n_seeds),
+        align=base.align,
     )
     if not isinstance(model, str):  # a class or factory: load() needs it again
         config["custom_model"] = True
@@ -1280,6 +1573,7 @@ def decode(
         config,
         model=model,
         refit_model=refit_model,
+        alignment=alignment,
     )
     logger.info("%r", result)
     return result

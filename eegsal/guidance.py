@@ -18,10 +18,12 @@ model's first layer), so that weights do not depend on the data's µV scale:
   ``logp(x) - logp(x')`` is the integrated-gradients attribution of the masked
   cells, summed, on the path from ``x'`` to ``x``: the masked cells may hold
   no evidence *as a whole*, not just at ``x``;
-- **saliency-guided CutOut**: each training example loses the patch of
-  ``cutout`` = (channels, samples), or ``cutout_s`` seconds long, where the
-  current model's input x gradient is largest (its most salient channels,
-  over its most salient window), set to the channel means;
+- **saliency-guided CutOut** (one of the training augmentations of
+  ``augment``; the others are in :mod:`eegsal.augmentation`): each training
+  example loses the patch of ``cutout`` = (channels, samples), or
+  ``cutout_s`` seconds long, where the current model's input x gradient is
+  largest (its most salient channels, over its most salient window), set to
+  the channel means;
   ``augment="cutout"`` removes a random patch instead (DeVries & Taylor, 2017);
 - **explanation consistency**: ``consistency_weight`` times the squared
   difference between the maps (input gradients of the true class's logit)
@@ -38,6 +40,8 @@ onsets and offsets (weakly supervised localization).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import mne
 import numpy as np
 import torch
@@ -46,6 +50,7 @@ from skorch.dataset import unpack_data
 
 from eegsal._check import check_option
 from eegsal._logging import verbose
+from eegsal.augmentation import Augmenter
 from eegsal.models._timing import to_samples
 
 __all__ = ["AUGMENTATIONS", "RRR_METHODS", "localize_events", "make_mask"]
@@ -209,6 +214,12 @@ class GuidedTrainingMixin:
         xi = Xi.to(self.device)
         yt = yi.to(self.device)
         module = self.module_
+        target = yi
+        if g["augmenter"] is not None:  # transforms of eegsal.augmentation
+            onehot = F.one_hot(yt, g["n_classes"]).float()
+            xi, soft = g["augmenter"](xi, onehot)
+            yt = soft.argmax(1)
+            target = soft if g["augmenter"].soft else yt
         if g["augment"]:
             xi = _cutout(
                 xi,
@@ -229,7 +240,7 @@ class GuidedTrainingMixin:
             sq = grad.pow(2)
         else:
             y_pred = self.infer(xi, **fit_params)
-        loss = self.get_loss(y_pred, yi, X=xi, training=True)
+        loss = self.get_loss(y_pred, target, X=xi, training=True)
         if rrr:
             loss = loss + g["rrr_weight"] * (sq * m).sum() / len(xi)
         if g["keep_weight"]:
@@ -277,8 +288,27 @@ class GuidedTrainingMixin:
         return super().infer(x, **fit_params)
 
 
-def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
-    """Validate an :class:`EEGDecoder`'s guidance settings; return them ready to use."""
+def check_guidance(
+    decoder, n_chans: int, n_times: int, *, seed: int | None = None
+) -> dict:
+    """Validate an :class:`EEGDecoder`'s guidance settings; return them ready to use.
+
+    Parameters
+    ----------
+    decoder : EEGDecoder
+        The decoder (``classes_`` set when ``augment`` swaps labels).
+    n_chans, n_times : int
+        Shape of the epochs.
+    seed : int | None
+        Seed of the random draws; None: ``decoder.seed``.
+
+    Returns
+    -------
+    guidance : dict
+        The settings, with the ``augmenter`` of :mod:`eegsal.augmentation`
+        (None without transforms) and a seeded torch ``generator``.
+    """
+    seed = decoder.seed if seed is None else seed
     shape = (n_chans, n_times)
 
     def fixed(name, value):
@@ -292,8 +322,34 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
             )
         return torch.from_numpy(arr)
 
-    if decoder.augment is not None:
-        check_option("augment", decoder.augment, AUGMENTATIONS)
+    augment, augmenter = decoder.augment, None
+    if isinstance(augment, Mapping):
+        kinds = [k for k in augment if k in AUGMENTATIONS]
+        if len(kinds) > 1:
+            raise ValueError(f"augment may hold one of {kinds}, not both.")
+        for kind in kinds:
+            if augment[kind]:
+                raise ValueError(
+                    f"augment[{kind!r}] takes no parameters (cutout= and cutout_s= "
+                    f"give its patch), got {augment[kind]!r}."
+                )
+        spec = {k: v for k, v in augment.items() if k not in AUGMENTATIONS}
+        names = getattr(decoder, "ch_names", None)
+        if names is not None and len(names) != n_chans:
+            raise ValueError(
+                f"ch_names names {len(names)} channels but the epochs have {n_chans}."
+            )
+        if spec:
+            augmenter = Augmenter(
+                spec,
+                sfreq=getattr(decoder, "sfreq", None),
+                ch_names=names,
+                classes=getattr(decoder, "classes_", None),
+                seed=seed,
+            )
+        augment = kinds[0] if kinds else None
+    elif augment is not None:
+        check_option("augment", augment, AUGMENTATIONS)
     check_option("rrr_method", decoder.rrr_method, RRR_METHODS)
     rrr = decoder.rrr_mask
     per_epoch = rrr is not None and np.ndim(rrr) == 3
@@ -301,7 +357,7 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
         raise ValueError("rrr_weight > 0 needs rrr_mask (eegsal.guidance.make_mask).")
     if decoder.keep_weight and decoder.keep_mask is None:
         raise ValueError("keep_weight > 0 needs keep_mask.")
-    gen = torch.Generator().manual_seed(decoder.seed)
+    gen = torch.Generator().manual_seed(int(seed))
     cutout = tuple(int(v) for v in decoder.cutout)
     cutout_s = getattr(decoder, "cutout_s", None)
     if cutout_s is not None:
@@ -318,7 +374,9 @@ def check_guidance(decoder, n_chans: int, n_times: int) -> dict:
         rrr_method=decoder.rrr_method,
         keep_mask=fixed("keep_mask", decoder.keep_mask),
         keep_weight=float(decoder.keep_weight),
-        augment=decoder.augment,
+        augment=augment,
+        augmenter=augmenter,
+        n_classes=len(getattr(decoder, "classes_", [])),
         cutout=cutout,
         consistency_weight=float(decoder.consistency_weight),
         consistency_noise=float(decoder.consistency_noise),

@@ -23,7 +23,7 @@ from eegsal.attribution.gradcam import (
     pattern_gradcam,
 )
 from eegsal.attribution.io import AttributionsWriter
-from eegsal.decoding import DecodingResult, Standardize, get_device
+from eegsal.decoding import DecodingResult, get_device, input_mean, members_of
 from eegsal.models._timing import to_samples
 
 __all__ = ["METHODS", "attribute"]
@@ -70,10 +70,8 @@ def _baseline(
         check_option("baseline", baseline, ("zeros", "mean"))
         if baseline == "zeros":
             return np.zeros((n_chans, n_times), np.float32)
-        first = model[0] if isinstance(model, nn.Sequential) else None
-        if isinstance(first, Standardize):  # the training folds' channel means
-            mean = first.mean.detach().cpu().numpy()[:, 0]
-        else:
+        mean = input_mean(model)  # the training folds' channel means, in µV
+        if mean is None:
             mean = data_mean
         return np.repeat(mean[:, None], n_times, axis=1).astype(np.float32)
     arr = np.asarray(baseline, dtype=np.float32)
@@ -212,7 +210,19 @@ def attribute(
     result_or_model : DecodingResult | torch.nn.Module
         A cross-validated result (each epoch is then explained by the model of
         the fold that did **not** train on it) or any model mapping
-        ``(batch, n_chans, n_times)`` EEG in µV to class logits.
+        ``(batch, n_chans, n_times)`` EEG in µV to class logits. A result
+        decoded with ``align`` explains each epoch through its subject's
+        alignment, a fixed linear layer in front of the fold model
+        (:meth:`DecodingResult.explainers`): maps stay per electrode, per µV.
+        An :class:`~eegsal.decoding.Ensemble` (``n_seeds > 1``) is explained
+        by the mean of its members' maps; gradients and integrated gradients
+        being linear in the explained function, that is the map of the mean
+        of the members' targets: for ``target='probability'`` the ensemble's
+        predicted probability (the mean of the members'), for ``'logit'``
+        the mean of the members' logits, which is not the log of the mean
+        probability that the predictions use (the two may rank classes
+        differently where the members disagree). ``completeness_error`` is
+        then the members' mean error.
     epochs : mne.Epochs
         The epochs to explain. For a result: the epochs it was decoded from,
         unchanged and in their order (or ``epochs[idx]`` with
@@ -378,10 +388,9 @@ def attribute(
         opts["data_mean"], opts["data_std"] = _moments(map(get, chunks))
     spatial = True
     if method in ("gradcam", "guided_gradcam"):
-        layer = default_layer(models[0]) if layer is None else layer
-        _, chan_axis, time_axis = layer_axes(
-            models[0], layer, torch.from_numpy(get([0]))
-        )
+        first = members_of(models[0])[0]
+        layer = default_layer(first) if layer is None else layer
+        _, chan_axis, time_axis = layer_axes(first, layer, torch.from_numpy(get([0])))
         if projection is not None and chan_axis is not None:
             raise ValueError(
                 f"layer={layer!r} keeps the electrode axis, so its Grad-CAM is "
@@ -435,34 +444,44 @@ def attribute(
         for k, model in enumerate(models):
             idx = np.flatnonzero(fold == k)
             model = model.to(dev).eval()
-            forward = _Target(model, target)
             batches = [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
-            if "layer" in params_of.get(method, {}):
-                opts["layer_module"] = find_layer(model, layer)
-            if projection == "pattern":
-                opts["patterns"] = fit_patterns(
-                    model,
-                    opts["layer_module"],
-                    time_axis,
-                    (torch.from_numpy(get(b)).to(dev) for b in batches),
-                )
-            base = None
-            if method in _USES_BASELINE:
-                base = _baseline(
-                    baseline, model, opts.get("data_mean"), n_chans, n_times
-                )
-                base = torch.from_numpy(base).to(dev)[None]
+            # an ensemble's map: the mean of its members' maps
+            members = []
+            for member in members_of(model):
+                m_opts = dict(opts)
+                if "layer" in params_of.get(method, {}):
+                    m_opts["layer_module"] = find_layer(member, layer)
+                if projection == "pattern":
+                    m_opts["patterns"] = fit_patterns(
+                        member,
+                        m_opts["layer_module"],
+                        time_axis,
+                        (torch.from_numpy(get(b)).to(dev) for b in batches),
+                    )
+                base = None
+                if method in _USES_BASELINE:
+                    base = _baseline(
+                        baseline, member, opts.get("data_mean"), n_chans, n_times
+                    )
+                    base = torch.from_numpy(base).to(dev)[None]
+                members.append((_Target(member, target), base, m_opts))
             for b in progress(batches, desc=f"{method} (model {k + 1}/{len(models)})"):
                 x = torch.from_numpy(get(b)).to(dev)
                 cls = class_index(
                     label, model, x, classes, None if y_true is None else y_true[b]
                 )
-                bb = None if base is None else base.expand(len(b), -1, -1)
-                a, d = _captum(method, forward, x.requires_grad_(), cls, bb, opts)
-                sink.write(b, a.detach().cpu().numpy())
-                if d is not None:
-                    delta[b] = d.detach().cpu().numpy()
-                    gain[b] = a.detach().double().flatten(1).sum(1).cpu().numpy()
+                a_sum, d_sum = 0.0, None
+                for forward, base, m_opts in members:
+                    bb = None if base is None else base.expand(len(b), -1, -1)
+                    a, d = _captum(method, forward, x.requires_grad_(), cls, bb, m_opts)
+                    a_sum = a_sum + a.detach()
+                    if d is not None:
+                        d_sum = d if d_sum is None else d_sum + d
+                a = a_sum / len(members)
+                sink.write(b, a.cpu().numpy())
+                if d_sum is not None:  # completeness of the members' mean target
+                    delta[b] = (d_sum / len(members)).detach().cpu().numpy()
+                    gain[b] = a.double().flatten(1).sum(1).cpu().numpy()
                     gain[b] -= delta[b]
             model.zero_grad(set_to_none=True)
         if method in ("integrated_gradients", "deeplift"):
@@ -477,14 +496,16 @@ def resolve_models(result_or_model, epochs: mne.BaseEpochs, label) -> tuple:
     """Models, fold of each epoch, classes and true labels of what is explained.
 
     With a :class:`DecodingResult`, each epoch belongs to the model of the
-    fold that did not train on it, so the epochs must be those the result was
-    decoded from (:meth:`DecodingResult.check_epochs` refuses others); a bare
-    model explains every epoch.
+    fold that did not train on it (behind its subject's alignment, for a
+    result decoded with ``align``: :meth:`DecodingResult.explainers`), so the
+    epochs must be those the result was decoded from
+    (:meth:`DecodingResult.check_epochs` refuses others); a bare model
+    explains every epoch. The returned ``fold`` indexes ``models``.
     """
     if isinstance(result_or_model, DecodingResult):
         res = result_or_model
         res.check_epochs(epochs)
-        models, fold = res.models, res.predictions["fold"].to_numpy()
+        models, fold = res.explainers()
         classes = res.classes
         y_true = res.predictions["y_true"].to_numpy()
         if (fold < 0).any():
