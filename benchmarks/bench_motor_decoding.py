@@ -8,7 +8,19 @@ LDA), within subject (5-fold stratified CV per subject) and across subjects
 ShallowConvNet, across subjects only (a CNN per subject has too little data),
 on the 21 sensorimotor channels resampled to 80 Hz.
 
+``--transfer`` instead compares, on movement vs rest across subjects (the
+same 4 GroupKFold folds, 21 channels at 80 Hz), ShallowConvNet as it is
+(baseline), with Euclidean alignment (He & Wu, 2019; each subject whitened
+with its own unlabeled epochs, the held-out subject included), with
+alignment + augmentation (time shift, sign flip, FT surrogate, channel
+dropout, mixup) and, with ``--n-seeds`` > 1, alignment + augmentation as an
+ensemble of that many seeds; against CSP+LDA (64 and 21 channels, with and
+without the same alignment) on the same folds. Balanced accuracy per fold
+and mean. Few training epochs (``--max-epochs``, default 20) keep it to
+minutes on 2 CPU cores: the figures are those of short training.
+
 Run: python benchmarks/bench_motor_decoding.py [--root ../shared/data/eegmmidb]
+     [--transfer [--max-epochs 20] [--n-seeds 3] [--runs executed]]
 """
 
 from __future__ import annotations
@@ -24,8 +36,19 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
+from eegsal.alignment import align, fit_alignment
 from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.decoding import decode
+
+#: Training augmentation of the "aligned + augmented" variant.
+AUGMENT = {
+    "time_shift": {"p": 0.5, "max_s": 0.1},
+    "sign_flip": {"p": 0.5},
+    "ft_surrogate": {"p": 0.3, "phase_noise": 0.5},
+    "channel_dropout": {"p": 0.3, "p_drop": 0.1},
+    "mixup": {"p": 0.3, "alpha": 0.4},
+}
+SHALLOW = dict(filter_length=12, pool_length=35, pool_stride=7)
 
 mne.set_log_level("warning")
 
@@ -48,11 +71,92 @@ def csp_scores(epochs):
     return float(np.mean(within)), balanced_accuracy_score(y, pred)
 
 
+def csp_folds(epochs, folds, aligned: bool) -> list[float]:
+    """CSP+LDA balanced accuracy per fold (optionally on aligned epochs)."""
+    X = epochs.get_data(units="uV")
+    y = epochs.metadata["content"].to_numpy()
+    g = epochs.metadata["subject"].astype(str).to_numpy()
+    if aligned:  # each subject from its own epochs, no labels
+        X = align(X, g, fit_alignment(X, g, "euclidean")).astype(np.float64)
+    out = []
+    for train, test in folds:
+        clf = csp_lda().fit(X[train], y[train])
+        out.append(balanced_accuracy_score(y[test], clf.predict(X[test])))
+    return out
+
+
+def transfer(args) -> None:
+    """Baseline vs alignment vs alignment + augmentation (+ ensemble), per fold."""
+    runs = {"executed": (3, 7, 11), "all": (3, 4, 7, 8, 11, 12)}[args.runs]
+    kw = dict(contrast="movement_rest", runs=runs, verbose=False)
+    full = load_eegbci(args.root, **kw)
+    small = load_eegbci(args.root, picks=SENSORIMOTOR, sfreq=80.0, **kw)
+    g = small.metadata["subject"].to_numpy()
+    folds = list(GroupKFold(4).split(g, g, g))
+    print(
+        f"movement vs rest, runs {args.runs}: {len(small)} epochs, "
+        f"{len(np.unique(g))} subjects, 4 folds; CNN on 21 ch at 80 Hz, "
+        f"{args.max_epochs} training epochs",
+        flush=True,
+    )
+    table = {}
+    t0 = time.perf_counter()
+    if args.cnn_only:
+        return transfer_cnn(args, small, table)
+    table["CSP+LDA 64 ch"] = csp_folds(full, folds, aligned=False)
+    table["CSP+LDA 64 ch, aligned"] = csp_folds(full, folds, aligned=True)
+    table["CSP+LDA 21 ch"] = csp_folds(small, folds, aligned=False)
+    table["CSP+LDA 21 ch, aligned"] = csp_folds(small, folds, aligned=True)
+    print(f"CSP+LDA: {time.perf_counter() - t0:.0f} s", flush=True)
+    transfer_cnn(args, small, table)
+
+
+def transfer_cnn(args, small, table: dict) -> None:
+    """Train the CNN variants; print the table of balanced accuracies per fold."""
+    variants = {}
+    if not args.cnn_only:
+        variants = {
+            "ShallowConvNet": {},
+            "ShallowConvNet, aligned": dict(align="euclidean"),
+            "ShallowConvNet, aligned + augmented": dict(
+                align="euclidean", augment=AUGMENT
+            ),
+        }
+    if args.n_seeds > 1:
+        variants[f"ShallowConvNet, aligned + augmented, {args.n_seeds} seeds"] = dict(
+            align="euclidean", augment=AUGMENT, n_seeds=args.n_seeds
+        )
+    for name, extra in variants.items():
+        t0 = time.perf_counter()
+        res = decode(
+            small, "content", model="shallow", cv=4, max_epochs=args.max_epochs,
+            patience=args.max_epochs, lr=6.25e-4, seed=0, model_params=SHALLOW,
+            verbose=False, **extra,
+        )  # fmt: skip
+        table[name] = list(res.scores["balanced_accuracy"])
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    print("\n| decoder | " + " | ".join(f"fold {k}" for k in range(4)) + " | mean |")
+    print("|---|" + "---:|" * 5)
+    for name, scores in table.items():
+        cells = " | ".join(f"{v:.3f}" for v in scores)
+        print(f"| {name} | {cells} | {np.mean(scores):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="../shared/data/eegmmidb")
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--transfer", action="store_true")
+    parser.add_argument("--n-seeds", type=int, default=1)
+    parser.add_argument("--runs", choices=["executed", "all"], default="all")
+    parser.add_argument(
+        "--cnn-only", action="store_true", help="with --transfer: the ensemble only"
+    )
     args = parser.parse_args()
+    if args.transfer:
+        args.max_epochs = args.max_epochs or 20
+        return transfer(args)
+    args.max_epochs = args.max_epochs or 30
     rows = []
     for contrast in ("movement_rest", "left_right"):
         full = load_eegbci(args.root, contrast=contrast, verbose=False)

@@ -172,3 +172,19 @@ def test_alignment_changes_what_a_model_sees(aligned_result, _study_session):
         plain.predictions["proba_" + str(plain.classes[0])],
         result.predictions["proba_" + str(result.classes[0])],
     )
+
+
+def test_study_config_takes_the_transfer_options():
+    from eegsal._config import ConfigError, read_config
+
+    params = {
+        "align": "euclidean",
+        "n_seeds": 2,
+        "augment": {"sign_flip": {"p": 0.5}},
+    }
+    cfg = read_config({"name": "t", "data": {"simulate": {}},
+                       "decode": {"params": params}})  # fmt: skip
+    assert cfg["decode"]["params"] == params
+    with pytest.raises(ConfigError, match="Did you mean 'align'"):
+        read_config({"name": "t", "data": {"simulate": {}},
+                     "decode": {"params": {"alignn": "euclidean"}}})  # fmt: skip
