@@ -203,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a dataset manifest into epochs and count them",
         description=(
             "Read the recordings a YAML manifest describes (see data_manifests/), "
-            "epoch them with their labels, print the epochs per subject and label, "
-            "and optionally save them as MNE's -epo.fif."
+            "epoch them with their labels, print the epochs per subject and label "
+            "and, when the epochs have a content and a context (stage), the "
+            "content x context table per subject (the confound check), and "
+            "optionally save them as MNE's -epo.fif."
         ),
     )
     epochs.add_argument("manifest", metavar="MANIFEST", help="a YAML manifest")
@@ -386,19 +388,42 @@ def _epochs(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, "--out") if args.out else None
     epochs = load_manifest(args.manifest, args.root, cache=not args.no_cache)
     meta = epochs.metadata
-    label = next((c for c in ("content", "stage") if c in meta), None)
     sys.stdout.write(
         f"{len(epochs)} epochs, {len(epochs.ch_names)} channels, "
         f"{epochs.info['sfreq']:g} Hz, {epochs.tmin:g} to {epochs.tmax:g} s\n"
     )
-    if label is not None:
-        table = meta.groupby(["subject", label]).size().unstack(fill_value=0)
-        sys.stdout.write(table.to_string() + "\n")
+    sys.stdout.write(_count_tables(meta))
     if out is not None:
         with atomic_path(out) as tmp:
             epochs.save(tmp, overwrite=True, verbose=False)
         sys.stdout.write(f"saved {out}\n")
     return EXIT_OK
+
+
+def _count_tables(meta) -> str:
+    """Tables of epochs per subject: by label, and content x context.
+
+    The second table is the confound check a sleep researcher reads first:
+    when the content goes with the context (e.g. "flying" mostly in REM), a
+    decoder can read the context and look like it reads the content.
+    """
+    label = next((c for c in ("content", "stage") if c in meta), None)
+    if label is None:
+        return ""
+    text = meta.groupby(["subject", label]).size().unstack(fill_value=0).to_string()
+    context = next((c for c in ("stage", "context") if c in meta and c != label), None)
+    if label != "content" or context is None:
+        return text + "\n"
+    table = meta.groupby(["subject", context, label]).size().unstack(fill_value=0)
+    first = str(table.columns[0])
+    share = meta.groupby(context)[label].apply(lambda s: (s == first).mean())
+    return (
+        f"{text}\n\ncontent x {context} per subject (if the content follows the "
+        f"{context}, a decoder of the {context} looks like one of the content):\n"
+        f"{table.to_string()}\n\nP({label} = {first} | {context}), all subjects: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in share.items())
+        + "\n"
+    )
 
 
 #: Exceptions that bad input (a config, a manifest, a damaged or foreign file)

@@ -134,3 +134,54 @@ def test_report_of_a_damaged_study_exits_1_in_one_line(tmp_path, text, needle, c
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{tmp_path / 'config.yaml'}: " in err and needle in err
+
+
+MOTOR_MANIFEST = """\
+name: motor_two_subjects
+root: {root}
+recordings:
+  glob: MNE-eegbci-data/files/eegmmidb/1.0.0/S*/S*R*.edf
+  match: S(?P<subject>\\d{{3}})R(?P<run>\\d{{2}})\\.edf$
+  include: {{subject: ["001", "002"], run: ["03", "04"]}}
+  columns:
+    context:
+      from: run
+      map: {{"03": executed, "04": imagined}}
+preprocessing: {{rename: eegbci, montage: colin27_1005, l_freq: 7.0, h_freq: 30.0}}
+epochs:
+  mode: events
+  events: annotations
+  labels: {{T1: left, T2: right}}
+  tmin: 0.5
+  tmax: 2.5
+"""
+
+
+def test_epochs_command_prints_content_by_context_per_subject(tmp_path, capsys):
+    import mne
+
+    from tests.conftest import shared_data_or_skip
+
+    root = shared_data_or_skip("eegmmidb")
+    manifest = tmp_path / "motor.yaml"
+    manifest.write_text(MOTOR_MANIFEST.format(root=root))
+    assert main(["epochs", str(manifest), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "content x context per subject" in text
+    # independent count: the T1/T2 annotations of each file whose 0.5-2.5 s
+    # window lies inside the recording
+    rows = []
+    for subject in ("001", "002"):
+        for run, context in (("03", "executed"), ("04", "imagined")):
+            path = root / "MNE-eegbci-data/files/eegmmidb/1.0.0"
+            raw = mne.io.read_raw_edf(
+                path / f"S{subject}" / f"S{subject}R{run}.edf", verbose=False
+            )
+            ann = raw.annotations
+            inside = ann.onset + 2.5 <= raw.times[-1]
+            n = [int(((ann.description == e) & inside).sum()) for e in ("T1", "T2")]
+            rows.append(f"{context} {n[0]} {n[1]}")
+    table = text.split("content x context per subject")[1].splitlines()
+    lines = [" ".join(line.split()[-3:]) for line in table[3:7]]
+    assert lines == rows
+    assert "P(content = left | context), all subjects: executed" in text
