@@ -337,3 +337,127 @@ def test_depth_confound_sets_a_measurable_delta_power():
     assert (meta["stage"] == plain.metadata["stage"]).all()
     with pytest.raises(TypeError, match="depth_confound must be a number"):
         simulate_sleep_study(depth_confound="strong", **kw)
+
+
+# ----------------------------------------------------------------------------
+# plant_content: a known signal in one's own epochs
+
+
+def _sd_units(planted, original, chans, inside, positive):
+    """RMS of the difference over the window, per positive epoch and channel, in SD."""
+    picks = [original.ch_names.index(c) for c in chans]
+    x = original.get_data()[:, picks]
+    diff = planted.get_data()[:, picks] - x
+    sd = np.sqrt(((x - x.mean(axis=(0, 2), keepdims=True)) ** 2).mean(axis=(0, 2)))
+    part = diff[positive][..., inside]
+    return np.sqrt((part**2).mean(axis=-1)) / sd, np.sqrt(
+        (part**2).mean(axis=(0, 2))
+    ) / sd
+
+
+@pytest.mark.parametrize("waveform", ["burst", "erp", "band_power"])
+def test_plant_content_adds_its_amplitude_only_inside_the_mask(study, waveform):
+    from eegsal.simulate import plant_content
+
+    epochs, _ = study
+    before = epochs.get_data(copy=True)
+    chans, window = ["O2", "O1", "Pz"], (0.5, 1.25)
+    planted, truth = plant_content(
+        epochs, channels=chans, window=window, waveform=waveform, amplitude=0.7,
+        frequency=11.0, band=(8.0, 13.0), rate_by={s: 0.5 for s in STAGES},
+        seed=3, verbose=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(epochs.get_data(), before)  # input untouched
+    positive = (planted.metadata["content"] == "flying").to_numpy()
+    assert 0 < positive.sum() < len(positive)
+    assert set(planted.metadata["content"]) == {"flying", "other"}
+    diff = planted.get_data() - before
+    # exactly zero on negative epochs and outside the mask
+    assert not diff[~positive].any()
+    assert not diff[:, ~truth.content_mask].any()
+    inside = (epochs.times >= window[0]) & (epochs.times < window[1])
+    picks = [epochs.ch_names.index(c) for c in chans]
+    expected = np.zeros_like(truth.content_mask)
+    expected[np.ix_(picks, inside)] = True
+    np.testing.assert_array_equal(truth.content_mask, expected)
+    assert truth.content_channels == ["Pz", "O1", "O2"]  # in the data's order
+    per_epoch, pooled = _sd_units(planted, epochs, chans, inside, positive)
+    np.testing.assert_allclose(pooled, 0.7, rtol=1e-9)
+    if waveform != "band_power":  # the same size in every positive epoch
+        np.testing.assert_allclose(per_epoch, 0.7, rtol=1e-9)
+    if waveform == "burst":  # its power lies at the requested frequency
+        d = diff[positive][:, picks[0]]
+        f, pxx = signal.periodogram(d, epochs.info["sfreq"], nfft=400)
+        assert abs(f[pxx.mean(0).argmax()] - 11.0) <= 0.5
+    if waveform == "band_power":  # the band's own activity, scaled
+        d = diff[positive][:, picks[0]]
+        f, pxx = signal.periodogram(d, epochs.info["sfreq"], nfft=400)
+        share = pxx[:, (f >= 6) & (f <= 15)].sum() / pxx.sum()
+        assert share > 0.9
+
+
+def test_plant_content_labels_follow_rate_by():
+    from eegsal.simulate import plant_content
+
+    rates = {"REM": 0.8, "N2": 0.3, "W": 0.05}
+    n = 3000
+    info = mne.create_info(["O1", "O2"], 100.0, "eeg")
+    stage = np.array(list(rates))[np.arange(n) % 3]
+    epochs = mne.EpochsArray(
+        np.random.default_rng(0).normal(size=(n, 2, 20)) * 1e-6, info,
+        metadata=pd.DataFrame({"stage": stage}), verbose=False,
+    )  # fmt: skip
+    for seed in (0, 1, 2):
+        planted, truth = plant_content(
+            epochs, channels=["O1"], window=(0.05, 0.15), rate_by=rates,
+            seed=seed, verbose=False,
+        )  # fmt: skip
+        assert truth.p_content == {"N2": 0.3, "REM": 0.8, "W": 0.05}
+        share = (planted.metadata["content"] == "flying").groupby(stage).mean()
+        for s, r in rates.items():  # 1000 epochs each: SD of the share <= 0.016
+            assert abs(share[s] - r) < 0.06
+    # same seed, same labels and data; another seed, other labels
+    a, _ = plant_content(epochs, channels=["O1"], window=(0.05, 0.15), seed=7,
+                         verbose=False)  # fmt: skip
+    b, _ = plant_content(epochs, channels=["O1"], window=(0.05, 0.15), seed=7,
+                         verbose=False)  # fmt: skip
+    c, _ = plant_content(epochs, channels=["O1"], window=(0.05, 0.15), seed=8,
+                         verbose=False)  # fmt: skip
+    np.testing.assert_array_equal(a.get_data(), b.get_data())
+    assert a.metadata["content"].equals(b.metadata["content"])
+    assert not a.metadata["content"].equals(c.metadata["content"])
+
+
+def test_plant_content_of_amplitude_zero_only_draws_labels(study):
+    from eegsal.simulate import plant_content
+
+    epochs, _ = study
+    planted, truth = plant_content(
+        epochs, channels=["O1"], window=(0.5, 1.5), amplitude=0.0,
+        label_column="dream", labels=("yes", "no"), rate=0.4, verbose=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(planted.get_data(), epochs.get_data())
+    assert not truth.content_mask.any()
+    assert set(planted.metadata["dream"]) == {"yes", "no"}
+    assert planted.metadata["content"].equals(epochs.metadata["content"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(channels=["Xz"]), "not channels of the epochs"),
+        (dict(window=(1.9, 1.91)), "at least 2 samples"),
+        (dict(waveform="spindle"), "waveform"),
+        (dict(frequency=80.0), "frequency"),
+        (dict(amplitude=-1.0), "amplitude"),
+        (dict(rate_by={"REM": 0.9}), "rate_by has no rate"),
+        (dict(rate_by={s: 0.5 for s in STAGES}, context="night"), "not a column"),
+    ],
+)
+def test_plant_content_bad_input_names_the_parameter(study, kwargs, match):
+    from eegsal.simulate import plant_content
+
+    epochs, _ = study
+    kw = dict(channels=["O1"], window=(0.5, 1.5)) | kwargs
+    with pytest.raises(ValueError, match=match):
+        plant_content(epochs, **kw, verbose=False)
