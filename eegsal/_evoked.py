@@ -145,9 +145,7 @@ class MapEvoked(mne.EvokedArray):
         anim : matplotlib.animation.Animation
             The animation.
         """
-        return super().animate_topomap(
-            *args, **self._units(units, scalings), **kwargs
-        )
+        return super().animate_topomap(*args, **self._units(units, scalings), **kwargs)
 
     def plot_joint(
         self,
