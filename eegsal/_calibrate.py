@@ -16,6 +16,7 @@ sentence; :mod:`eegsal.pipeline` runs the draws and writes the files.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,9 +393,12 @@ def plot_calibration(summary: pd.DataFrame, power: float = 0.8, title: str = "")
         "context only)",
         ylabel="share of draws with a content claim",
         ylim=(-0.03, 1.03),
-        title=title or "False claims (amplitude 0) and power of the study",
+        title="\n".join(
+            textwrap.fill(line, 64)
+            for line in (title or "False claims and power of the study").split("\n")
+        ),
     )
-    ax.legend(fontsize="small", loc="center right")
+    ax.legend(fontsize="small", loc="best")
     return fig
 
 
