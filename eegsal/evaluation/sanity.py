@@ -33,38 +33,76 @@ def cascading_randomization(model: nn.Module, seed=0):
     Each yielded model is a copy in which the named layer and every layer
     after it (towards the output) have fresh random parameters (their own
     ``reset_parameters``), as in Adebayo et al. (2018); batch-norm running
-    statistics are reset too.
+    statistics are reset too. An :class:`~eegsal.decoding.Ensemble` (a fold
+    trained with ``n_seeds > 1``) is randomized member by member in step: at
+    each step the same layer is re-initialized in every member, so that the
+    cascade has as many steps as one member has layers and its last step
+    leaves no trained parameter in any member.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A trained model (left untouched).
+        A trained model or ensemble (left untouched).
     seed : int | numpy.random.Generator | None
         Seed of the re-initialization.
 
     Yields
     ------
     layer : str
-        The lowest layer randomized so far.
+        The lowest layer randomized so far (named within a member, for an
+        ensemble).
     randomized : torch.nn.Module
         The partly randomized copy (in eval mode).
+
+    References
+    ----------
+    .. [1] Adebayo J et al. (2018). Sanity checks for saliency maps. NeurIPS.
     """
     import torch
 
+    from eegsal.decoding import members_of
+
     rng = check_random_state(seed)
     randomized = copy.deepcopy(model).eval()
-    layers = _parametrized_layers(randomized)
-    for name, layer in reversed(layers):
-        torch.manual_seed(int(rng.integers(2**31)))
-        if hasattr(layer, "reset_running_stats"):
-            layer.reset_running_stats()
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
-        else:  # a layer without its own initializer: Gaussian like its weights
-            with torch.no_grad():
-                for p in layer.parameters(False):
-                    p.normal_(0, float(p.std()) if p.numel() > 1 else 1.0)
+    members = members_of(randomized)
+    per_member = [_parametrized_layers(m) for m in members]
+    for step in reversed(range(len(per_member[0]))):
+        name = per_member[0][step][0]
+        for layers in per_member:
+            layer = layers[step][1]
+            torch.manual_seed(int(rng.integers(2**31)))
+            if hasattr(layer, "reset_running_stats"):
+                layer.reset_running_stats()
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+            else:  # a layer without its own initializer: Gaussian like its weights
+                with torch.no_grad():
+                    for p in layer.parameters(False):
+                        p.normal_(0, float(p.std()) if p.numel() > 1 else 1.0)
         yield name, copy.deepcopy(randomized).eval()
+
+
+def _randomized_results(result, seed=0):
+    """Yield ``(layer, result)``: ``result`` with its fold models randomized in cascade.
+
+    The first item, ``(None, result)``, holds the trained models (rebuilt
+    the same way, as a check of the path); then each step re-initializes one
+    more layer of every fold model (of every member of an ensemble). Each
+    yielded result keeps the folds and the alignment of ``result``, so that
+    :meth:`~eegsal.decoding.DecodingResult.explainers` puts each subject's
+    alignment in front of its randomized fold model, as for the trained one.
+    """
+    from eegsal.decoding import DecodingResult
+
+    def rebuild(models):
+        return DecodingResult(result.predictions, result.scores, models,
+                              result.classes, result.config, model=result.model,
+                              alignment=result.alignment)  # fmt: skip
+
+    yield None, rebuild(list(result.models))
+    cascades = [cascading_randomization(m, seed) for m in result.models]
+    for step in zip(*cascades, strict=True):
+        yield step[0][0], rebuild([m for _, m in step])
 
 
 class _SameFolds:
@@ -123,7 +161,13 @@ def randomization_test(
     Parameters
     ----------
     result_or_model : DecodingResult | torch.nn.Module
-        The trained decoder (for a result, every fold model is randomized).
+        The trained decoder. For a result, every fold model is randomized
+        and each epoch explained by its randomized fold model, through
+        :meth:`~eegsal.decoding.DecodingResult.explainers` as
+        :func:`eegsal.attribute` does: a result decoded with ``align`` keeps
+        each subject's (fixed) alignment in front of the randomized model.
+        A fold ensemble (``n_seeds > 1``) is randomized layer by layer in
+        every member at once (:func:`cascading_randomization`).
     epochs : mne.Epochs
         Epochs to explain (a few dozen are enough).
     method : str | callable
@@ -153,7 +197,7 @@ def randomization_test(
     >>> eegsal.evaluation.randomization_test(result, epochs[:50])  # doctest: +SKIP
     """
     from eegsal.attribution import attribute
-    from eegsal.decoding import DecodingResult
+    from eegsal.decoding import DecodingResult, members_of
 
     def explain(obj):
         if callable(method):
@@ -162,23 +206,19 @@ def randomization_test(
                          **attribute_params).data  # fmt: skip
 
     original = explain(result_or_model)
+    if isinstance(result_or_model, DecodingResult):  # explained as attribute() does
+        steps = _randomized_results(result_or_model, seed)
+        next(steps)  # the trained models: ``original``
+    else:
+        steps = cascading_randomization(result_or_model, seed)
     is_result = isinstance(result_or_model, DecodingResult)
     models = result_or_model.models if is_result else [result_or_model]
-    cascades = [cascading_randomization(m, seed) for m in models]
-    n_layers = len(_parametrized_layers(models[0]))
+    n_layers = len(_parametrized_layers(members_of(models[0])[0]))
     rows = []
     logger.info("Randomizing %d layers, top down", n_layers)
-    for depth in progress(range(n_layers), desc="cascading randomization"):
-        step = [next(c) for c in cascades]
-        name = step[0][0]
-        randomized = [m for _, m in step]
-        if is_result:
-            obj = DecodingResult(result_or_model.predictions, result_or_model.scores,
-                                 randomized, result_or_model.classes,
-                                 result_or_model.config,
-                                 model=result_or_model.model)  # fmt: skip
-        else:
-            obj = randomized[0]
+    for depth, (name, obj) in enumerate(
+        progress(steps, desc="cascading randomization", total=n_layers)
+    ):
         rho = _spearman_rows(original, explain(obj))
         q25, med, q75 = np.nanpercentile(rho, [25, 50, 75])
         rows.append(dict(layer=name, depth=depth + 1, spearman=med, q25=q25, q75=q75))

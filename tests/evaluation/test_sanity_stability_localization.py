@@ -104,3 +104,64 @@ def test_label_randomization_control(tiny_result, study):
     assert 0.25 < table["balanced_accuracy_shuffled"].iloc[0] < 0.75  # chance
     assert {"subject", "content", "stage"} <= set(table.columns)
     assert tiny_result.config["decoder_params"]["max_epochs"] == 3
+
+
+@pytest.fixture(scope="module")
+def aligned_result(_study_session):
+    from eegsal.decoding import decode
+
+    epochs, _ = _study_session
+    return decode(epochs, "content", cv=2, max_epochs=2, batch_size=32, seed=0,
+                  valid_size=0, align="euclidean")  # fmt: skip
+
+
+def test_randomization_of_an_aligned_result_keeps_the_alignment(aligned_result, study):
+    from eegsal.attribution import attribute
+    from eegsal.evaluation.sanity import _randomized_results
+
+    epochs, _ = study
+    result = aligned_result
+    expected = attribute(result, epochs, method="saliency", verbose=False).data
+    steps = _randomized_results(result, seed=0)
+    layer, trained = next(steps)
+    assert layer is None and trained.alignment is result.alignment
+    got = attribute(trained, epochs, method="saliency", verbose=False).data
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+    # each randomized step is explained behind each subject's alignment
+    _, randomized = next(steps)
+    models, index = randomized.explainers()
+    assert len(models) == 4 and (index >= 0).all()  # (fold, subject) pairs
+    assert all(isinstance(m[0], type(result.explainers()[0][0][0])) for m in models)
+    table = randomization_test(result, epochs, method="saliency")
+    assert len(table) == len(list(cascading_randomization(result.models[0])))
+
+
+def test_randomization_of_an_ensemble_goes_through_every_member(study):
+    from eegsal.decoding import Ensemble, decode
+
+    epochs, _ = study
+    result = decode(epochs, "content", cv=2, max_epochs=1, batch_size=32, seed=0,
+                    valid_size=0, n_seeds=2)  # fmt: skip
+    model = result.models[0]
+    assert isinstance(model, Ensemble)
+    n_member_layers = len(
+        [m for m in model.members[0].modules() if list(m.parameters(False))]
+    )
+    steps = list(cascading_randomization(model, seed=0))
+    assert len(steps) == n_member_layers
+    assert not steps[0][0].startswith("members")  # named within a member
+    for depth, (_, randomized) in enumerate(steps, start=1):
+        assert isinstance(randomized, Ensemble)
+        for trained, member in zip(model.members, randomized.members, strict=True):
+            changed = [
+                not all(torch.equal(p, q) for p, q in zip(
+                    a.parameters(False), b.parameters(False), strict=True))
+                for a, b in zip(trained.modules(), member.modules(), strict=True)
+                if list(a.parameters(False))
+            ]  # fmt: skip
+            # the top ``depth`` layers of every member, and no other
+            assert changed == [False] * (n_member_layers - depth) + [True] * depth
+    table = randomization_test(
+        result.take(slice(0, 10)), epochs[:10], method="saliency"
+    )
+    assert len(table) == n_member_layers
