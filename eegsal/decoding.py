@@ -45,6 +45,7 @@ from eegsal.data.reader import (
     BatchLoader,
     EpochsReader,
     channel_moments,
+    read_rows,
     take,
 )
 from eegsal.guidance import GuidedTrainingMixin, check_guidance
@@ -387,6 +388,24 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
     ch_names : list of str | None
         Channel names of ``X``, needed by the ``channel_symmetry``
         augmentation (:func:`decode` passes them).
+    teacher : array-like | torch.nn.Module | None
+        Knowledge distillation (Hinton et al., 2015): a teacher's logits for
+        each epoch of ``X``, shape (n_epochs, n_classes), columns in the
+        order of ``classes_`` (log-probabilities do as well: they are logits
+        up to a constant per epoch, which the softmax ignores); or a model
+        taking µV ``(batch, n_chans, n_times)`` to logits, run on ``X``
+        (in-sample for a teacher trained on ``X``: :func:`decode` with
+        ``teacher=result`` uses the teacher's out-of-fold logits instead).
+        The loss is then ``(1 - distill_weight) x cross-entropy +
+        distill_weight x T^2 x KL(teacher at T || student at T)``
+        (:func:`eegsal.guidance.distillation_loss`), on the training batches;
+        early stopping watches the cross-entropy of the validation subjects.
+        Augmented epochs keep the teacher targets of the epoch they came
+        from. None: no distillation.
+    distill_temperature : float
+        ``T`` (> 0) of the soft targets.
+    distill_weight : float
+        Share of the soft term, in [0, 1] (0: plain training).
 
     Attributes
     ----------
@@ -406,6 +425,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
     .. [1] He H, Wu D (2019). Transfer learning for brain-computer interfaces:
        a Euclidean space data alignment approach. IEEE Trans Biomed Eng 67(2),
        399-410.
+    .. [2] Hinton G, Vinyals O, Dean J (2015). Distilling the knowledge in a
+       neural network. arXiv:1503.02531.
     """
 
     def __init__(
@@ -439,6 +460,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         align: str | None = None,
         n_seeds: int = 1,
         ch_names: list[str] | None = None,
+        teacher: np.ndarray | nn.Module | None = None,
+        distill_temperature: float = 4.0,
+        distill_weight: float = 0.5,
     ):
         self.model = model
         self.model_params = model_params
@@ -468,6 +492,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.align = align
         self.n_seeds = n_seeds
         self.ch_names = ch_names
+        self.teacher = teacher
+        self.distill_temperature = distill_temperature
+        self.distill_weight = distill_weight
 
     @fill_doc
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
@@ -494,6 +521,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         if not isinstance(self.n_seeds, int | np.integer) or self.n_seeds < 1:
             raise ValueError(f"n_seeds must be an int >= 1, got {self.n_seeds!r}.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.teacher_logits_ = self._teacher_logits(X)
         self.alignment_ = None
         if self.align is not None:
             check_option("align", self.align, ALIGNMENTS)
@@ -517,6 +545,38 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         trained = [len(net.history) for net in self.nets_]
         self.n_epochs_trained_ = trained[0] if len(trained) == 1 else trained
         return self
+
+    def _teacher_logits(self, X) -> np.ndarray | None:
+        """Return the teacher's logits of each epoch of ``X`` (µV), or None."""
+        if self.teacher is None:
+            return None
+        check_range(self.distill_temperature, "distill_temperature", 0.0, None,
+                    low_closed=False)  # fmt: skip
+        check_range(self.distill_weight, "distill_weight", 0.0, 1.0)
+        if isinstance(self.teacher, nn.Module):
+            teacher = self.teacher.cpu().eval()
+            with torch.no_grad():
+                logits = np.concatenate([
+                    teacher(torch.from_numpy(read_rows(X, rows))).float().numpy()
+                    for rows in np.array_split(
+                        np.arange(len(X)), max(1, -(-len(X) // self.batch_size)))
+                ])  # fmt: skip
+        else:
+            logits = np.asarray(self.teacher, dtype=np.float32)
+        want = (len(X), len(self.classes_))
+        if logits.shape != want:
+            raise ValueError(
+                f"teacher gives logits of shape {logits.shape}; the epochs and "
+                f"classes need {want} (n_epochs, n_classes), columns in the order "
+                f"of {list(self.classes_)}."
+            )
+        if not np.isfinite(logits).all():
+            bad = int((~np.isfinite(logits)).any(1).sum())
+            raise ValueError(
+                f"teacher logits are not finite for {bad}"
+                " epochs (e.g. epochs the teacher never tested); leave them out."
+            )
+        return logits.astype(np.float32)
 
     def _fit_one(self, X, y_idx, groups, seed: int) -> _Net:
         """Train one network with ``seed``; return its skorch net."""
@@ -557,6 +617,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         guided = bool(
             guidance["rrr_weight"] or guidance["keep_weight"] or guidance["augment"]
             or guidance["consistency_weight"] or guidance["augmenter"] is not None
+            or self.teacher_logits_ is not None
         )  # fmt: skip
         masks = None
         if guidance["per_epoch"]:
@@ -588,7 +649,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             verbose=0,
         )
         net.guidance = guidance
-        net.fit(BatchDataset(X, train, y_idx[train], masks), None)
+        net.fit(BatchDataset(X, train, y_idx[train], masks, self.teacher_logits_), None)
         return net
 
     def _split(self, y_idx, groups, seed: int | None = None):
@@ -1309,11 +1370,13 @@ class DecodingResult:
         )
 
 
-def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
+def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None):
     """Train one fold's decoder; return its test probabilities and CPU module."""
     clf = clone(base)
     if per_epoch_mask is not None:  # one mask per epoch: the fold's own
         clf.set_params(rrr_mask=per_epoch_mask[train])
+    if teacher is not None:  # the teacher's logits of the training epochs only
+        clf.set_params(teacher=teacher[train])
     clf = clf.fit(take(X, train), y[train], groups=g[train])
     # a fold's training set may miss a class: map its columns to all classes
     p = np.zeros((len(test), len(classes)))
@@ -1321,6 +1384,30 @@ def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask):
         take(X, test), groups=g[test]
     )
     return p, clf.module_.cpu(), clf.n_epochs_trained_
+
+
+def _teacher_logits(teacher, epochs: mne.BaseEpochs, classes: np.ndarray):
+    """Return the out-of-fold logits of a teacher result, one row per epoch."""
+    if not isinstance(teacher, DecodingResult):
+        raise TypeError(
+            "decode(teacher=...) takes the DecodingResult of the teacher, decoded "
+            f"from the same epochs; got {type(teacher).__name__}."
+        )
+    teacher.check_epochs(epochs)
+    if not np.array_equal(np.asarray(teacher.classes, str), classes):
+        raise ValueError(
+            f"The teacher decoded classes {list(teacher.classes)}, the student "
+            f"decodes {list(classes)}: distillation needs the same classes."
+        )
+    if (teacher.predictions["fold"] < 0).any():
+        raise ValueError(
+            "The teacher tested no fold on some epochs (fold -1), so it has no "
+            "out-of-fold targets for them; decode the teacher with a cv that "
+            "tests every epoch."
+        )
+    proba = teacher.predictions[[f"proba_{c}" for c in teacher.classes]].to_numpy()
+    # log-probabilities are logits up to a constant per epoch (softmax ignores it)
+    return np.log(np.clip(proba.astype(np.float64), 1e-12, None)).astype(np.float32)
 
 
 def _to_json(value):
@@ -1419,6 +1506,22 @@ def decode(
         :mod:`eegsal.augmentation`) and ``n_seeds=`` (each fold an
         :class:`Ensemble` of that many networks trained with seeds ``seed,
         seed + 1, ...``, their probabilities averaged).
+        Knowledge distillation (Hinton et al., 2015): ``teacher=result``, the
+        :class:`DecodingResult` of a teacher decoded from the same epochs
+        (:meth:`DecodingResult.check_epochs`), with ``distill_temperature``
+        and ``distill_weight`` (see :class:`EEGDecoder`). The soft targets
+        are the teacher's *out-of-fold* predictions: the teacher's
+        log-probabilities (``proba_<class>`` of its predictions), which are
+        its logits up to a constant per epoch that the softmax at any
+        temperature ignores. Leakage is avoided twice over: the student of
+        fold ``k`` trains on epochs whose teacher targets came from the
+        teacher models that were *tested* on them (never trained on them),
+        and only its training epochs' targets are passed to it, so the
+        teacher's predictions for the student's test subjects never enter its
+        training. The teacher models that made those targets may still have
+        trained on the student's test subjects (the teacher's own folds);
+        the targets carry no prediction of them, but a strictly nested
+        scheme would retrain the teacher inside each student fold.
 
     Returns
     -------
@@ -1450,6 +1553,10 @@ def decode(
         )
     g = meta[groups].to_numpy()
     splitter = _make_cv(cv, g)
+    teacher = decoder_params.pop("teacher", None)
+    soft = None
+    if teacher is not None:
+        soft = _teacher_logits(teacher, epochs, np.unique(y))
     if epochs.preload:
         X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
     else:  # read batch by batch, in each fold (studies larger than memory)
@@ -1497,7 +1604,7 @@ def decode(
     # one task per fold; joblib runs them in this process (n_jobs=1), in local
     # processes, or on a cluster (joblib.parallel_config(backend="dask"))
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(base, X, y, g, train, test, classes, per_epoch_mask)
+        delayed(_fit_fold)(base, X, y, g, train, test, classes, per_epoch_mask, soft)
         for train, test in folds
     )
     models, rows = [], []
@@ -1544,6 +1651,8 @@ def decode(
         clf = clone(base)
         if per_epoch_mask is not None:
             clf.set_params(rrr_mask=per_epoch_mask)
+        if soft is not None:
+            clf.set_params(teacher=soft)
         refit_model = clf.fit(X, y, groups=g).module_.cpu()
     config = dict(
         target=target,
@@ -1563,6 +1672,9 @@ def decode(
         n_seeds=int(base.n_seeds),
         align=base.align,
     )
+    if teacher is not None:
+        config["teacher"] = dict(model=teacher.config["model"],
+                                 target=teacher.config["target"])  # fmt: skip
     if not isinstance(model, str):  # a class or factory: load() needs it again
         config["custom_model"] = True
     result = DecodingResult(

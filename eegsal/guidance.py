@@ -1,5 +1,8 @@
 """Training that uses the maps: right for the right reasons, guided CutOut, consistency.
 
+(and knowledge distillation from a teacher's soft targets, which shares the
+training step; see :func:`distillation_loss`)
+
 Three terms a decoder can be trained with (all off by default; see
 :class:`eegsal.EEGDecoder`), each built from the input gradient of the
 model's log-probabilities with respect to the *standardized* input (the
@@ -53,7 +56,13 @@ from eegsal._logging import verbose
 from eegsal.augmentation import Augmenter
 from eegsal.models._timing import to_samples
 
-__all__ = ["AUGMENTATIONS", "RRR_METHODS", "localize_events", "make_mask"]
+__all__ = [
+    "AUGMENTATIONS",
+    "RRR_METHODS",
+    "distillation_loss",
+    "localize_events",
+    "make_mask",
+]
 
 #: What ``augment=`` of :class:`eegsal.EEGDecoder` takes.
 AUGMENTATIONS = ("cutout", "saliency_cutout")
@@ -159,6 +168,53 @@ def std_gradients(
     return logits, grad
 
 
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    hard_loss: torch.Tensor,
+    *,
+    temperature: float,
+    weight: float,
+) -> torch.Tensor:
+    """Knowledge-distillation loss (Hinton et al., 2015).
+
+    ``(1 - weight) * hard_loss + weight * T^2 * KL(p_T || q_T)``, where
+    ``p_T = softmax(teacher_logits / T)`` are the teacher's soft targets,
+    ``q_T = softmax(student_logits / T)`` the student's, and the KL
+    divergence is averaged over the batch. The factor ``T^2`` keeps the
+    gradients of the soft term on the scale of the hard one as ``T`` changes.
+
+    Parameters
+    ----------
+    student_logits : torch.Tensor, shape (batch, n_classes)
+        The student's logits.
+    teacher_logits : torch.Tensor, shape (batch, n_classes)
+        The teacher's logits (or log-probabilities: logits up to a constant
+        per epoch, which the softmax at ``T`` ignores).
+    hard_loss : torch.Tensor
+        The loss on the true labels (the decoder's cross-entropy), a scalar.
+    temperature : float
+        ``T`` (> 0); higher values soften both distributions.
+    weight : float
+        Share of the soft term, in [0, 1]; 0 gives ``hard_loss``.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar.
+
+    References
+    ----------
+    .. [1] Hinton G, Vinyals O, Dean J (2015). Distilling the knowledge in a
+       neural network. arXiv:1503.02531.
+    """
+    t = float(temperature)
+    log_q = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    soft = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+    return (1 - weight) * hard_loss + weight * t**2 * soft
+
+
 def _cutout(x, module, y, size, guided, gen):
     """Replace one (channels x samples) patch per example by the channel means."""
     n, c, t = x.shape
@@ -208,9 +264,9 @@ class GuidedTrainingMixin:
         g = self.guidance
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        mask = None
+        mask = teacher = None
         if isinstance(Xi, dict):
-            Xi, mask = Xi["X"], Xi["mask"]
+            Xi, mask, teacher = Xi["X"], Xi.get("mask"), Xi.get("teacher")
         xi = Xi.to(self.device)
         yt = yi.to(self.device)
         module = self.module_
@@ -241,6 +297,14 @@ class GuidedTrainingMixin:
         else:
             y_pred = self.infer(xi, **fit_params)
         loss = self.get_loss(y_pred, target, X=xi, training=True)
+        if teacher is not None:  # the teacher's targets of the un-augmented epochs
+            loss = distillation_loss(
+                y_pred,
+                teacher.to(xi.device),
+                loss,
+                temperature=g["distill_temperature"],
+                weight=g["distill_weight"],
+            )
         if rrr:
             loss = loss + g["rrr_weight"] * (sq * m).sum() / len(xi)
         if g["keep_weight"]:
@@ -381,6 +445,8 @@ def check_guidance(
         consistency_weight=float(decoder.consistency_weight),
         consistency_noise=float(decoder.consistency_noise),
         consistency_shift=int(decoder.consistency_shift),
+        distill_temperature=float(getattr(decoder, "distill_temperature", 1.0)),
+        distill_weight=float(getattr(decoder, "distill_weight", 0.0)),
         generator=gen,
         per_epoch=per_epoch,
     )

@@ -167,13 +167,17 @@ class BatchDataset(torch.utils.data.Dataset):
     masks : ndarray | None
         One guidance mask per epoch of ``source`` (see
         :mod:`eegsal.guidance`); batches are then ``{"X", "mask"}`` dicts.
+    teacher : ndarray | None
+        A teacher's logits, one row (n_classes,) per epoch of ``source``
+        (knowledge distillation); batches then hold them under ``"teacher"``.
     """
 
-    def __init__(self, source, rows, y=None, masks=None):
+    def __init__(self, source, rows, y=None, masks=None, teacher=None):
         self.source = source
         self.rows = np.asarray(rows)
         self.y = np.zeros(len(self.rows), np.int64) if y is None else np.asarray(y)
         self.masks = masks
+        self.teacher = teacher
 
     def __len__(self) -> int:  # noqa: D105
         return len(self.rows)
@@ -181,8 +185,12 @@ class BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, positions):  # noqa: D105
         rows = self.rows[positions]
         x = torch.from_numpy(read_rows(self.source, rows))
-        if self.masks is not None:
-            x = {"X": x, "mask": torch.from_numpy(self.masks[rows])}
+        if self.masks is not None or self.teacher is not None:
+            x = {"X": x}
+            if self.masks is not None:
+                x["mask"] = torch.from_numpy(self.masks[rows])
+            if self.teacher is not None:
+                x["teacher"] = torch.from_numpy(self.teacher[rows])
         return x, torch.from_numpy(self.y[positions].astype(np.int64))
 
 
