@@ -136,16 +136,9 @@ def plot_topomap(
                 )
                 ax.set_title(span, fontsize=9)
             if c == 0:
-                ax.text(
-                    -0.15,
-                    0.5,
-                    name,
-                    transform=ax.transAxes,
-                    rotation=90,
-                    ha="right",
-                    va="center",
-                    fontsize=9,
-                )
+                # an axis label, not free text: the layout makes room for it
+                # (the topomap hides the ticks and frame, not the axis)
+                ax.set_ylabel(name, fontsize=9)
     cbar = fig.colorbar(im, ax=axes, shrink=0.8 if n_rows <= 3 else 2.4 / n_rows)
     kind = "|attribution|" if absolute else "attribution"
     cbar.set_label(f"{kind} (a.u.)")
