@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from eegsal.viz._text import axes_title_width, suptitle, wrap
+
 __all__ = [
     "PALETTE",
     "plot_faithfulness",
@@ -113,7 +115,7 @@ def plot_faithfulness(curves: dict, *, title: str | None = None) -> Figure:
         )
         ax.legend(fontsize=7.5, frameon=False)
     if title:
-        fig.suptitle(title)
+        suptitle(fig, title)
     return fig
 
 
@@ -153,7 +155,11 @@ def plot_randomization(tables: dict, *, title: str | None = None) -> Figure:
         xlabel="randomized down to layer",
         ylim=(-0.2, 1.05),
         ylabel="Spearman ρ with the trained maps",
-        title=title or "Model randomization: faithful maps fall to 0",
+        title=wrap(
+            title or "Model randomization: faithful maps fall to 0",
+            axes_title_width(fig),
+            12,
+        ),
     )
     ax.legend(fontsize=8, frameon=False)
     return fig
@@ -217,13 +223,25 @@ def plot_within_context(
         [n.replace(" (within-", "\n(within-") for n in names],
         fontsize=8,
     )
+    ax.margins(y=0.12)  # room for the p-values above the highest dot
     ax.set(
         ylabel="balanced accuracy",
         xlabel=context,
         title=f"Content decoded within each {context}\n(grey: permutation "
         f"null, labels shuffled within subject x {context})",
     )
+    note = wrap(_null_note(context), fig.get_size_inches()[0], 7.5)
+    fig.supxlabel(note, fontsize=7.5, color="0.3")
     return fig
+
+
+def _null_note(context: str) -> str:
+    """Say why a within-context null can sit above chance."""
+    return (
+        f"A null above 0.5: shuffling within subject x {context} keeps each "
+        "stratum's label mix, and with few epochs per stratum the predictions "
+        "agree with that mix by chance; compare each dot with its own violin."
+    )
 
 
 def plot_subject_scores(
@@ -289,12 +307,12 @@ def plot_similarity(
         Per measure (spatial, temporal, whole map), the subjects' Pearson
         correlations and their mean with its bootstrap 95 % interval.
     """
-    names = ["spatial", "temporal", "map"]
+    measures = ["spatial", "temporal", "map"]
     units = table[table[by].astype(str) != "mean"]
     mean = table[table[by].astype(str) == "mean"].iloc[0]
     fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
     rng = np.random.default_rng(0)
-    for k, name in enumerate(names):
+    for k, name in enumerate(measures):
         jitter = rng.uniform(-0.12, 0.12, len(units))
         ax.scatter(k + jitter, units[name], color=PALETTE[k], alpha=0.6, s=16)
         lo, hi = mean[f"{name}_ci_low"], mean[f"{name}_ci_high"]
@@ -312,7 +330,12 @@ def plot_similarity(
     )
     ax.set(
         ylim=(-1.05, 1.05),
-        ylabel="Pearson r, per subject",
-        title=f"{names[0]} vs {names[1]} decoder: alike explanations?",
+        xlabel="part of the maps compared",
+        ylabel=f"Pearson r, per {by}",
+        title=wrap(
+            f"{names[0]} vs {names[1]} decoder: alike explanations?",
+            axes_title_width(fig),
+            12,
+        ),
     )
     return fig

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from eegsal.viz._text import suptitle
+
 __all__ = ["plot_image"]
 
 
@@ -82,7 +84,6 @@ def plot_image(
     else:
         m = float(np.abs(values).max())
         vmin, vmax, cmap = -m, m, cmap or "RdBu_r"
-    names = ch_names if n_rows == len(ch_names) else ["time course"]
     axis = np.asarray(times, float)
     steps = np.diff(axis)
     irregular = len(axis) > 2 and not np.allclose(steps, steps[0], rtol=1e-3)
@@ -127,9 +128,17 @@ def plot_image(
         ax.set_xlabel(xlabel)
         if irregular:
             ax.set_xticks(times, [f"{v:g}" for v in axis], fontsize=8)
-        ax.set_yticks(np.arange(n_rows), names, fontsize=7)
+        if n_rows == len(ch_names):
+            ax.set_yticks(np.arange(n_rows), ch_names, fontsize=7)
+        else:
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel(
+        "channel" if n_rows == len(ch_names) else "time course (no electrode axis)",
+        fontsize=8,
+    )
     cbar = fig.colorbar(im, ax=axes, shrink=0.8)
     default = ("|attribution|" if absolute else "attribution") + " (a.u.)"
     cbar.set_label(label or default)
-    fig.suptitle(title, fontsize=10)
+    if title:
+        suptitle(fig, title)
     return fig

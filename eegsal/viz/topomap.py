@@ -7,6 +7,8 @@ import mne
 import numpy as np
 from matplotlib.figure import Figure
 
+from eegsal.viz._text import wrap
+
 __all__ = ["plot_topomap"]
 
 
@@ -101,10 +103,13 @@ def plot_topomap(
             raise ValueError(f"mark: channels {unknown} are not in the attributions.")
         mask = np.isin(attr.ch_names, list(mark))
     n_rows, n_cols = len(maps), times.size
+    width = 1.9 * n_cols + 1.2
+    title = wrap(title or f"{attr.method} → {attr.target}", 0.95 * width, 10)
+    extra = 0.17 * title.count("\n")  # room for a title of several lines
     fig, axes = plt.subplots(
         n_rows,
         n_cols,
-        figsize=(1.9 * n_cols + 1.2, 1.9 * n_rows + 0.6),
+        figsize=(width, 1.9 * n_rows + 0.6 + extra),
         squeeze=False,
         layout="constrained",
     )
@@ -142,5 +147,9 @@ def plot_topomap(
     cbar = fig.colorbar(im, ax=axes, shrink=0.8 if n_rows <= 3 else 2.4 / n_rows)
     kind = "|attribution|" if absolute else "attribution"
     cbar.set_label(f"{kind} (a.u.)")
-    fig.suptitle(title or f"{attr.method} → {attr.target}", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    # the topomaps' equal aspect shrinks their axes after the first layout
+    # pass, which then leaves row and colour-bar labels where the wider axes
+    # were; lay out once here so that a save (a second pass) keeps them inside
+    fig.draw_without_rendering()
     return fig
