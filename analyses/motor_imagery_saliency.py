@@ -148,7 +148,7 @@ def main() -> None:
         absolute=False,
         window=0.0,
         extrapolate=extrapolate,
-        title=f"Band occlusion: change of the log-odds of '{first}' "
+        title=f"Band occlusion: change of the log-odds of '{first}'\n"
         "when the band is removed from a channel",
     )
     fig.savefig(out / "band_topomap.png", dpi=120)

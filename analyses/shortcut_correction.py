@@ -145,8 +145,9 @@ def main() -> None:
         squeeze=False,
     )
     vmax = max(np.mean(m, 0).max() for m in maps.values())
+    im = None
     for ax, (cond, m) in zip(axes[0], maps.items(), strict=True):
-        ax.imshow(
+        im = ax.imshow(
             np.mean(m, 0),
             aspect="auto",
             vmin=0,
@@ -159,6 +160,7 @@ def main() -> None:
         )
         ba = summary.loc[cond, "test_balanced_accuracy"]
         ax.set(title=f"{cond}\nheld-out BA {ba:.2f}", xlabel="time (s)")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="mean |saliency| (a.u.)")
     fig.suptitle("Mean |saliency| on training epochs (frontal rows: the shortcut)")
     fig.savefig(out / "maps.png", dpi=120)
     print(f"wrote {out / 'conditions.csv'} and {out / 'maps.png'}")
