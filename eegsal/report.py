@@ -28,6 +28,68 @@ SECTIONS = (
 )
 
 
+def figure_captions(context: str = "stage") -> dict[str, str]:
+    """Say in one sentence how to read each figure of the report.
+
+    The wording follows the user guide (``docs/guide/report.rst``).
+
+    Parameters
+    ----------
+    context : str
+        The context column (``decode.context``).
+
+    Returns
+    -------
+    captions : dict of str to str
+        Per figure (its file name without ``.png``; ``topomap`` and ``image``
+        for the per-method figures), the sentence.
+    """
+    return {
+        f"within_{context}": (
+            f"Grey violins: the permutation null (labels shuffled within subject "
+            f"x {context}); dot: the observed balanced accuracy, to compare with "
+            "its own violin, not with chance (a null above 0.5 comes from few "
+            f"epochs per subject x {context} stratum, whose label mix the "
+            "shuffles keep)."
+        ),
+        "subject_scores": (
+            f"Each subject's balanced accuracy within {context}s, pooled over "
+            f"{context}s: a pooled score that rests on two subjects shows here."
+        ),
+        "similarity": (
+            "Per subject (dots) and on average (squares, bootstrap 95 % "
+            "interval), the correlation of the two decoders' channel profiles, "
+            "time courses and whole maps; a content decoder that looks where "
+            f"the {context} decoder looks is a warning sign."
+        ),
+        "topomap": (
+            "Mean |attribution| at three times, one row per condition, all "
+            "panels on one colour scale in a.u.: a content decoder's maps should "
+            f"differ by content within a {context}, not only between {context}s."
+        ),
+        "image": (
+            "Mean |attribution| per content value, channels by time, on one "
+            "colour scale in a.u.; on simulated data the planted content cells "
+            "are outlined."
+        ),
+        "faithfulness": (
+            "Mean curves (± SEM over epochs) against a random order (dashed "
+            "grey): a faithful map makes the deletion curve fall, and the "
+            "insertion curve rise, faster than chance."
+        ),
+        "randomization": (
+            "Rank correlation of the maps with those of copies whose layers are "
+            "re-initialized from the output down: maps that explain the model "
+            "fall towards 0."
+        ),
+        "lmm": (
+            "Wald statistic of the content coefficient at every channel x time "
+            "cell; outlined cells belong to clusters with a permutation p-value "
+            "below alpha."
+        ),
+    }
+
+
 def _table_html(df: pd.DataFrame, caption: str = "") -> str:
     body = df.to_html(
         index=False,
@@ -127,9 +189,13 @@ def make_report(
     report = mne.Report(title=cfg["report"].get("title") or cfg["name"], verbose=False)
     lines = [cfg["name"], ""]
 
-    def image(name, title, section, caption=None):
+    captions = figure_captions(context)
+
+    def image(name, title, section, caption=None, kind=None):
         path = figures / f"{name}.png"
         if path.exists():
+            how = captions[kind or name]
+            caption = how if caption is None else f"{how} {caption}"
             report.add_image(path, title, caption=caption, section=section)
 
     # Summary and verdict
@@ -221,8 +287,8 @@ def make_report(
         lines += ["", _similarity_caption(sim, target, context)]
     # Attributions
     for m in cfg["attribute"]["methods"]:
-        image(f"topomap_{m}", f"{m}: topographies", "Attributions")
-        image(f"image_{m}", f"{m}: channels x time", "Attributions")
+        image(f"topomap_{m}", f"{m}: topographies", "Attributions", kind="topomap")
+        image(f"image_{m}", f"{m}: channels x time", "Attributions", kind="image")
     # Faithfulness
     auc = read("faithfulness_auc.csv")
     image("faithfulness", "Deletion and insertion curves", "Faithfulness")

@@ -66,3 +66,22 @@ def test_summary_and_report_say_the_verdict_of_content_verdict(tmp_path, meta, c
     summary = (out / "summary.txt").read_text().splitlines()
     assert reading in summary
     assert html.escape(reading) in (out / "report.html").read_text()
+
+
+def test_every_report_figure_has_a_one_sentence_caption():
+    """Each figure the report shows says how to read it, in one sentence."""
+    from eegsal.report import figure_captions
+
+    captions = figure_captions("stage")
+    assert set(captions) == {
+        "within_stage",
+        "subject_scores",
+        "similarity",
+        "topomap",
+        "image",
+        "faithfulness",
+        "randomization",
+        "lmm",
+    }
+    for text in captions.values():
+        assert text.endswith(".") and ". " not in text.replace("e.g. ", "")
