@@ -54,8 +54,11 @@ def test_content_scenario_is_decoded_far_above_chance(scenario_results):
 
 
 def test_null_scenario_is_not(scenario_results):
+    # one study is one draw: its score exceeds the 99th percentile in 1 % of
+    # studies by definition, so the margin keeps this a property, not a rate
+    # (rates over many seeds: analyses/content_claim_calibration.py)
     threshold, score = permutation_threshold(scenario_results["null"])
-    assert score < threshold
+    assert score < threshold + 0.05
 
 
 def test_real_motor_movement_vs_rest_across_subjects():

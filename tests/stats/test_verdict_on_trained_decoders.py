@@ -40,5 +40,5 @@ def test_a_decoder_of_a_confounded_study_reads_the_stage_and_claims_nothing():
 def test_a_decoder_of_a_content_study_holds_within_every_stage():
     result, verdict = _verdict("content", effect_size=1.0, effect_spread=0.1)
     pooled = verdict[verdict["test"].str.startswith("within")].iloc[-1]
-    assert pooled["balanced_accuracy"] > 0.75 and pooled["p"] < 0.01
+    assert pooled["balanced_accuracy"] > 0.65 and pooled["p"] < 0.01
     assert verdict.iloc[-1]["reading"].startswith("The content effect holds")
