@@ -39,5 +39,6 @@ def test_plot_image(tiny_result, study):
     with pytest.raises(ValueError, match="mask must have shape"):
         attr.plot_image(mask=np.zeros((3, 3), bool))
     t_only = attribute(tiny_result, epochs, method="gradcam", layer="spatial_conv")
-    fig = t_only.plot_image()
-    assert len(fig.axes[0].get_yticks()) == 1
+    fig = t_only.plot_image()  # one row, labelled as a time course, no electrodes
+    assert fig.axes[0].get_ylabel() == "time course (no electrode axis)"
+    assert len(fig.axes[0].get_yticks()) == 0
