@@ -12,7 +12,7 @@ import yaml
 
 from eegsal._io import atomic_path
 from eegsal._logging import logger, verbose
-from eegsal.stats.confound import verdict_text  # the verdict's one wording
+from eegsal.stats.verdict import verdict_text  # the verdict's one wording
 
 __all__ = ["SECTIONS", "make_report", "verdict_text"]
 
