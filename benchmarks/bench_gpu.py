@@ -34,7 +34,8 @@ import torch
 
 from eegsal import attribute
 from eegsal._study import _bin_times
-from eegsal.decoding import EEGDecoder, _Net, get_device
+from eegsal.decoding import EEGDecoder, get_device
+from eegsal.decoding.estimator import _Net
 from eegsal.simulate import simulate_sleep_study
 from eegsal.stats import fit_lmm
 

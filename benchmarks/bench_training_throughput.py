@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from eegsal.decoding import EEGDecoder, _build_module, get_device
+from eegsal.decoding import EEGDecoder, get_device
+from eegsal.decoding.networks import _build_module
 from eegsal.simulate import simulate_sleep_study
 
 

@@ -8,7 +8,8 @@ from torch import nn
 
 import eegsal
 from eegsal.alignment import SubjectAlignment, align, fit_alignment, inverse_sqrtm
-from eegsal.decoding import DecodingResult, EEGDecoder, Standardize, decode
+from eegsal.decoding import DecodingResult, EEGDecoder, decode
+from eegsal.decoding.networks import Standardize
 
 
 def _mixed(seed=0, n_subjects=3, n_epochs=20, n_chans=5, n_times=50):

@@ -364,7 +364,7 @@ def test_a_result_saved_before_sfreq_reloads_its_sample_sizes(
 ):
     # a result written by eegsal before models took sfreq: model_params
     # without it, weights of EEGNet's 128 Hz sizes (64-sample kernel, pool 4)
-    from eegsal.decoding import _build_module
+    from eegsal.decoding.networks import _build_module
 
     epochs, _ = study
     tiny_result.save(tmp_path / "old")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import eegsal.decoding
+import eegsal.decoding.cv
 from eegsal.decoding import decode
 from eegsal.guidance import distillation_loss
 
@@ -73,13 +74,13 @@ def test_no_student_sees_the_teacher_on_its_test_epochs(
     ].to_numpy()
     oof_logits = np.log(teacher_proba).astype(np.float32)
     calls = []
-    fit_fold = eegsal.decoding._fit_fold
+    fit_fold = eegsal.decoding.cv._fit_fold
 
     def spy(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None):
         calls.append((train, test, teacher))
         return fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher)
 
-    monkeypatch.setattr(eegsal.decoding, "_fit_fold", spy)
+    monkeypatch.setattr(eegsal.decoding.cv, "_fit_fold", spy)
     fitted = []
     fit = eegsal.decoding.EEGDecoder.fit
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from eegsal.decoding import EEGDecoder, _build_module
+from eegsal.decoding import EEGDecoder
+from eegsal.decoding.networks import _build_module
 from eegsal.guidance import _cutout, localize_events, make_mask, std_gradients
 from eegsal.simulate import FRONTAL, plant_shortcut
 

@@ -60,7 +60,7 @@ def cascading_randomization(model: nn.Module, seed=0):
     """
     import torch
 
-    from eegsal.decoding import members_of
+    from eegsal.decoding.networks import members_of
 
     rng = check_random_state(seed)
     randomized = copy.deepcopy(model).eval()
@@ -197,7 +197,8 @@ def randomization_test(
     >>> eegsal.evaluation.randomization_test(result, epochs[:50])  # doctest: +SKIP
     """
     from eegsal.attribution import attribute
-    from eegsal.decoding import DecodingResult, members_of
+    from eegsal.decoding import DecodingResult
+    from eegsal.decoding.networks import members_of
 
     def explain(obj):
         if callable(method):

@@ -9,7 +9,7 @@ from torch import nn
 
 from eegsal.attribution import attribute
 from eegsal.attribution.gradcam import layer_axes
-from eegsal.decoding import Standardize
+from eegsal.decoding.networks import Standardize
 from eegsal.models import MODELS, EEGNet
 
 #: Small instances of every registered model (a new model must be added here);
