@@ -37,6 +37,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a seed, an integer >= 0, got {text!r}"
+        )
+    return value
+
+
 def _device(text: str) -> str:
     """Parse a device name: 'auto', 'cpu', 'cuda' or 'cuda:N'."""
     if text in ("auto", "cpu", "cuda") or (
@@ -228,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--force", action="store_true", help="rerun every stage, even unchanged ones"
+    )
+    run.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help=(
+            "one seed for the whole study, in place of the config's seeds "
+            "(decode.seed, and any seed of attribute.params and "
+            "evaluate.faithfulness); the simulator's data seed "
+            "(data.simulate.seed) is kept, so the data stay the same "
+            "(default: the config's seeds)"
+        ),
     )
     _device_verbosity(run)
     _calibrate_parser(sub)
@@ -442,7 +466,12 @@ def _run(args: argparse.Namespace) -> int:
     from eegsal.pipeline import run_study
 
     files = run_study(
-        args.config, args.out, device=args.device, force=args.force, n_jobs=args.n_jobs
+        args.config,
+        args.out,
+        device=args.device,
+        force=args.force,
+        n_jobs=args.n_jobs,
+        seed=args.seed,
     )
     return _print_study(files)
 

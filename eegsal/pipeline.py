@@ -40,6 +40,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from numbers import Integral
 from pathlib import Path
 
 import yaml
@@ -149,6 +150,7 @@ def run_study(
     device: str = "auto",
     force: bool = False,
     n_jobs: int | None = None,
+    seed: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> dict[str, Path]:
     """Run a study: epochs, decoding, attribution, evaluation, statistics, report.
@@ -167,6 +169,15 @@ def run_study(
         Rerun every stage, whatever ``stages.json`` says.
     %(n_jobs)s
         Tasks are the decoder's folds and the cluster test's permutations.
+    seed : int | None
+        One seed for the whole study, in place of the config's: ``decode.seed``
+        (training, the epochs drawn for the evaluation, the permutations) and
+        the ``seed`` of any ``attribute.params`` method and of
+        ``evaluate.faithfulness`` that the config sets. The simulator's data
+        seed (``data.simulate.seed``) is kept: the data stay the same. The
+        seed is written to ``OUT/config.yaml`` and enters the stage hashes,
+        so a rerun with another seed redoes the stages it changes. None
+        (default) keeps the config's seeds.
     %(verbose)s
 
     Returns
@@ -176,6 +187,8 @@ def run_study(
         ``ran`` and ``skipped``: the stages run and skipped (as lists).
     """
     cfg = read_config(config)
+    if seed is not None:
+        _set_seed(cfg, seed)
     if out_dir is None:
         out_dir = (
             Path(config).with_suffix("")
@@ -205,6 +218,23 @@ def run_study(
         "ran": stages.ran,
         "skipped": stages.skipped,
     }
+
+
+def _set_seed(cfg: dict, seed: int) -> None:
+    """Put one seed in every seed of a read config, but the simulator's."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ConfigError(f"seed: {seed!r} is not allowed; expected an integer >= 0.")
+    seed = int(seed)
+    cfg["decode"]["seed"] = seed
+    for params in cfg["attribute"]["params"].values():
+        if isinstance(params, dict) and "seed" in params:
+            params["seed"] = seed
+    for section in ("evaluate", "stats"):
+        for key, value in cfg[section].items():
+            if key == "seed":
+                cfg[section][key] = seed
+            elif isinstance(value, dict) and "seed" in value:
+                value["seed"] = seed
 
 
 def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:

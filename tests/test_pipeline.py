@@ -561,3 +561,69 @@ def test_similarity_compares_the_context_class_of_the_explained_content(tmp_path
     cfg["attribute"]["explain"] = "dreamless"  # a config read without the data
     with pytest.raises(ConfigError, match="'dreamless' is not a class of the content"):
         Study(cfg, tmp_path, "cpu", None).attribute("saliency")
+
+
+def test_one_seed_for_the_whole_study_from_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    """--seed replaces the config's seeds but the data's, is written to
+    config.yaml and reruns what it changes; each stage only writes its files."""
+    import json
+
+    from eegsal import pipeline
+
+    run = pipeline._Stages.run
+
+    def touch_outputs(self, name, key, outputs, fn):
+        def fake():
+            for o in outputs:
+                (self.out / o).parent.mkdir(parents=True, exist_ok=True)
+                (self.out / o).write_text(name)
+
+        return run(self, name, key, outputs, fake)
+
+    monkeypatch.setattr(pipeline._Stages, "run", touch_outputs)
+    config = {
+        **TINY,
+        "data": {"simulate": {**TINY["data"]["simulate"], "seed": 3}},
+        "attribute": {
+            "methods": ["saliency", "smoothgrad"],
+            "params": {"smoothgrad": {"seed": 1}},
+        },
+        "evaluate": {**TINY["evaluate"],
+                     "faithfulness": {**TINY["evaluate"]["faithfulness"], "seed": 2}},
+    }  # fmt: skip
+    fname = tmp_path / "study.yaml"
+    fname.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    keys = {}
+    for seed in (7, 8, 8):
+        argv = ["run", str(fname), "--out", str(out), "--seed", str(seed), "-q"]
+        assert main(argv) == 0
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        assert cfg["decode"]["seed"] == seed
+        assert cfg["attribute"]["params"]["smoothgrad"]["seed"] == seed
+        assert cfg["evaluate"]["faithfulness"]["seed"] == seed
+        assert cfg["data"]["simulate"]["seed"] == 3  # the data are kept
+        assert cfg == {**cfg, **{k: read_config(config)[k] for k in ("name", "stats")}}
+        keys.setdefault(seed, []).append(json.loads((out / "stages.json").read_text()))
+    first, second, again = keys[7][0], *keys[8]
+    assert first["epochs"] == second["epochs"]
+    changed = {k for k in first if first[k] != second[k]}
+    assert changed == set(first) - {"epochs"}
+    assert again == second  # the same seed: every stage unchanged
+    assert "(0 stages run" in capsys.readouterr().out
+    # without --seed, the config's own seeds
+    assert main(["run", str(fname), "--out", str(out), "-q"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["decode"]["seed"] == 0
+    assert cfg["attribute"]["params"]["smoothgrad"]["seed"] == 1
+    for bad in ("-1", "x"):
+        with pytest.raises(SystemExit):
+            main(["run", str(fname), "--seed", bad])
+    with pytest.raises(ConfigError, match="seed"):
+        run_study(config, out, seed=-1)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "data.simulate.seed) is kept" in text
