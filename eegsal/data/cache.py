@@ -28,12 +28,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "eegsal"
 
 
+#: The layout of a cached epochs file; raised when what is cached changes (2:
+#: ``event_id`` names ``'<context>/<content>'``, no longer one ``'epoch'``), so
+#: that an entry written before is rebuilt, not served as it was.
+CACHE_FORMAT = 2
+
+
 def cache_key(manifest, recordings: list[dict]) -> str:
     """Hash of the manifest's settings and of every file it reads.
 
     Files enter by their path relative to the data root, size and
     modification time, so editing a recording, a hypnogram or the manifest
-    invalidates the cached epochs; moving the data root does not.
+    invalidates the cached epochs; moving the data root does not. The
+    versions of eegsal and MNE and :data:`CACHE_FORMAT` enter too.
     """
     files = []
     for rec in recordings:
@@ -47,7 +54,11 @@ def cache_key(manifest, recordings: list[dict]) -> str:
         k: v for k, v in manifest.raw.items() if k not in ("description", "root")
     }
     payload = dict(
-        settings=settings, files=files, eegsal=__version__, mne=mne.__version__
+        settings=settings,
+        files=files,
+        eegsal=__version__,
+        mne=mne.__version__,
+        format=CACHE_FORMAT,
     )
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -327,8 +327,33 @@ def _write_part(rec: dict, m: Manifest, fname: Path) -> dict | None:
     )
 
 
-def _cut_epochs(parts: list) -> mne.Epochs:
-    """Epochs of every part, cut from the parts read lazily (nothing is loaded)."""
+def _event_names(meta: pd.DataFrame, m: Manifest) -> pd.Series:
+    """Each epoch's event name, ``'<context>/<content>'``, for MNE's selection.
+
+    The context is the stage (scored epochs) or the column ``epochs.context``
+    names, else a ``context`` column (events); the content is the ``content``
+    column. Either part is left out where the epochs have no such column, so
+    ``epochs["flying"]`` and ``epochs["REM"]`` select by MNE's '/' tags.
+    """
+    ep = m.epochs
+    if ep["mode"] == "scored":
+        context = ep.get("stage_column", "stage")
+    else:
+        context = ep.get("context") or "context"
+    cols = [c for c in (context, "content") if c in meta]
+    if not cols:  # not reached by a valid manifest
+        return pd.Series(["epoch"] * len(meta), index=meta.index)
+    names = meta[cols[0]].astype(str)
+    for col in cols[1:]:
+        names = names + "/" + meta[col].astype(str)
+    return names
+
+
+def _cut_epochs(parts: list, m: Manifest) -> mne.Epochs:
+    """Epochs of every part, cut from the parts read lazily (nothing is loaded).
+
+    Their ``event_id`` names are ``'<context>/<content>'`` (:func:`_event_names`).
+    """
     raws = [mne.io.read_raw_fif(p["fname"], verbose=False) for p in parts]
     offsets = np.cumsum([0] + [r.n_times for r in raws[:-1]])
     samples = np.concatenate(
@@ -336,10 +361,13 @@ def _cut_epochs(parts: list) -> mne.Epochs:
     )
     raw = mne.concatenate_raws(raws, verbose=False)
     samples += raw.first_samp
-    events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
     meta = pd.concat([p["meta"] for p in parts], ignore_index=True)
+    names = _event_names(meta, m)
+    event_id = {name: i + 1 for i, name in enumerate(sorted(names.unique()))}
+    codes = names.map(event_id).to_numpy(int)
+    events = np.column_stack([samples, np.zeros_like(samples), codes])
     with mne.use_log_level("warning"):
-        epochs = mne.Epochs(raw, events, {"epoch": 1}, parts[0]["tmin"],
+        epochs = mne.Epochs(raw, events, event_id, parts[0]["tmin"],
                             parts[0]["tmax"], baseline=None, preload=False,
                             reject_by_annotation=False, metadata=meta)  # fmt: skip
     epochs.set_annotations(None)  # the boundaries between recordings
@@ -415,7 +443,12 @@ def load_manifest(
         ``onset`` (s from the recording's start), the content (``content``,
         event-locked windows), the stage (``stage``, scored epochs, or the
         column named by ``epochs.context``), ``event`` (the event's name), the
-        named groups of ``match:`` and every ``columns:`` entry.
+        named groups of ``match:`` and every ``columns:`` entry. The
+        ``event_id`` names are ``'<context>/<content>'`` (the stage, or the
+        ``epochs.context`` column, else a ``context`` column, and the content;
+        the stage alone for scored epochs without a content), as the
+        simulator's ``'<stage>/<content>'``: ``epochs["flying"]`` and
+        ``epochs["REM"]`` select by MNE's '/' tags.
 
     Examples
     --------
@@ -467,7 +500,7 @@ def load_manifest(
         if not parts:
             raise m.error("epochs", "no epochs in any recording; check labels/stages.")
         _check_compatible(parts, m)
-        epochs = _cut_epochs([p[1] for p in parts])
+        epochs = _cut_epochs([p[1] for p in parts], m)
         _report(epochs, m)
         if not cache:
             with mne.use_log_level("warning"):

@@ -634,3 +634,60 @@ def test_a_file_is_read_once(folder, tmp_path):
         r"sub-02_raw.fif of the same entry \(subject '02'\) again",
         tmp_path,
     )
+
+
+def test_epochs_select_by_content_and_context_names(folder, tmp_path, monkeypatch):
+    """epochs["flying"] and epochs["REM"] select by MNE's '/' tags, as for the
+    simulator's '<stage>/<content>'; a cache entry of the old format is rebuilt."""
+    from eegsal.data import cache
+
+    cache_dir = tmp_path / "c"
+    monkeypatch.setattr(cache, "CACHE_FORMAT", 1)  # an entry written before
+    old = load_manifest(_events_manifest(), root=folder, cache_dir=cache_dir)
+    (entry,) = cache_dir.glob("*/*-epo.fif")
+    mne.EpochsArray(
+        old.get_data(), old.info, tmin=old.tmin, metadata=old.metadata, verbose=False
+    ).save(entry, overwrite=True, verbose=False)  # event_id {'1': 1}
+    monkeypatch.undo()
+    for preload in (True, False):
+        epochs = load_manifest(
+            _events_manifest(), root=folder, cache_dir=cache_dir, preload=preload
+        )
+        meta = epochs.metadata
+        names = {"W/flying", "N2/other", "N2/flying", "REM/other"}
+        assert set(epochs.event_id) == names
+        for name, col in (("flying", "content"), ("REM", "stage"), ("N2", "stage")):
+            sel = epochs[name]
+            assert len(sel) == (meta[col] == name).sum() > 0
+            pd.testing.assert_frame_equal(
+                sel.metadata.reset_index(drop=True),
+                meta[meta[col] == name].reset_index(drop=True),
+            )
+        assert len(epochs["N2/flying"]) == 2
+    assert len(list(cache_dir.glob("*/*-epo.fif"))) == 2  # rebuilt, not served
+    scored = load_manifest(
+        dict(
+            recordings=[
+                dict(path="sub-01_raw.fif", subject="01", hypnogram="sub-01_hypno.txt")
+            ],
+            epochs=dict(mode="scored"),
+        ),
+        root=folder,
+        cache=False,
+    )
+    assert set(scored.event_id) == {"W", "N2", "REM"}
+    assert scored["N2"].metadata["stage"].tolist() == ["N2", "N2"]
+    # events without a context: the content alone
+    plain = load_manifest(_events_manifest(context=None), root=folder, cache=False)
+    assert set(plain.event_id) == {"flying", "other"}
+    assert (plain["flying"].metadata["content"] == "flying").all()
+
+
+def test_simulated_epochs_select_by_stage_and_content():
+    spec = _manifest("simulated_sleep.yaml")
+    spec["simulate"].update(n_subjects=2, n_epochs=10, epoch_length=1.0)
+    epochs = load_manifest(spec)
+    meta = epochs.metadata
+    for name, col in (("flying", "content"), ("REM", "stage")):
+        assert len(epochs[name]) == (meta[col] == name).sum() > 0
+        assert (epochs[name].metadata[col] == name).all()
