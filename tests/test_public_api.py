@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import eegsal
 
 DESIGN_NAMES_SO_FAR = {
@@ -25,17 +27,25 @@ def test_public_surface_exposes_design_names():
     assert callable(eegsal.simulate.simulate_night)
 
 
-def test_import_does_not_load_torch():
-    code = "import sys, eegsal; print('torch' in sys.modules)"
+def _loaded_after(module: str, names) -> list[str]:
+    """Import ``module`` in a fresh interpreter; which of ``names`` it loaded."""
+    code = (
+        f"import sys, {module}; "
+        f"print(','.join(n for n in {sorted(names)!r} if n in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "False"
+    return [n for n in out.stdout.strip().split(",") if n]
+
+
+@pytest.mark.parametrize("module", ["eegsal", "eegsal.stats", "eegsal.evaluation"])
+def test_import_does_not_load_torch(module):
+    # torch and skorch are imported by the functions that run networks
+    assert _loaded_after(module, ["torch", "skorch"]) == []
 
 
 def test_unknown_attribute_is_an_attribute_error():
-    import pytest
-
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         eegsal.nope  # noqa: B018
 

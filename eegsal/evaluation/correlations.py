@@ -11,7 +11,6 @@ from __future__ import annotations
 import mne
 import numpy as np
 import pandas as pd
-import torch
 from scipy.stats import rankdata
 
 from eegsal._check import check_option, check_random_state
@@ -38,6 +37,8 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _one_patch_out(forward, x, ref, cells_of, batch_size, device) -> np.ndarray:
     """Score copies of one epoch ``x``, each with one patch set to ``ref``."""
+    import torch
+
     flat, out = x.reshape(-1), []
     for p0 in range(0, len(cells_of), batch_size):
         cells = cells_of[p0 : p0 + batch_size]
@@ -112,6 +113,8 @@ def faithfulness_correlation(
     .. [1] Bhatt U, Weller A, Moura JMF (2020). Evaluating and aggregating
        feature-based model explanations. IJCAI.
     """
+    import torch
+
     check_option("perturbation", perturbation, PERTURBATIONS)
     picks = mne.pick_types(epochs.info, eeg=True)
     n, n_cells = len(epochs), len(picks) * len(epochs.times)
@@ -210,6 +213,8 @@ def monotonicity_correlation(
     .. [1] Nguyen A, Martinez MR (2020). On quantitative aspects of model
        interpretability. arXiv:2007.07584.
     """
+    import torch
+
     check_option("perturbation", perturbation, PERTURBATIONS)
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}.")

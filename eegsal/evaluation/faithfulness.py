@@ -7,12 +7,10 @@ from dataclasses import dataclass
 import mne
 import numpy as np
 import pandas as pd
-import torch
 
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
-from eegsal.decoding import get_device
 
 __all__ = [
     "FaithfulnessCurves",
@@ -162,7 +160,10 @@ def explained_batches(result_or_model, epochs, attr, *, batch_size, device, desc
     ``idx`` (µV, float32), ``a`` their maps (float64) and ``cls`` the
     explained class of each, an (n, 1) tensor on the device (for ``gather``).
     """
+    import torch
+
     from eegsal.attribution.methods import class_index, fold_batches
+    from eegsal.decoding.networks import get_device
 
     picks = mne.pick_types(epochs.info, eeg=True)
     label, models, fold, classes, y_true = explained(result_or_model, epochs, attr)
@@ -277,6 +278,8 @@ def faithfulness(
     >>> fc = eegsal.evaluation.faithfulness(result, epochs, attr)  # doctest: +SKIP
     >>> fc.auc["gain"].mean()  # doctest: +SKIP
     """
+    import torch
+
     check_option("kind", kind, ("deletion", "insertion"))
     check_option("perturbation", perturbation, PERTURBATIONS)
     if not attr.params.get("spatially_resolved", True):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import mne
 import numpy as np
 import pandas as pd
 from scipy import stats
-from torch import nn
 
 from eegsal._check import check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["cascading_randomization", "label_randomization", "randomization_test"]
 
