@@ -37,8 +37,9 @@ model's first layer), so that weights do not depend on the data's µV scale:
   and a ratio to it would reward unconfident models.
 
 :func:`make_mask` builds masks from channel names, time windows or MNE
-annotations; :func:`localize_events` turns Grad-CAM time courses into event
-onsets and offsets (weakly supervised localization).
+annotations; :func:`localize_events` (defined in
+:mod:`eegsal.attribution.events`, next to the Grad-CAM it uses) turns Grad-CAM
+time courses into event onsets and offsets (weakly supervised localization).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import torch.nn.functional as F
 from skorch.dataset import unpack_data
 
 from eegsal._check import check_option
-from eegsal._logging import verbose
 from eegsal.augmentation import Augmenter
 from eegsal.models._timing import to_samples
 
@@ -60,7 +60,7 @@ __all__ = [
     "AUGMENTATIONS",
     "RRR_METHODS",
     "distillation_loss",
-    "localize_events",
+    "localize_events",  # noqa: F822 (eegsal.attribution.events, via __getattr__)
     "make_mask",
 ]
 
@@ -68,6 +68,18 @@ __all__ = [
 AUGMENTATIONS = ("cutout", "saliency_cutout")
 #: What ``rrr_method=`` of :class:`eegsal.EEGDecoder` takes.
 RRR_METHODS = ("gradient", "counterfactual")
+
+
+def __getattr__(name: str):
+    # localize_events explains a decoder: it lives with the attributions it
+    # uses, and is loaded on first use so that the estimator, which imports
+    # this module, does not import eegsal.attribution
+    if name == "localize_events":
+        from eegsal.attribution.events import localize_events
+
+        globals()[name] = localize_events
+        return localize_events
+    raise AttributeError(f"module 'eegsal.guidance' has no attribute {name!r}")
 
 
 def make_mask(
@@ -450,92 +462,3 @@ def check_guidance(
         generator=gen,
         per_epoch=per_epoch,
     )
-
-
-@verbose
-def localize_events(
-    result_or_model,
-    epochs: mne.BaseEpochs,
-    *,
-    label: str | int = "predicted",
-    layer: str | None = None,
-    threshold: float = 0.5,
-    smooth: float = 0.2,
-    min_duration: float = 0.0,
-    description: str | None = None,
-    device: str = "auto",
-    verbose: bool | str | int | None = None,
-) -> mne.Annotations:
-    """Find the event that carries each epoch's label, from Grad-CAM time courses.
-
-    Weakly supervised: the model was trained on epoch labels only. Each
-    epoch's Grad-CAM time course (at a layer after the spatial convolution,
-    the model's default) is smoothed by a moving average of ``smooth``
-    seconds (the smoothness prior), seeded at its peak, and grown in both
-    directions while it stays above ``threshold`` times the peak.
-
-    Parameters
-    ----------
-    result_or_model : DecodingResult | torch.nn.Module
-        The decoder (each epoch explained by its held-out fold model).
-    epochs : mne.Epochs
-        The epochs.
-    label : str | int
-        The class whose evidence is localized (as in :func:`eegsal.attribute`).
-    layer : str | None
-        Grad-CAM layer; None: the model's default.
-    threshold : float
-        Share of the peak that bounds the event.
-    smooth : float
-        Width (s) of the moving average before growing.
-    min_duration : float
-        Events shorter than this (s) are dropped.
-    description : str | None
-        Description of the annotations; default ``'event'``.
-    %(device)s
-    %(verbose)s
-
-    Returns
-    -------
-    annotations : mne.Annotations
-        One per epoch with an event; onsets in seconds from the first
-        epoch's event, as in ``epochs.events`` (``event sample / sfreq +
-        start within the epoch``), with an ``epoch`` index in ``extras``.
-    """
-    from eegsal.attribution import attribute
-
-    attr = attribute(
-        result_or_model,
-        epochs,
-        method="gradcam",
-        layer=layer,
-        label=label,
-        device=device,
-        verbose=False,
-    )
-    cam = np.asarray(attr.data, np.float64)
-    cam = cam.reshape(len(epochs), -1, cam.shape[-1]).mean(1)  # (n, times)
-    sfreq = epochs.info["sfreq"]
-    k = max(1, int(round(smooth * sfreq)))
-    kernel = np.ones(k) / k
-    onsets, durations, extras = [], [], []
-    first = epochs.events[0, 0] if len(epochs.events) else 0
-    for e, course in enumerate(cam):
-        s = np.convolve(np.clip(course, 0, None), kernel, mode="same")
-        peak = int(np.argmax(s))
-        if s[peak] <= 0:
-            continue
-        above = s >= threshold * s[peak]
-        lo = peak
-        while lo > 0 and above[lo - 1]:
-            lo -= 1
-        hi = peak
-        while hi < len(s) - 1 and above[hi + 1]:
-            hi += 1
-        start, stop = epochs.times[lo], epochs.times[hi]
-        if stop - start + 1 / sfreq < min_duration:
-            continue
-        onsets.append((epochs.events[e, 0] - first) / sfreq + start)
-        durations.append(stop - start + 1 / sfreq)
-        extras.append({"epoch": e, "start": float(start), "stop": float(stop)})
-    return mne.Annotations(onsets, durations, description or "event", extras=extras)

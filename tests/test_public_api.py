@@ -84,3 +84,22 @@ def test_the_version_is_defined_once():
     assert str(cff["version"]) == eegsal.__version__
     assert (root / "eegsal" / "py.typed").is_file()
     assert "BSD 3-Clause" in (root / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize(
+    "module", ["eegsal.decoding.networks", "eegsal.models", "eegsal.data"]
+)
+def test_low_modules_do_not_import_the_high_ones(module):
+    # networks, models and data sit below what explains or tests a decoder:
+    # importing them must not bring in attribution, guidance, stats or evaluation
+    high = ["attribution", "guidance", "stats", "evaluation"]
+    high = [f"eegsal.{name}" for name in high]
+    assert _loaded_after(module, high) == []
+
+
+def test_localize_events_lives_with_the_attributions():
+    from eegsal.attribution.events import localize_events
+    from eegsal.guidance import localize_events as public
+
+    assert public is localize_events
+    assert "%(" not in localize_events.__doc__

@@ -23,8 +23,8 @@ from eegsal.attribution.gradcam import (
     pattern_gradcam,
 )
 from eegsal.attribution.io import AttributionsWriter
-from eegsal.decoding import DecodingResult, get_device
-from eegsal.decoding.networks import input_mean, members_of
+from eegsal.decoding.networks import get_device, input_mean, members_of
+from eegsal.decoding.result import DecodingResult
 from eegsal.models._timing import to_samples
 
 __all__ = ["METHODS", "attribute"]

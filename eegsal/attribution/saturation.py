@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from eegsal.attribution.methods import attribute
-from eegsal.decoding import DecodingResult
+from eegsal.decoding.result import DecodingResult
 
 __all__ = ["saturation"]
 

@@ -11,6 +11,8 @@ decomposition of ``f(x) - f(0)`` over channels x frequencies.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import mne
 import numpy as np
 import torch
@@ -20,7 +22,10 @@ from eegsal._check import check_option, validate_type
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, verbose
 from eegsal.attribution.container import Attributions
-from eegsal.decoding import DecodingResult, get_device
+from eegsal.decoding.networks import get_device
+
+if TYPE_CHECKING:
+    from eegsal.decoding.result import DecodingResult
 
 __all__ = ["BANDS", "attribute_spectrum"]
 

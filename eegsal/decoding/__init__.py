@@ -1,8 +1,34 @@
-"""Decoders trained with subject-grouped cross-validation, and their results."""
+"""Decoders trained with subject-grouped cross-validation, and their results.
 
-from eegsal.decoding.cv import decode
-from eegsal.decoding.estimator import EEGDecoder
-from eegsal.decoding.networks import Ensemble, get_device
-from eegsal.decoding.result import DecodingResult
+The names are loaded on first use, so that importing a low module
+(``eegsal.decoding.networks``, ``eegsal.decoding.result``) does not bring in
+the estimator and its training terms (:mod:`eegsal.guidance`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it
+_LAZY = {
+    "decode": "eegsal.decoding.cv",
+    "EEGDecoder": "eegsal.decoding.estimator",
+    "Ensemble": "eegsal.decoding.networks",
+    "get_device": "eegsal.decoding.networks",
+    "DecodingResult": "eegsal.decoding.result",
+}
 
 __all__ = ["DecodingResult", "EEGDecoder", "Ensemble", "decode", "get_device"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'eegsal.decoding' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
