@@ -158,11 +158,22 @@ def safe_load_bounded(text: str):
 
     The document is composed into its node graph first (no Python objects),
     and the size it expands to, with every alias counted as a full copy of
-    what it names, is computed before anything is constructed.
+    what it names, is computed before anything is constructed; the same graph
+    is then constructed, so the text is parsed once.
     """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is None:
-        return None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(node) -> None:
+    """Refuse a node graph that refers to itself or expands past MAX_YAML_NODES."""
     sizes: dict[int, int] = {}
     open_: set[int] = set()
 
@@ -191,7 +202,6 @@ def safe_load_bounded(text: str):
             f"most {MAX_YAML_NODES} are read. Write the values out instead of "
             "nesting aliases."
         )
-    return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 (SafeLoader)
 
 
 def _mapping(value, where, origin, error=None) -> dict:
