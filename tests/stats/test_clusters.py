@@ -12,7 +12,8 @@ N_TIMES = 30
 CLUSTER_CHANS = ["O1", "O2", "P3", "Pz", "P4"]
 
 
-def _planted(info, effect, seed, n_subjects=8, per=30):
+def _background(info, seed, n_subjects, per):
+    """Random content and stage labels, and noise plus subject offsets."""
     rng = np.random.default_rng(seed)
     n = n_subjects * per
     meta = pd.DataFrame(
@@ -27,6 +28,11 @@ def _planted(info, effect, seed, n_subjects=8, per=30):
     y += rng.standard_normal((n_subjects, n_chans, N_TIMES))[
         np.repeat(range(n_subjects), per)
     ]
+    return meta, y, n_chans
+
+
+def _planted(info, effect, seed, n_subjects=8, per=30):
+    meta, y, n_chans = _background(info, seed, n_subjects, per)
     y += 0.5 * (meta["stage"] == "REM").to_numpy()[:, None, None]  # a stage effect
     truth = np.zeros((n_chans, N_TIMES), bool)
     truth[[info["ch_names"].index(c) for c in CLUSTER_CHANS], 10:20] = True
@@ -155,20 +161,7 @@ def _crossed(info, *, stage=0.0, content=0.0, interaction=0.0, seed=0, n_subject
     The main effects are uniform over the map; the interaction (content's
     effect opposite in N2 and REM) sits in the planted cluster.
     """
-    rng = np.random.default_rng(seed)
-    n = n_subjects * per
-    meta = pd.DataFrame(
-        {
-            "subject": np.repeat([f"s{i}" for i in range(n_subjects)], per),
-            "content": rng.choice(["flying", "other"], n),
-            "stage": rng.choice(["N2", "REM"], n),
-        }
-    )
-    n_chans = len(info["ch_names"])
-    y = rng.standard_normal((n, n_chans, N_TIMES))
-    y += rng.standard_normal((n_subjects, n_chans, N_TIMES))[
-        np.repeat(range(n_subjects), per)
-    ]
+    meta, y, n_chans = _background(info, seed, n_subjects, per)
     rem = (meta["stage"] == "REM").to_numpy()[:, None, None]
     other = (meta["content"] == "other").to_numpy()[:, None, None]
     truth = np.zeros((n_chans, N_TIMES), bool)
