@@ -11,6 +11,7 @@ from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.stats._context import _check_result, _column, _Context, _strata
+from eegsal.stats.permutations import shuffle
 
 if TYPE_CHECKING:  # eegsal.stats imports without torch
     from eegsal.decoding import DecodingResult
@@ -209,8 +210,7 @@ def context_regression(
     shuffled = ry if permute == "residuals" else content
     perms = np.empty((chunk, len(content)))
     for i in progress(range(n_permutations), desc="regression permutations"):
-        for rows in strata:
-            perms[i % chunk, rows] = shuffled[rng.permutation(rows)]
+        perms[i % chunk] = shuffled[shuffle(len(shuffled), strata, rng)]
         if i % chunk == chunk - 1 or i == n_permutations - 1:
             done = i % chunk + 1
             y, x = (perms[:done], content) if permute == "residuals" else (

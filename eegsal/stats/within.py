@@ -19,6 +19,7 @@ from eegsal.stats._context import (
     _pooled,
     _strata,
 )
+from eegsal.stats.permutations import shuffle
 
 if TYPE_CHECKING:  # eegsal.stats imports without torch
     from eegsal.decoding import DecodingResult
@@ -263,20 +264,11 @@ def within_context_scores(
         ctx_of[rows] = k
     positive = np.searchsorted(labels, classes[-1]) if classes[-1] in labels else -1
     block = np.empty((_PERM_BLOCK, len(y_true)), codes.dtype)
-    # rng.shuffle of each stratum's slice of one buffer draws what
-    # rng.permutation(rows) draws, stratum by stratum, without its overhead
-    flat = np.concatenate(strata)
-    buf = flat.copy()
-    bounds = np.cumsum([0, *map(len, strata)])
-    views = [buf[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     starts = range(0, n_permutations, _PERM_BLOCK)
     for a in progress(starts, desc="within-context permutations (blocks)"):
         perms = block[: min(_PERM_BLOCK, n_permutations - a)]
         for i in range(len(perms)):
-            buf[:] = flat
-            for view in views:
-                rng.shuffle(view)
-            perms[i, flat] = codes[buf]
+            perms[i] = codes[shuffle(len(codes), strata, rng)]
         null[a : a + len(perms)] = _ba_many(perms, pred_codes, len(labels), ctx_of,
                                             sizes)  # fmt: skip
         if auc:
