@@ -2,25 +2,39 @@
 ===============================================================
 
 Over many seeds, small simulated sleep studies (6 subjects x 50 epochs of 2 s)
-are generated in four scenarios, decoded with EEGNet (subject-grouped
+are generated in five scenarios, decoded with EEGNet (subject-grouped
 cross-validation), explained (saliency of the log-odds of one fixed class)
-and tested by two routes:
+and tested by these routes:
 
 - *decoding*: the verdict of :func:`eegsal.stats.content_verdict` (the
   pooled within-stage test, labels shuffled within subject x stage, AND the
-  across-subject Wilcoxon test) says the content effect holds;
+  across-subject Wilcoxon test) says the content effect holds; a claim about
+  the population of subjects;
 - *maps*: ``attribution ~ content + stage + (1 | subject)`` has a content
-  cluster (:meth:`eegsal.stats.LMMResult.cluster_test`, p < 0.05).
+  cluster (:meth:`eegsal.stats.LMMResult.cluster_test`, p < 0.05); a claim
+  about these subjects;
+- *maps_population*: :func:`eegsal.stats.two_stage_test` (per-subject
+  content maps within stage, sign flips across subjects) has a cluster; a
+  claim about the population.
 
 Scenarios (the nulls are ones the decoder exploits: its overall balanced
 accuracy is reported beside each rate):
 
 - ``confound``: no content signal; "flying" goes with REM (confound 0.9);
 - ``depth``: no content signal; within each stage, "flying" goes with lighter
-  sleep (``depth_confound=2``), which lowers delta power. The decoding route
-  is also run with delta power as a covariate (``covariates="delta_power"``):
-  ``decoding_depth_aware``;
-- ``content``: a content signal, no confound: the power of both routes, and
+  sleep (``depth_confound=2``), which lowers delta power. The stage-only
+  routes are expected to be fooled. The decoding route is also run with a
+  covariate: ``decoding_depth_aware`` holds the log delta power of every
+  channel fixed (``log_delta_power``, what the decoder itself can read of
+  the depth), ``decoding_proxy`` the relative delta power of Fz alone
+  (``delta_power``, a scorer's measure, Spearman 0.6 with the depth); and
+  ``maps_depth_aware`` fits ``attribution ~ content + stage +
+  log_delta_power`` (Freedman-Lane permutations);
+- ``slope_null``: every subject has a content effect but there is none on
+  average (``scenario='random_slope'``, subject effects ``0.5 * N(0, 1)``,
+  signed): the null of the population claims (decoding, maps_population);
+  the *maps* route, about these subjects, is expected to find them;
+- ``content``: a content signal, no confound: the power of every route, and
   the *interaction null* of the maps route (the content effect is the same in
   every stage: a ``content x stage`` cluster is a false claim,
   ``maps_interaction``, tested by Freedman-Lane permutations);
@@ -45,61 +59,95 @@ from scipy import stats
 SCENARIOS = {
     "confound": dict(scenario="confound", confound=0.9),
     "depth": dict(scenario="null", depth_confound=2.0),
+    "slope_null": dict(scenario="random_slope", effect_size=0.5),
     "content": dict(scenario="content", effect_size=1.0),
     "weak": dict(scenario="content", effect_size=0.5),
 }
-NULLS = {"confound": ("decoding", "maps"), "depth": ("decoding_depth_aware", "maps"),
-         "content": ("maps_interaction",)}  # fmt: skip
+NULL, POWER = "false claims", "power"
+#: What a claim of each route means in each scenario (routes not listed: power).
+KINDS = {
+    "confound": {"decoding": NULL, "maps": NULL, "maps_population": NULL},
+    "depth": {
+        "decoding": "fooled (stage only)",
+        "maps": "fooled (stage only)",
+        "maps_population": "fooled (stage only)",
+        "decoding_proxy": "fooled (Fz delta only)",
+        "decoding_depth_aware": NULL,
+        "maps_depth_aware": NULL,
+    },
+    "slope_null": {
+        "decoding": NULL,
+        "maps_population": NULL,
+        "maps": "true for these subjects",
+    },
+    "content": {"maps_interaction": NULL},
+}
+
+
+def _claim(verdict: pd.DataFrame) -> bool:
+    return verdict.iloc[-1]["reading"].startswith("The content effect")
+
+
+def _cluster_claim(ct) -> bool:
+    return bool(len(ct.clusters) and ct.clusters["p"].min() < 0.05)
 
 
 def one_study(seed: int, name: str, n_permutations: int, device: str) -> dict:
-    """Simulate, decode, explain and test one study; return its p-values."""
+    """Simulate, decode, explain and test one study; return its claims."""
     import torch
 
     from eegsal import attribute, decode
     from eegsal.simulate import simulate_sleep_study
-    from eegsal.stats import content_verdict, fit_lmm
+    from eegsal.stats import content_verdict, fit_lmm, two_stage_test
 
     torch.set_num_threads(1)
-    kw = SCENARIOS[name]
     epochs, _ = simulate_sleep_study(n_subjects=6, n_epochs=50, epoch_length=2.0,
-                                     seed=seed, verbose=False, **kw)  # fmt: skip
+                                     seed=seed, verbose=False,
+                                     **SCENARIOS[name])  # fmt: skip
     result = decode(epochs, "content", cv=3, max_epochs=20, patience=20,
                     batch_size=32, seed=seed, device=device,
                     verbose=False)  # fmt: skip
     perm = dict(n_permutations=n_permutations, seed=seed, verbose=False)
     verdict = content_verdict(result, "stage", **perm)
+    within = verdict[verdict["test"].str.startswith("within")]
     row = dict(
         seed=seed,
         scenario=name,
         balanced_accuracy=verdict.iloc[0]["balanced_accuracy"],
-        within_stage_ba=verdict[verdict["test"].str.startswith("within")].iloc[-1][
-            "balanced_accuracy"
-        ],
-        claim_decoding=verdict.iloc[-1]["reading"].startswith("The content effect"),
+        within_stage_ba=within.iloc[-1]["balanced_accuracy"],
+        claim_decoding=_claim(verdict),
     )
-    if "delta_power" in epochs.metadata:
-        aware = content_verdict(result, "stage", covariates="delta_power", **perm)
-        row["claim_decoding_depth_aware"] = aware.iloc[-1]["reading"].startswith(
-            "The content effect"
-        )
+    depth = "log_delta_power" in epochs.metadata
+    if depth:
+        covariates = {"depth_aware": "log_delta_power", "proxy": "delta_power"}
+        for route, cov in covariates.items():
+            aware = content_verdict(result, "stage", covariates=cov, **perm)
+            row[f"claim_decoding_{route}"] = _claim(aware)
     attr = attribute(result, epochs, method="saliency", target="contrast",
                      label=0, device=device, verbose=False)  # fmt: skip
     lmm = fit_lmm(attr, "content + stage", verbose=False)
-    ct = lmm.cluster_test("content", **perm)
-    row["claim_maps"] = bool(len(ct.clusters) and ct.clusters["p"].min() < 0.05)
+    row["claim_maps"] = _cluster_claim(lmm.cluster_test("content", **perm))
+    two = two_stage_test(attr, "content", context="stage", **perm)
+    row["claim_maps_population"] = _cluster_claim(two)
+    if depth:
+        lmm = fit_lmm(attr, "content + stage + log_delta_power", verbose=False)
+        row["claim_maps_depth_aware"] = _cluster_claim(
+            lmm.cluster_test("content", **perm)
+        )
     if name == "content":
         lmm = fit_lmm(attr, "content * C(stage, Sum)", verbose=False)
         coef = next(n for n in lmm.names if n.startswith("content") and ":" in n)
-        ct = lmm.cluster_test(coef, **perm)
-        row["claim_maps_interaction"] = bool(
-            len(ct.clusters) and ct.clusters["p"].min() < 0.05
-        )
+        row["claim_maps_interaction"] = _cluster_claim(lmm.cluster_test(coef, **perm))
     return row
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Claim rates per scenario and route, with Clopper-Pearson intervals."""
+    """Claim rates per scenario and route, with Clopper-Pearson intervals.
+
+    ``kind`` says what a claim is there (:data:`KINDS`); a false-claim rate
+    is ``calibrated`` when its count is within the one-sided 95 % binomial
+    limit of 5 % (``limit``, as a rate).
+    """
     out = []
     for name, g in table.groupby("scenario", sort=False):
         for col in [c for c in g.columns if c.startswith("claim_")]:
@@ -108,16 +156,14 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
             if n == 0:
                 continue
             route = col.removeprefix("claim_")
+            kind = KINDS.get(name, {}).get(route, POWER)
             ci = stats.binomtest(k, n).proportion_ci(0.95)
-            null = route in NULLS.get(name, ()) or (
-                name in ("confound", "depth") and route in ("decoding", "maps")
-            )
-            limit = stats.binom.ppf(0.95, n, 0.05) if null else np.nan
+            limit = stats.binom.ppf(0.95, n, 0.05)
             out.append(dict(
-                scenario=name, route=route, kind="false claims" if null else "power",
-                claims=k, n=n, rate=k / n, ci_low=ci.low, ci_high=ci.high,
-                limit=limit / n if null else np.nan,
-                calibrated=(k <= limit) if null else None,
+                scenario=name, route=route, kind=kind, claims=k, n=n, rate=k / n,
+                ci_low=ci.low, ci_high=ci.high,
+                limit=limit / n if kind == NULL else np.nan,
+                calibrated=(k <= limit) if kind == NULL else None,
                 mean_overall_ba=g["balanced_accuracy"].mean(),
             ))  # fmt: skip
     return pd.DataFrame(out)

@@ -73,6 +73,8 @@ DEFAULT_STUDY: dict[str, Any] = {
         "bin": 0.1,
         "n_permutations": 100,
         "within_permutations": 1000,
+        "covariates": None,
+        "n_bins": 4,
         "alpha": 0.05,
     },
     "report": {"title": None},
@@ -163,6 +165,25 @@ def _text(*, none: bool = False) -> Check:
             raise _fail(origin, where, f"expected {expected}, got {value!r}.")
 
     return check
+
+
+def _names(value, where, origin) -> None:
+    """Check for a column name, a list of distinct ones, or null."""
+    if value is None or (isinstance(value, str) and value):
+        return
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) and v for v in value)
+        and len(set(value)) == len(value)
+    ):
+        return
+    raise _fail(
+        origin,
+        where,
+        f"expected a metadata column name, a list of distinct ones, or null; got "
+        f"{value!r}.",
+    )
 
 
 def _flag(value, where, origin) -> None:
@@ -399,6 +420,8 @@ _SCHEMA: dict[str, Any] = {
         "bin": _number(0, none=True, example="0.1 (s; 0 or null: no bins)"),
         "n_permutations": _integer(1),
         "within_permutations": _integer(1),
+        "covariates": _names,
+        "n_bins": _integer(1),
         "alpha": _number(0, 1, open_low=True, open_high=True, example="0.05"),
     },
     "report": {"title": _text(none=True)},

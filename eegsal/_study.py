@@ -293,47 +293,63 @@ class Study:
     # -- content versus context ------------------------------------------
     def confound_outputs(self) -> list[str]:
         c = self.context
+        covariates = self.cfg["stats"]["covariates"]
+        regression = ["tables/regression.csv"] if covariates else []
         return [
             f"tables/within_{c}.csv",
             f"tables/within_{c}_null.csv",
             "tables/subject_scores.csv",
             "tables/verdict.csv",
+            *regression,
             *_figures(f"within_{c}", "subject_scores"),
         ]
 
     def confound(self) -> None:
-        from eegsal.stats import content_verdict, subject_scores, within_context_scores
+        from eegsal.stats import (
+            content_verdict,
+            context_regression,
+            subject_scores,
+            within_context_scores,
+        )
         from eegsal.viz import plot_subject_scores, plot_within_context
 
         st, dec = self.cfg["stats"], self.cfg["decode"]
         result, c, g = self._result(self.target), self.context, dec["groups"]
+        # continuous context (e.g. delta power): quantile bins within each stage
+        kw = dict(groups=g, covariates=st["covariates"], n_bins=st["n_bins"])
+        n_perm = st["within_permutations"]
         within, null = within_context_scores(
-            result,
-            c,
-            groups=g,
-            n_permutations=st["within_permutations"],
-            return_null=True,
+            result, c, n_permutations=n_perm, return_null=True, **kw
         )
-        subjects = subject_scores(result, c, groups=g)
+        name = within.columns[0]  # 'stage', or 'stage x delta_power'
+        subjects = subject_scores(result, c, **kw)
+        tables = self.out / "tables"
+        regression = None
+        if st["covariates"]:
+            regression = context_regression(result, c, n_permutations=n_perm, **kw)
+            _write_csv(regression, tables / "regression.csv")
+        else:  # a table of an earlier run with covariates would mislead the report
+            (tables / "regression.csv").unlink(missing_ok=True)
         ctx_result = self._result(c) if dec["context_decoder"] else None
         verdict = content_verdict(
             result,
             c,
-            groups=g,
             alpha=st["alpha"],
             context_result=ctx_result,
             within=within,
+            regression=regression if regression is not None else False,
+            **kw,
         )
-        tables = self.out / "tables"
         _write_csv(within, tables / f"within_{c}.csv")
         _write_csv(null, tables / f"within_{c}_null.csv")
         _write_csv(subjects, tables / "subject_scores.csv")
         _write_csv(verdict, tables / "verdict.csv")
         _save_figure(
-            plot_within_context(within, null, c), self.out / "figures" / f"within_{c}"
+            plot_within_context(within, null, name),
+            self.out / "figures" / f"within_{c}",
         )
         _save_figure(
-            plot_subject_scores(subjects, groups=g, context=c),
+            plot_subject_scores(subjects, groups=g, context=name),
             self.out / "figures" / "subject_scores",
         )
 

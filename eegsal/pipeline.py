@@ -282,6 +282,11 @@ def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:
                 [
                     cfg["stats"]["within_permutations"],
                     cfg["stats"]["alpha"],
+                    *(
+                        [cfg["stats"]["covariates"], cfg["stats"]["n_bins"]]
+                        if cfg["stats"].get("covariates")
+                        else []
+                    ),
                     keys["decode"],
                     keys.get("decode_context"),
                 ]

@@ -219,9 +219,10 @@ def make_report(
                 within,
                 subjects,
                 target=target,
-                context=context,
+                context=within.columns[0],  # 'stage', or 'stage x delta_power'
                 alpha=cfg["stats"]["alpha"],
                 overall=overall,
+                regression=read("regression.csv"),
             )
         )
     lines += sentences

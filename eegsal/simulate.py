@@ -53,6 +53,7 @@ __all__ = [
     "WAVEFORMS",
     "plant_content",
     "plant_shortcut",
+    "log_delta_power",
     "relative_delta_power",
     "simulate_night",
     "simulate_sleep_study",
@@ -102,7 +103,7 @@ HOT_ZONE = (
     "Oz",
     "O2",
 )
-SCENARIOS = ("content", "confound", "both", "null")
+SCENARIOS = ("content", "confound", "both", "null", "random_slope")
 _YASA_CODES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
 _ANNOT_PREFIX = "Sleep stage "
 #: Depth of sleep scales the amplitude of this band (Hz) by exp(DEPTH_GAIN * depth).
@@ -195,7 +196,7 @@ def _check_common(scenario, confound, effect_size, effect_spread, snr, sfreq, st
     if confound is None:
         confound = 0.5 if scenario in ("confound", "both") else 0.0
     check_range(confound, "confound", 0.0, 1.0)
-    if scenario in ("content", "null") and confound > 0:
+    if scenario in ("content", "null", "random_slope") and confound > 0:
         raise ValueError(
             f"confound={confound} with scenario={scenario!r}: in this scenario the "
             "content label is independent of the stage; use scenario='both' (content "
@@ -255,8 +256,15 @@ def _content_channels(content_channels, ch_names):
     return [c for c in ch_names if c in chans]
 
 
-def _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread):
-    """Per-subject parameters (gain, IAF, spindle frequency, content effect)."""
+def _subjects(
+    rng, n_subjects, effect_size, effect_spread, subject_spread, signed=False
+):
+    """Per-subject parameters (gain, IAF, spindle frequency, content effect).
+
+    ``signed``: the effect is ``effect_size * N(0, 1)`` clipped to [-1, 1]
+    (no average effect) instead of ``effect_size * (1 + effect_spread *
+    N(0, 1))`` clipped to [0, 1]; the same random draws either way.
+    """
     s = subject_spread
     rows = []
     for i in range(n_subjects):
@@ -266,13 +274,17 @@ def _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread):
                 gain=float(np.exp(rng.normal(0, 0.2 * s))),
                 iaf=float(np.clip(rng.normal(10.0, 0.8 * s), 8.0, 12.0)),
                 spindle_freq=float(np.clip(rng.normal(13.5, 0.5 * s), 12.3, 14.7)),
-                effect=float(
-                    np.clip(effect_size * (1 + effect_spread * rng.normal()), 0.0, 1.0)
-                ),
+                effect=_effect(rng.normal(), effect_size, effect_spread, signed),
                 jitter=rng.normal(0, 0.01 * s, (4, 3)),
             )
         )
     return rows
+
+
+def _effect(z, effect_size, effect_spread, signed):
+    if signed:
+        return float(np.clip(effect_size * z, -1.0, 1.0))
+    return float(np.clip(effect_size * (1 + effect_spread * z), 0.0, 1.0))
 
 
 # ----------------------------------------------------------------------------
@@ -322,7 +334,12 @@ def simulate_sleep_study(
     scenario : str
         ``'content'``: a content signal in the positive epochs, labels
         independent of the stage; ``'confound'``: no content signal, labels
-        correlated with REM sleep; ``'both'``: both; ``'null'``: neither.
+        correlated with REM sleep; ``'both'``: both; ``'null'``: neither;
+        ``'random_slope'``: a content effect in every subject but none on
+        average (each subject's effect is ``effect_size * N(0, 1)``, clipped
+        to [-1, 1]; a negative effect puts the content signal in the other
+        class), labels independent of the stage: the null hypothesis of a
+        claim about the population, not of one about these subjects.
     confound : float | None
         Difference in the probability of the positive label between REM and the
         other stages, in [0, 1] (``P(pos|REM) = b + c(1-b)``,
@@ -333,7 +350,8 @@ def simulate_sleep_study(
         ``1 - effect`` and ``effect * 10 µV`` of 20-30 Hz activity is added.
     effect_spread : float
         Standard deviation of the subject's effect, relative to
-        ``effect_size`` (a random slope).
+        ``effect_size`` (a random slope; unused by ``'random_slope'``, where
+        ``effect_size`` is that standard deviation).
     snr : float
         Ratio of the RMS of brain activity to the RMS of white sensor noise
         (> 0; ``np.inf`` for no sensor noise).
@@ -353,11 +371,15 @@ def simulate_sleep_study(
         and the odds of the positive label are multiplied by ``exp(-c d)``
         (``c > 0``: content more likely in lighter sleep, ``c < 0`` in deeper
         sleep; 0: depth varies the EEG but not the content). The metadata
-        then has ``depth`` (the latent truth) and ``delta_power``, a
-        measurement a user could make:
-        the relative 0.5-4 Hz power (of 0.5-30 Hz) of a frontal channel (Fz,
-        else the first of F3, F4, Fp1, Fp2, else the first channel), by
-        Welch's method (:func:`mne.time_frequency.psd_array_welch`).
+        then has ``depth`` (the latent truth) and two measurements a user
+        could make: ``delta_power``, the relative 0.5-4 Hz power (of
+        0.5-30 Hz) of a frontal channel (Fz, else the first of F3, F4, Fp1,
+        Fp2, else the first channel), by Welch's method
+        (:func:`mne.time_frequency.psd_array_welch`), as a scorer reads depth
+        (:func:`relative_delta_power`); and ``log_delta_power``, the log
+        0.5-4 Hz power averaged over every channel (:func:`log_delta_power`),
+        which follows the depth more closely (Spearman 0.8 against 0.6 on
+        2-s epochs), as closely as a decoder of all channels can read it.
     labels : tuple of str
         Names of the positive and negative content labels.
     content_channels : list of str | None
@@ -432,8 +454,11 @@ def simulate_sleep_study(
         (rng_depth,) = rng.spawn(1)
         depth = rng_depth.standard_normal(n_subjects * n_epochs)
     scalp = _Scalp(info)
-    subjects = _subjects(rng, n_subjects, effect_size, effect_spread, subject_spread)
-    has_content = scenario in ("content", "both")
+    subjects = _subjects(
+        rng, n_subjects, effect_size, effect_spread, subject_spread,
+        signed=scenario == "random_slope",
+    )  # fmt: skip
+    has_content = scenario in ("content", "both", "random_slope")
     ch_idx = np.array([ch_names.index(c) for c in content_chs])
     logger.info(
         "Simulating %d subjects x %d epochs (%s scenario, confound %.2f), "
@@ -488,15 +513,18 @@ def simulate_sleep_study(
     if has_content:
         for si, subj in enumerate(subjects):
             rows = si * n_epochs + np.arange(n_epochs)
-            pos = rows[metadata["content"].to_numpy()[rows] == labels[0]]
+            # a negative effect (random_slope) puts the signal in the other class
+            label = labels[0] if subj["effect"] >= 0 else labels[1]
+            pos = rows[metadata["content"].to_numpy()[rows] == label]
             part = data[pos]
-            effect = np.full(pos.size, subj["effect"])
+            effect = np.full(pos.size, abs(subj["effect"]))
             _plant_content(rng_content, part, ch_idx, envelope, effect, sfreq)
             data[pos] = part
     data *= 1e-6  # µV -> V
     if depth_confound is not None:
         metadata["depth"] = depth
         metadata["delta_power"] = relative_delta_power(data, info)
+        metadata["log_delta_power"] = log_delta_power(data, info)
     names = metadata["stage"] + "/" + metadata["content"]
     event_id = {name: i + 1 for i, name in enumerate(sorted(names.unique()))}
     events = np.column_stack(
@@ -570,6 +598,40 @@ def relative_delta_power(data: np.ndarray, info: mne.Info) -> np.ndarray:
     )  # fmt: skip
     delta = (freqs >= DEPTH_BAND[0]) & (freqs <= DEPTH_BAND[1])
     return psd[:, delta].sum(-1) / psd.sum(-1)
+
+
+def log_delta_power(data: np.ndarray, info: mne.Info) -> np.ndarray:
+    """Log delta power averaged over channels, per epoch.
+
+    The natural log of the 0.5-4 Hz power (V², summed over Welch's frequency
+    bins, :func:`mne.time_frequency.psd_array_welch`, segments of up to 4 s)
+    of each channel, averaged over the channels: the depth of sleep as the
+    whole montage shows it. A decoder that reads every channel knows the
+    depth about as well as this measure, and better than a single channel's
+    relative power (:func:`relative_delta_power`); a covariate that measures
+    the confound less well than the decoder reads it leaves the confound in
+    a test that holds the covariate fixed.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_epochs, n_channels, n_times)
+        Epochs (V).
+    info : mne.Info
+        Their measurement info.
+
+    Returns
+    -------
+    log_delta_power : ndarray, shape (n_epochs,)
+        Mean over channels of the log band power.
+    """
+    from mne.time_frequency import psd_array_welch
+
+    sfreq = info["sfreq"]
+    psd, _ = psd_array_welch(
+        data, sfreq, fmin=DEPTH_BAND[0], fmax=DEPTH_BAND[1],
+        n_fft=min(data.shape[-1], int(4 * sfreq)), verbose=False,
+    )  # fmt: skip
+    return np.log(psd.sum(-1)).mean(-1)
 
 
 def _stage_props(stage_proportions, stages):

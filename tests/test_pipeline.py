@@ -627,3 +627,53 @@ def test_one_seed_for_the_whole_study_from_the_command_line(
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "data.simulate.seed) is kept" in text
+
+
+def test_covariates_of_the_config_enter_every_test_of_the_verdict(tmp_path):
+    """``stats.covariates``: bins in the within-context test, the regression on
+    the logit, and one verdict in verdict.csv, summary.txt and the report."""
+    from eegsal._study import Study
+    from eegsal.report import make_report
+    from eegsal.stats import context_regression, verdict_text
+
+    cfg = read_config({
+        "data": {"simulate": {"n_subjects": 4, "n_epochs": 30, "epoch_length": 1.0,
+                              "scenario": "null", "depth_confound": 2.0}},
+        "decode": {"cv": 2, "context_decoder": False,
+                   "params": {"max_epochs": 2, "batch_size": 32}},
+        "stats": {"within_permutations": 40, "covariates": ["log_delta_power"],
+                  "n_bins": 2},
+    })  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    study = Study(cfg, tmp_path, "cpu", None)
+    study.make_epochs()
+    study.decode()
+    study.confound()
+    tables = tmp_path / "tables"
+    within = pd.read_csv(tables / "within_stage.csv")
+    name = "stage x log_delta_power"
+    assert within.columns[0] == name
+    assert within[name].iloc[:2].tolist() == [
+        "N1, log_delta_power q1", "N1, log_delta_power q2"
+    ]  # fmt: skip
+    regression = pd.read_csv(tables / "regression.csv")
+    direct = context_regression(study._result("content"), "stage",
+                                covariates="log_delta_power", n_bins=2,
+                                n_permutations=40, verbose=False)  # fmt: skip
+    pd.testing.assert_frame_equal(regression, direct, check_dtype=False)
+    subjects = pd.read_csv(tables / "subject_scores.csv")
+    verdict = pd.read_csv(tables / "verdict.csv")
+    overall = verdict.loc[verdict["test"].str.startswith("overall")]
+    text = verdict_text(within, subjects, context=name, regression=regression,
+                        overall=overall["balanced_accuracy"].iloc[0])  # fmt: skip
+    assert verdict["reading"].iloc[-1] == text
+    assert "log_delta_power" in text and "adjusted for" in verdict["test"].iloc[-2]
+    make_report(tmp_path, verbose=False)
+    assert text in (tmp_path / "summary.txt").read_text()
+    # without covariates, a stale regression table is not left to the report
+    cfg["stats"]["covariates"] = None
+    Study(cfg, tmp_path, "cpu", None).confound()
+    assert not (tables / "regression.csv").exists()
+    assert "stage" in pd.read_csv(tables / "within_stage.csv").columns
+    with pytest.raises(ConfigError, match="stats.covariates: expected a metadata"):
+        read_config({"stats": {"covariates": ["a", "a"]}})

@@ -121,6 +121,30 @@ def test_content_signal_is_exactly_in_the_mask(seed):
     assert truth.content_window[0] <= t.min() and t.max() < truth.content_window[1]
 
 
+def test_random_slope_plants_each_subject_its_signed_effect():
+    kw = dict(n_subjects=12, n_epochs=20, seed=0)
+    slope, truth = simulate_sleep_study(scenario="random_slope", effect_size=0.5,
+                                        **kw)  # fmt: skip
+    null, _ = simulate_sleep_study(scenario="null", **kw)
+    effects = truth.subject_effects.set_index("subject")["effect"]
+    assert (effects > 0).any() and (effects < 0).any()  # 12 draws of N(0, 0.5)
+    # the labels are the null study's: only the signal differs
+    assert (slope.metadata["content"] == null.metadata["content"]).all()
+    diff = slope.get_data() - null.get_data()
+    meta = slope.metadata
+    for subject, effect in effects.items():
+        rows = (meta["subject"] == subject).to_numpy()
+        # a negative effect: the content signal in the other class
+        carrier = "flying" if effect >= 0 else "other"
+        has = rows & (meta["content"] == carrier).to_numpy()
+        assert np.abs(diff[rows & ~has]).max() == 0.0
+        assert np.abs(diff[has][:, ~truth.content_mask]).max() == 0.0
+        if abs(effect) > 0.05:
+            assert np.abs(diff[has][:, truth.content_mask]).mean() > 1e-7
+    with pytest.raises(ValueError, match="content label is independent"):
+        simulate_sleep_study(scenario="random_slope", confound=0.5, **kw)
+
+
 def _content_test(epochs, chans, tmin, tmax, fmin, fmax):
     """Within-stage (N2 and REM) Welch comparison flying vs other; smallest p."""
     power, _, _ = _band_power(epochs, chans, fmin, fmax, tmin, tmax)
@@ -326,6 +350,15 @@ def test_depth_confound_sets_a_measurable_delta_power():
     )
     for _, g in meta.groupby("stage"):  # it follows the latent depth
         assert stats.spearmanr(g["depth"], g["delta_power"])[0] > 0.5
+    # the log delta power of every channel follows it more closely
+    _, psd = signal.welch(epochs.get_data(), 100.0, window="hamming",
+                              nperseg=200, noverlap=0)  # fmt: skip
+    ref = np.log(psd[..., delta].sum(-1)).mean(-1)
+    np.testing.assert_allclose(meta["log_delta_power"], ref, rtol=1e-6)
+    rho = {c: np.mean([stats.spearmanr(g["depth"], g[c])[0]
+                       for _, g in meta.groupby("stage")])
+           for c in ("delta_power", "log_delta_power")}  # fmt: skip
+    assert rho["log_delta_power"] > rho["delta_power"] + 0.03  # 0.91 vs 0.83
     # content more likely in lighter sleep: a negative slope of depth, stage fixed
     import statsmodels.formula.api as smf
 
