@@ -25,7 +25,10 @@ class MapEvoked(mne.EvokedArray):
     ``plot_joint`` and ``plot_topo`` show the values unscaled, labelled with
     ``unit``; ``units=`` and ``scalings=`` passed to them still win. Saved to
     FIF and read back, it is a plain :class:`mne.Evoked` (FIF records no unit
-    label), to be plotted with ``units``/``scalings``.
+    label), to be plotted with ``units``/``scalings``. The functions of
+    :mod:`mne.viz` (``mne.viz.plot_evoked(evoked)``, ``mne.viz.plot_compare_evokeds``)
+    do not go through these methods and scale EEG channels to µV: call the
+    methods, or pass ``units=dict(eeg=evoked.unit), scalings=dict(eeg=1)``.
 
     Parameters
     ----------

@@ -52,6 +52,13 @@ def test_to_evoked_plots_in_arbitrary_units(attr):
     mean = attr.data.mean(0)
     assert ylim[0] <= mean.min() and ylim[1] >= mean.max()
     assert np.abs(ylim).max() < 2 * np.abs(mean).max()  # not x 1e6 (µV)
+    # mne.viz's function form scales EEG to µV; the documented keywords undo it
+    _, scaled = _ylabel_ylim(mne.viz.plot_evoked(evoked, show=False))
+    np.testing.assert_allclose(scaled, ylim * 1e6, rtol=1e-6)
+    fig = mne.viz.plot_evoked(evoked, units=dict(eeg=evoked.unit),
+                              scalings=dict(eeg=1), show=False)  # fmt: skip
+    assert _ylabel_ylim(fig)[0] == "a.u."
+    np.testing.assert_allclose(_ylabel_ylim(fig)[1], ylim, rtol=1e-6)
     # topomaps keep the electrode positions and say "a.u." on the colour bar
     fig = evoked.plot_topomap(times=[0.0, 0.1], show=False)
     assert fig.axes[-1].get_title() == "a.u."
