@@ -12,7 +12,6 @@ field, the value, what is allowed and, for a near miss, what was meant.
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import inspect
 import math
@@ -23,7 +22,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from eegsal.data.manifest import _load_yaml, _mapping, _unknown
+from eegsal._config_io import check_known, did_you_mean, load_yaml, mapping
 
 __all__ = ["DEFAULT_STUDY", "ConfigError", "read_config"]
 
@@ -96,11 +95,6 @@ Check = Callable[[Any, str, str], None]
 
 def _fail(origin: str, where: str, problem: str) -> ConfigError:
     return ConfigError(f"{origin}: {where}: {problem}")
-
-
-def _hint(value, options) -> str:
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _is_int(value) -> bool:
@@ -202,7 +196,7 @@ def _choice(options: Sequence | Callable[[], Sequence]) -> Check:
                 origin,
                 where,
                 f"{value!r} is not allowed; expected one of {names}."
-                + _hint(value, [o for o in allowed if o is not None]),
+                + did_you_mean(value, [o for o in allowed if o is not None]),
             )
 
     return check
@@ -225,28 +219,15 @@ def _pair(low: int) -> Check:
     return check
 
 
-def _models() -> list[str]:
-    from eegsal.models import MODELS
-
-    return list(MODELS)
-
-
-def _methods() -> list[str]:
-    from eegsal.attribution.methods import METHODS
-
-    return list(METHODS)
+def _names_in(module: str, name: str) -> Callable[[], list[str]]:
+    """Return a function listing the keys of ``module.name``, imported on use."""
+    return lambda: list(getattr(importlib.import_module(module), name))
 
 
-def _targets() -> list[str]:
-    from eegsal.attribution.methods import TARGETS
-
-    return list(TARGETS)
-
-
-def _perturbations() -> list[str]:
-    from eegsal.evaluation.faithfulness import PERTURBATIONS
-
-    return list(PERTURBATIONS)
+_models = _names_in("eegsal.models", "MODELS")
+_methods = _names_in("eegsal.attribution.methods", "METHODS")
+_targets = _names_in("eegsal.attribution.methods", "TARGETS")
+_perturbations = _names_in("eegsal.evaluation.faithfulness", "PERTURBATIONS")
 
 
 #: Ranges and choices of the parameters passed on to eegsal's functions, by name
@@ -309,7 +290,7 @@ def _params(module: str, name: str, given: dict[str, str]) -> Check:
     """
 
     def check(value, where, origin):
-        value = _mapping(value, where, origin, ConfigError)
+        value = mapping(value, where, origin, ConfigError)
         func = getattr(importlib.import_module(module), name)
         sig = inspect.signature(func)
         allowed = {
@@ -328,7 +309,7 @@ def _params(module: str, name: str, given: dict[str, str]) -> Check:
                     origin,
                     f"{where}.{key}",
                     f"not a parameter of {name}; allowed: "
-                    f"{', '.join(sorted(allowed))}.{_hint(key, allowed)}",
+                    f"{', '.join(sorted(allowed))}.{did_you_mean(key, allowed)}",
                 )
             if key in _PARAMETERS:
                 _PARAMETERS[key](val, f"{where}.{key}", origin)
@@ -360,12 +341,12 @@ def _cv(value, where, origin) -> None:
 def _label(value, where, origin) -> None:
     if value in ("true", "predicted") or (_is_int(value) and value >= 0):
         return
+    hint = did_you_mean(value, ["true", "predicted"]) if isinstance(value, str) else ""
     raise _fail(
         origin,
         where,
         f"{value!r} is not allowed; expected 'true' (each epoch's class), "
-        "'predicted', or a class index >= 0."
-        + (_hint(value, ["true", "predicted"]) if isinstance(value, str) else ""),
+        f"'predicted', or a class index >= 0.{hint}",
     )
 
 
@@ -433,9 +414,9 @@ def _walk(value, schema, where: str, origin: str, depth: int = 0) -> None:
     if not isinstance(schema, dict):
         schema(value, where, origin)
         return
-    value = _mapping(value, where.rstrip("."), origin, ConfigError)
+    value = mapping(value, where.rstrip("."), origin, ConfigError)
     if depth >= 2:  # the sections' own keys are checked by read_config
-        _unknown(value, schema, where, origin, ConfigError)
+        check_known(value, schema, where, origin, ConfigError)
     for key, check in schema.items():
         if key in value:
             sub = f"{where}{key}" + ("." if isinstance(check, dict) else "")
@@ -491,7 +472,7 @@ def _check_with_data_settings(cfg: dict, origin: str) -> None:
                 origin,
                 "attribute.explain",
                 f"{explain!r} is not a class of {dec['target']!r}; expected one "
-                f"of {', '.join(map(repr, names))}.{_hint(explain, names)}",
+                f"of {', '.join(map(repr, names))}.{did_you_mean(explain, names)}",
             )
         if classes is not None and _is_int(label) and label >= len(classes):
             raise _fail(
@@ -531,9 +512,9 @@ def read_config(config: str | os.PathLike | dict) -> dict:
     config : dict
         The complete config, ``data.manifest`` made absolute.
     """
-    raw, origin, path = _load_yaml(config, "study config", ConfigError)
+    raw, origin, path = load_yaml(config, "study config", ConfigError)
     base = Path.cwd() if path is None else path.resolve().parent
-    _unknown(raw, _SECTIONS, "", origin, ConfigError)
+    check_known(raw, _SECTIONS, "", origin, ConfigError)
     cfg = copy.deepcopy(DEFAULT_STUDY)
     name = raw.get("name")
     if name is not None and not isinstance(name, str | int | float):
@@ -542,8 +523,8 @@ def read_config(config: str | os.PathLike | dict) -> dict:
     for section, allowed in _SECTIONS.items():
         if section == "name" or section not in raw:
             continue
-        given = _mapping(raw[section], section, origin, ConfigError)
-        _unknown(given, allowed, f"{section}.", origin, ConfigError)
+        given = mapping(raw[section], section, origin, ConfigError)
+        check_known(given, allowed, f"{section}.", origin, ConfigError)
         if section == "data":
             cfg["data"] = {}
         cfg[section].update(given)
@@ -570,9 +551,9 @@ def read_config(config: str | os.PathLike | dict) -> dict:
         if m not in known:
             raise ConfigError(
                 f"{origin}: attribute.methods: unknown method {m!r}; "
-                f"available: {', '.join(known)}.{_hint(m, known)}"
+                f"available: {', '.join(known)}.{did_you_mean(m, known)}"
             )
-    params = _mapping(
+    params = mapping(
         cfg["attribute"]["params"], "attribute.params", origin, ConfigError
     )
     for m, given in params.items():
@@ -580,7 +561,7 @@ def read_config(config: str | os.PathLike | dict) -> dict:
             raise _fail(
                 origin,
                 f"attribute.params.{m}",
-                f"not a method; available: {', '.join(known)}.{_hint(m, known)}",
+                f"not a method; available: {', '.join(known)}.{did_you_mean(m, known)}",
             )
         check = _params("eegsal.attribution", "attribute", _ATTRIBUTE_GIVEN)
         check(given, f"attribute.params.{m}", origin)
@@ -591,7 +572,7 @@ def read_config(config: str | os.PathLike | dict) -> dict:
     if stats["method"] not in methods:
         raise ConfigError(
             f"{origin}: stats.method: {stats['method']!r} is not one of "
-            f"attribute.methods {methods}.{_hint(stats['method'], methods)}"
+            f"attribute.methods {methods}.{did_you_mean(stats['method'], methods)}"
         )
     if cfg["attribute"]["explain"] is not None and "label" in (
         raw.get("attribute") or {}

@@ -8,16 +8,16 @@ field (``recordings[2].hypnogram``), what was found and what to do.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
 import os
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
+from eegsal._config_io import check_known, did_you_mean, load_yaml, mapping
 
 __all__ = ["Manifest", "ManifestError", "read_manifest"]
 
@@ -60,6 +60,13 @@ class ManifestError(ValueError):
     """
 
 
+#: The checks shared with study configs (:mod:`eegsal._config_io`), raising
+#: ManifestError: ``_mapping(value, where, origin)`` and
+#: ``_unknown(keys, allowed, where, origin)``.
+_mapping = partial(mapping, error=ManifestError)
+_unknown = partial(check_known, error=ManifestError)
+
+
 @dataclass
 class Manifest:
     """A validated manifest.
@@ -99,120 +106,6 @@ class Manifest:
     def error(self, where: str, problem: str) -> ManifestError:
         """Build a :class:`ManifestError` for field ``where``."""
         return ManifestError(f"{self.origin}: {where}: {problem}")
-
-
-def _unknown(keys, allowed, where, origin, error=None):
-    for key in keys:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise (error or ManifestError)(
-                f"{origin}: {where}{key}: unknown field; allowed: "
-                f"{', '.join(sorted(allowed))}.{hint}"
-            )
-
-
-def _load_yaml(source, what: str, error=None) -> tuple[dict, str, Path | None]:
-    """Read a YAML mapping (``safe_load``) from a file, or copy a given dict.
-
-    Returns the mapping (a copy: the input is never edited), its origin for
-    messages and the file's path (None for a dict).
-    """
-    error = error or ManifestError
-    if isinstance(source, dict):
-        return (
-            copy.deepcopy(_mapping(source, "(top level)", "<dict>", error)),
-            "<dict>",
-            None,
-        )
-    path = Path(source)
-    if not path.is_file():
-        raise error(f"{path}: no such {what} file.")
-    if path.stat().st_size > MAX_YAML_BYTES:
-        raise error(
-            f"{path}: {path.stat().st_size} bytes; a {what} file is at most "
-            f"{MAX_YAML_BYTES // 2**20} MiB (list recordings by glob: pattern)."
-        )
-    try:
-        raw = safe_load_bounded(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from None
-    except ValueError as err:
-        raise error(f"{path}: {err}") from None
-    return (
-        copy.deepcopy(_mapping(raw, "(top level)", str(path), error)),
-        str(path),
-        path,
-    )
-
-
-#: Largest manifest or config file read (bytes), and largest number of values
-#: it may expand to through YAML aliases (``*name``), which guards against
-#: "billion laughs" documents that hold a few lines and expand to billions.
-MAX_YAML_BYTES = 2**20
-MAX_YAML_NODES = 100_000
-
-
-def safe_load_bounded(text: str):
-    """``yaml.safe_load``, refusing documents that expand past MAX_YAML_NODES.
-
-    The document is composed into its node graph first (no Python objects),
-    and the size it expands to, with every alias counted as a full copy of
-    what it names, is computed before anything is constructed; the same graph
-    is then constructed, so the text is parsed once.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_expansion(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _check_expansion(node) -> None:
-    """Refuse a node graph that refers to itself or expands past MAX_YAML_NODES."""
-    sizes: dict[int, int] = {}
-    open_: set[int] = set()
-
-    def size(n) -> int:
-        key = id(n)
-        if key in open_:
-            raise ValueError(
-                f"line {n.start_mark.line + 1}: an alias refers to a value that "
-                "contains it (a recursive document); write the values out."
-            )
-        if key not in sizes:
-            open_.add(key)
-            total = 1
-            if isinstance(n, yaml.SequenceNode):
-                total += sum(size(c) for c in n.value)
-            elif isinstance(n, yaml.MappingNode):
-                total += sum(size(k) + size(v) for k, v in n.value)
-            open_.discard(key)
-            sizes[key] = total
-        return sizes[key]
-
-    total = size(node)
-    if total > MAX_YAML_NODES:
-        raise ValueError(
-            f"the document expands to {total} values through aliases (*name); at "
-            f"most {MAX_YAML_NODES} are read. Write the values out instead of "
-            "nesting aliases."
-        )
-
-
-def _mapping(value, where, origin, error=None) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise (error or ManifestError)(
-            f"{origin}: {where}: expected a mapping (key: value lines), got "
-            f"{type(value).__name__} {value!r}."
-        )
-    return value
 
 
 #: A dataset name becomes a file and folder name in the cache: letters, digits,
@@ -314,7 +207,7 @@ def read_manifest(
     manifest : Manifest
         The validated manifest.
     """
-    raw, origin, path = _load_yaml(manifest, "manifest")
+    raw, origin, path = load_yaml(manifest, "manifest", ManifestError)
     base = Path.cwd() if path is None else path.parent
     _unknown(raw, _TOP, "", origin)
     source = raw.get("source", "files")
@@ -456,8 +349,7 @@ def _check_stages(ep: dict, mode: str, origin: str) -> None:
 
     scheme = ep.get("scheme")
     if scheme is not None and scheme not in SCHEMES:
-        close = difflib.get_close_matches(str(scheme).lower(), sorted(SCHEMES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(scheme).lower(), SCHEMES)
         raise ManifestError(
             f"{origin}: epochs.scheme: {scheme!r} is not a stage scheme; use aasm "
             "(W, N1, N2, N3, R/REM), rk (Rechtschaffen & Kales: W, S1-S4, REM, "
