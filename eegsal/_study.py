@@ -478,7 +478,7 @@ class Study:
         return ["tables/lmm.csv", "tables/clusters.csv", *_figures("lmm")]
 
     def stats(self) -> None:
-        from eegsal.stats import fit_lmm
+        from eegsal.stats import RankDeficientError, fit_lmm
 
         st = self.cfg["stats"]
         attr = self._attr(st["method"])
@@ -487,8 +487,8 @@ class Study:
         kw = dict(groups=self.cfg["decode"]["groups"], absolute=st["absolute"])
         try:
             lmm = fit_lmm(attr, st["formula"], **kw)
-        except ValueError as err:
-            if "rank deficient" not in str(err) or "*" not in st["formula"]:
+        except RankDeficientError as err:
+            if "*" not in st["formula"]:
                 raise
             # some context holds one content only: no interaction can be fitted
             additive = st["formula"].replace("*", "+")

@@ -677,3 +677,43 @@ def test_covariates_of_the_config_enter_every_test_of_the_verdict(tmp_path):
     assert "stage" in pd.read_csv(tables / "within_stage.csv").columns
     with pytest.raises(ConfigError, match="stats.covariates: expected a metadata"):
         read_config({"stats": {"covariates": ["a", "a"]}})
+
+
+def test_a_rank_deficient_interaction_falls_back_to_the_additive_model(
+    tmp_path, caplog
+):
+    """A stage holding one content only: stats fits content + stage, and says so;
+    a formula without an interaction to drop still fails, by the error's class."""
+    import logging
+
+    import mne
+
+    from eegsal._study import Study
+    from eegsal.attribution import Attributions
+    from eegsal.stats import RankDeficientError
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({
+        "subject": np.repeat(["s0", "s1", "s2", "s3"], 12),
+        "content": rng.choice(["flying", "other"], 48),
+        "stage": np.tile(["N2", "N3", "REM"], 16),
+    })  # fmt: skip
+    meta.loc[meta["stage"] == "REM", "content"] = "flying"
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 100.0, "eeg")
+    info.set_montage("colin27_1020")
+    data = rng.standard_normal((48, 4, 5)).astype(np.float32)
+    attr = Attributions(data, info, np.arange(5) / 100.0, metadata=meta,
+                        method="saliency", target="logit")  # fmt: skip
+    attr.save(tmp_path / "attributions" / "saliency.h5")
+    cfg = read_config({"attribute": {"methods": ["saliency"]},
+                       "stats": {"bin": None, "n_permutations": 5}})  # fmt: skip
+    assert cfg["stats"]["formula"] == "content * C(stage, Sum)"
+    with caplog.at_level(logging.WARNING, logger="eegsal"):
+        Study(cfg, tmp_path, "cpu", None).stats()
+    assert "is rank deficient" in caplog.text
+    assert "fitting content + C(stage, Sum) instead" in caplog.text
+    lmm = pd.read_csv(tmp_path / "tables" / "lmm.csv")
+    assert not lmm["term"].str.contains(":").any()
+    cfg["stats"]["formula"] = "content + stage + C(content)"
+    with pytest.raises(RankDeficientError, match="rank deficient"):
+        Study(cfg, tmp_path, "cpu", None).stats()

@@ -1,7 +1,7 @@
 """Statistics on attribution maps and decoders: content versus context."""
 
 from eegsal.stats.clusters import ClusterTest, cluster_test
-from eegsal.stats.lmm import LMMResult, fit_lmm
+from eegsal.stats.lmm import LMMResult, RankDeficientError, fit_lmm
 from eegsal.stats.regression import context_regression, out_of_fold_logit
 from eegsal.stats.similarity import associated_context, explanation_similarity
 from eegsal.stats.two_stage import two_stage_test
@@ -16,6 +16,7 @@ from eegsal.stats.within import holm, within_context_scores
 __all__ = [
     "ClusterTest",
     "LMMResult",
+    "RankDeficientError",
     "across_subjects",
     "associated_context",
     "cluster_test",

@@ -20,7 +20,20 @@ from eegsal._logging import logger, progress, verbose
 from eegsal.stats import _reml, _reml_slopes
 from eegsal.stats._formula import check_formula
 
-__all__ = ["LMMResult", "fit_lmm"]
+__all__ = ["LMMResult", "RankDeficientError", "fit_lmm"]
+
+
+class RankDeficientError(ValueError):
+    """A mixed model's design cannot be fitted: its columns are dependent.
+
+    Raised by :func:`fit_lmm` when the fixed effects' design is rank
+    deficient (some combination of levels has no epochs, e.g. a context
+    that holds one content only, so that an interaction cannot be
+    estimated) or the random effects' is. A :class:`ValueError`, so that
+    code catching that still does; catch this class to try a simpler
+    formula, as :func:`eegsal.pipeline.run_study` does (``a * b`` becomes
+    ``a + b``).
+    """
 
 
 def _design(formula: str, metadata: pd.DataFrame):
@@ -101,6 +114,12 @@ def fit_lmm(
         Estimates, standard errors, Wald z statistics and p-values per
         coefficient and cell.
 
+    Raises
+    ------
+    RankDeficientError
+        When the design of ``formula`` or of ``re_formula`` is rank
+        deficient (a combination of levels without epochs).
+
     Notes
     -----
     Explain one fixed class (``attribute(..., label=<class index>)``, with
@@ -180,12 +199,12 @@ def fit_lmm(
     Z = _design(re_formula, meta)  # validates the names; '1 + content' == 'content'
     intercept_only = Z.shape[1] == 1 and np.ptp(Z.to_numpy()) == 0
     if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1]:
-        raise ValueError(
+        raise RankDeficientError(
             f"the design of {formula!r} is rank deficient (columns {list(X.columns)}):"
             " some combination of levels has no epochs; simplify the formula."
         )
     if np.linalg.matrix_rank(Z.to_numpy()) < Z.shape[1]:
-        raise ValueError(
+        raise RankDeficientError(
             f"the random effects {re_formula!r} are rank deficient (columns "
             f"{list(Z.columns)}); simplify re_formula."
         )

@@ -10,7 +10,7 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from eegsal.attribution import Attributions
-from eegsal.stats import _reml, fit_lmm
+from eegsal.stats import RankDeficientError, _reml, fit_lmm
 
 
 def _random_attr(seed, n_subjects=8, per=25, n_chans=3, n_times=4):
@@ -153,6 +153,25 @@ def test_errors_and_save(tmp_path):
         lmm.save(tmp_path / "lmm.csv")
     fig = lmm.plot_image("content", mask=fdr)
     assert "t" in fig.axes[-1].get_ylabel()
+
+
+def test_a_rank_deficient_design_raises_its_own_error():
+    """A context holding one content only: the interaction cannot be fitted, and
+    the error says so by its class (a ValueError still), not only in words."""
+    attr = _random_attr(0, n_subjects=4, per=12)
+    meta = attr.metadata
+    meta.loc[meta["stage"] == "REM", "content"] = "flying"
+    attr.metadata = meta
+    with pytest.raises(RankDeficientError, match="design of 'content \\* stage'"):
+        fit_lmm(attr, "content * stage")
+    assert issubclass(RankDeficientError, ValueError)
+    assert fit_lmm(attr, "content + stage").names[1] == "content[T.other]"
+    attr.metadata = meta.assign(copy=meta["content"])
+    with pytest.raises(RankDeficientError, match="random effects 'content \\+ copy'"):
+        fit_lmm(attr, "content", re_formula="content + copy")
+    with pytest.raises(ValueError, match="not a metadata column") as info:
+        fit_lmm(attr, "content * sleep_stage")
+    assert not isinstance(info.value, RankDeficientError)
 
 
 def test_maps_on_disk_are_streamed_to_the_same_fit(tmp_path):
