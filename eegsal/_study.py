@@ -1,4 +1,8 @@
-"""The stages of a study (see :mod:`eegsal.pipeline`): what each computes and writes."""
+"""The bodies of a study's stages: what each computes and writes.
+
+Each stage is declared in :mod:`eegsal._stages` (its name, key, files and
+this body); :func:`eegsal.pipeline.run_study` runs them in turn.
+"""
 
 from __future__ import annotations
 
@@ -38,10 +42,6 @@ def _save_figure(fig, stem: Path) -> None:
     plt.close(fig)
 
 
-def _figures(*names: str) -> list[str]:
-    return [f"figures/{n}{ext}" for n in names for ext in (".png", ".svg")]
-
-
 def _bin_times(attr, width: float):
     """Average the maps in time bins of ``width`` s, each labelled by its start."""
     from eegsal.attribution import Attributions
@@ -67,7 +67,7 @@ def _bin_times(attr, width: float):
 
 
 class Study:
-    """The stages of one study; each reads what it needs from the output folder."""
+    """The stages' bodies for one study; each reads what it needs from the folder."""
 
     def __init__(self, cfg: dict, out: Path, device: str, n_jobs: int | None):
         self.cfg, self.out, self.device, self.n_jobs = cfg, out, device, n_jobs
@@ -115,10 +115,6 @@ class Study:
         return truth
 
     # -- epochs -----------------------------------------------------------
-    def epochs_outputs(self) -> list[str]:
-        files = ["epochs/epochs-epo.fif", "tables/epochs_summary.csv"]
-        return files + (["epochs/truth.json"] if self.simulated else [])
-
     def make_epochs(self) -> None:
         data = self.cfg["data"]
         truth = None
@@ -159,16 +155,6 @@ class Study:
         self._cache.pop("epochs", None)  # read back, lazily when large
 
     # -- decoding ---------------------------------------------------------
-    def decode_outputs(self) -> list[str]:
-        files = [
-            f"decoding/{self.target}/config.json",
-            "tables/scores.csv",
-            "tables/predictions.csv",
-        ]
-        if self.context:
-            files.append(f"tables/scores_by_{self.context}.csv")
-        return files
-
     def _decode(self, target: str):
         from eegsal.decoding import decode
 
@@ -201,12 +187,6 @@ class Study:
         self._decode(self.context)
 
     # -- attribution ------------------------------------------------------
-    def attribute_outputs(self, method: str) -> list[str]:
-        return [
-            f"attributions/{method}.h5",
-            *_figures(f"topomap_{method}", f"image_{method}"),
-        ]
-
     def _class_index(self, which: str, value: str, where: str) -> int:
         """Index of the class ``value`` among the ``which`` decoder's classes."""
         classes = [str(c) for c in self._result(which).classes]
@@ -291,19 +271,6 @@ class Study:
         _save_figure(fig, self.out / "figures" / f"image_{method}")
 
     # -- content versus context ------------------------------------------
-    def confound_outputs(self) -> list[str]:
-        c = self.context
-        covariates = self.cfg["stats"]["covariates"]
-        regression = ["tables/regression.csv"] if covariates else []
-        return [
-            f"tables/within_{c}.csv",
-            f"tables/within_{c}_null.csv",
-            "tables/subject_scores.csv",
-            "tables/verdict.csv",
-            *regression,
-            *_figures(f"within_{c}", "subject_scores"),
-        ]
-
     def confound(self) -> None:
         from eegsal.stats import (
             content_verdict,
@@ -353,14 +320,6 @@ class Study:
             self.out / "figures" / "subject_scores",
         )
 
-    def similarity_outputs(self) -> list[str]:
-        m0 = self.cfg["attribute"]["methods"][0]
-        return [
-            f"attributions/{self.context}_decoder_{m0}.h5",
-            "tables/similarity.csv",
-            *_figures("similarity"),
-        ]
-
     def similarity(self) -> None:
         from eegsal.stats import explanation_similarity
         from eegsal.viz import plot_similarity
@@ -389,15 +348,6 @@ class Study:
         _save_figure(fig, self.out / "figures" / "similarity")
 
     # -- evaluation -------------------------------------------------------
-    def evaluate_outputs(self) -> list[str]:
-        files = [
-            "tables/faithfulness_auc.csv",
-            "tables/faithfulness_curves.csv",
-            "tables/randomization.csv",
-            *_figures("faithfulness", "randomization"),
-        ]
-        return files + (["tables/localization.csv"] if self.simulated else [])
-
     def _subset(self, n: int) -> np.ndarray:
         """Epochs to evaluate on: ``n`` drawn at random (seeded), in order."""
         total = len(self._epochs())
@@ -474,9 +424,6 @@ class Study:
             _write_csv(table, out / "localization.csv")
 
     # -- statistics -------------------------------------------------------
-    def stats_outputs(self) -> list[str]:
-        return ["tables/lmm.csv", "tables/clusters.csv", *_figures("lmm")]
-
     def stats(self) -> None:
         from eegsal.stats import RankDeficientError, fit_lmm
 
@@ -512,3 +459,9 @@ class Study:
             f"clusters p < {st['alpha']:g} ({st['n_permutations']} permutations)",
         )
         _save_figure(fig, self.out / "figures" / "lmm")
+
+    # -- report -----------------------------------------------------------
+    def report(self) -> None:
+        from eegsal.report import make_report
+
+        make_report(self.out)

@@ -17,8 +17,10 @@ decoder, the attribution methods, the evaluation and the statistics;
       report.html               the HTML report (mne.Report)
       summary.txt               the verdict and key numbers, in words
 
-A stage is skipped when the hash of its settings and of the stages it reads
-is the one recorded in ``stages.json`` and its files exist; so a rerun
+Each stage is declared once, in :mod:`eegsal._stages` (its name, what its
+hash is computed from, its files and its body). A stage is skipped when the
+hash of its settings and of the stages it reads is the one recorded in
+``stages.json`` and its files exist; so a rerun
 after a crash, or after a change of settings, redoes only what it must.
 Every file is written atomically (temporary file, then rename), and a stage
 is recorded only once all its files are written; an interrupted stage is
@@ -35,7 +37,7 @@ block; the cluster test holds the binned maps in memory).
 from __future__ import annotations
 
 import copy
-import hashlib
+import functools
 import json
 import os
 import time
@@ -45,11 +47,11 @@ from pathlib import Path
 
 import yaml
 
-from eegsal import __version__
 from eegsal._config import DEFAULT_STUDY, ConfigError, read_config
 from eegsal._docs import fill_doc
 from eegsal._io import atomic_path, lock_folder, remove_temporaries
 from eegsal._logging import logger, verbose
+from eegsal._stages import plan
 from eegsal._study import Study as _Study
 
 __all__ = [
@@ -60,32 +62,6 @@ __all__ = [
     "run_demo",
     "run_study",
 ]
-
-
-def _hash(obj) -> str:
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _data_key(cfg: dict) -> str:
-    """Hash the epochs stage's inputs: the data settings and every file read.
-
-    For a manifest, :func:`eegsal.data.cache.cache_key` (the key of the
-    epochs cache) enters: the manifest's settings and each recording's,
-    hypnogram's and events file's path, size and modification time, so that
-    a replaced recording reruns the study.
-    """
-    data = dict(cfg["data"], eegsal=__version__)
-    if "manifest" in data:
-        from eegsal.data.cache import cache_key
-        from eegsal.data.loading import expand_recordings
-        from eegsal.data.manifest import read_manifest
-
-        m = read_manifest(data["manifest"], data.get("root"))
-        data["files"] = cache_key(
-            m, expand_recordings(m) if m.source == "files" else []
-        )
-    return _hash(data)
 
 
 class _Stages:
@@ -238,102 +214,10 @@ def _set_seed(cfg: dict, seed: int) -> None:
 
 
 def _run_stages(cfg: dict, stages: _Stages, study: _Study) -> None:
-    """Run (or skip) every stage of the study in order."""
-    out = study.out
-    keys: dict[str, str] = {}
-    keys["epochs"] = stages.run(
-        "epochs", _data_key(cfg), study.epochs_outputs(), study.make_epochs
-    )
-    dec = cfg["decode"]
-    keys["decode"] = stages.run(
-        "decode",
-        _hash([dec, keys["epochs"]]),
-        study.decode_outputs(),
-        study.decode,
-    )
-    if dec["context"] and dec["context_decoder"]:
-        keys["decode_context"] = stages.run(
-            "decode_context",
-            _hash([dec, keys["epochs"]]),
-            [f"decoding/{dec['context']}/config.json"],
-            study.decode_context,
-        )
-    att = cfg["attribute"]
-    for m in att["methods"]:
-        keys[f"attribute:{m}"] = stages.run(
-            f"attribute:{m}",
-            _hash(
-                [
-                    m,
-                    att["target"],
-                    att["label"],
-                    *([att["explain"]] if att.get("explain") is not None else []),
-                    att["params"].get(m, {}),
-                    keys["decode"],
-                ]
-            ),
-            study.attribute_outputs(m),
-            lambda m=m: study.attribute(m),
-        )
-    if dec["context"]:
-        keys["confound"] = stages.run(
-            "confound",
-            _hash(
-                [
-                    cfg["stats"]["within_permutations"],
-                    cfg["stats"]["alpha"],
-                    *(
-                        [cfg["stats"]["covariates"], cfg["stats"]["n_bins"]]
-                        if cfg["stats"].get("covariates")
-                        else []
-                    ),
-                    keys["decode"],
-                    keys.get("decode_context"),
-                ]
-            ),
-            study.confound_outputs(),
-            study.confound,
-        )
-    if "decode_context" in keys:
-        m0 = att["methods"][0]
-        keys["similarity"] = stages.run(
-            "similarity",
-            _hash(
-                [
-                    keys["decode_context"],
-                    keys[f"attribute:{m0}"],
-                    att["params"],
-                    att.get("explain"),
-                ]
-            ),
-            study.similarity_outputs(),
-            study.similarity,
-        )
-    attr_keys = [keys[f"attribute:{m}"] for m in att["methods"]]
-    keys["evaluate"] = stages.run(
-        "evaluate",
-        _hash([cfg["evaluate"], attr_keys]),
-        study.evaluate_outputs(),
-        study.evaluate,
-    )
-    keys["stats"] = stages.run(
-        "stats",
-        _hash([cfg["stats"], keys[f"attribute:{cfg['stats']['method']}"]]),
-        study.stats_outputs(),
-        study.stats,
-    )
-
-    def report():
-        from eegsal.report import make_report
-
-        make_report(out)
-
-    stages.run(
-        "report",
-        _hash([cfg["name"], cfg["report"], keys]),
-        ["report.html", "summary.txt"],
-        report,
-    )
+    """Run (or skip) every stage the config has, in order (``_stages.STAGES``)."""
+    for stage, name, args, key in plan(cfg):
+        body = functools.partial(stage.run, study, *args)
+        stages.run(name, key, stage.outputs(study, *args), body)
 
 
 @fill_doc

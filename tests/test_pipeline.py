@@ -115,6 +115,60 @@ def test_a_second_run_skips_every_stage(study_dir):
     assert files["ran"] == ["stats", "report"]
 
 
+#: The stage keys of TINY, eegsal's version set to "pinned", as earlier versions
+#: recorded them in stages.json: a study run by those is recognized as done.
+TINY_KEYS = {
+    "epochs": "b7250dbddbaa973e",
+    "decode": "3571ec7aea132dec",
+    "decode_context": "3571ec7aea132dec",
+    "attribute:saliency": "8e54b48ef25dc29f",
+    "attribute:input_x_gradient": "44f5d377e5abf802",
+    "confound": "59b5e155d554e20a",
+    "similarity": "34888973df220673",
+    "evaluate": "4bbd29203849a510",
+    "stats": "c906bb0cc895cd9f",
+    "report": "b48c1312cb2433e4",
+}
+
+
+@pytest.mark.parametrize(
+    "change, report_key, absent",
+    [
+        ({}, TINY_KEYS["report"], set()),
+        ({"decode": {"context": None}}, "032287e3fa75139d",
+         {"decode_context", "confound", "similarity"}),
+        ({"decode": {"context_decoder": False}}, "37b9a26231e11287",
+         {"decode_context", "similarity"}),
+        ({"stats": {"covariates": ["log_delta_power"], "n_bins": 2}},
+         "9dcbb628386adeb1", set()),
+        ({"attribute": {"explain": "other"}}, "434cbcd1c4285dbf", set()),
+    ],
+)  # fmt: skip
+def test_the_stage_keys_are_those_earlier_versions_recorded(
+    change, report_key, absent, monkeypatch
+):
+    """Each stage's declaration keeps its key: optional stages, one stage per
+    method; the report's key is the hash of every other key."""
+    from eegsal import _stages
+
+    monkeypatch.setattr(_stages, "__version__", "pinned")
+    config = {k: {**v, **change.get(k, {})} if isinstance(v, dict) else v
+              for k, v in TINY.items()}  # fmt: skip
+    keys = _stages.stage_keys(read_config(config))
+    assert keys["report"] == report_key
+    assert set(keys) == set(TINY_KEYS) - absent
+    if change:
+        return
+    assert keys == TINY_KEYS and list(keys) == list(TINY_KEYS)  # and in order
+    one = {**TINY, "attribute": {"methods": ["integrated_gradients"],
+                                 "params": {"integrated_gradients": {"n_steps": 3}}}}
+    keys = _stages.stage_keys(read_config(one))
+    assert [k for k in keys if k.startswith("attribute")] == [
+        "attribute:integrated_gradients"
+    ]
+    assert keys["report"] == "99c9f5d5074d7b7f"
+
+
 def test_a_run_killed_midway_resumes_to_the_same_results(study_dir, monkeypatch):
     from eegsal import pipeline
 
