@@ -4,7 +4,8 @@
 A ShallowConvNet teacher is decoded on the simulated sleep study (content
 scenario); an EEGNet student is then trained with the same subject-grouped
 folds twice: plainly, and with knowledge distillation from the teacher's
-out-of-fold soft targets (Hinton et al., 2015; ``decode(..., teacher=)``).
+out-of-fold soft targets (Hinton et al., 2015;
+``decode(..., distillation=Distillation(teacher))``).
 For each student the script reports the held-out balanced accuracy, the
 agreement of its predictions with the teacher's, the similarity of its
 saliency maps to the teacher's (:func:`eegsal.stats.explanation_similarity`,
@@ -27,6 +28,7 @@ import pandas as pd
 
 import eegsal
 from eegsal.evaluation import faithfulness
+from eegsal.guidance import Distillation
 from eegsal.stats import explanation_similarity
 
 
@@ -56,9 +58,9 @@ def main() -> None:
             epochs,
             "content",
             model="eegnet",
-            teacher=teacher,
-            distill_temperature=args.temperature,
-            distill_weight=args.weight,
+            distillation=Distillation(
+                teacher, temperature=args.temperature, weight=args.weight
+            ),
             **common,
         ),  # fmt: skip
     }

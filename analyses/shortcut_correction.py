@@ -10,10 +10,10 @@ held-out subjects do not have. Decoders (EEGNet, subject-grouped folds):
 - ``clean``: no shortcut anywhere (what can be reached);
 - ``plain``: trained with the shortcut;
 - ``rrr``: right for the right reasons, input gradients penalized on the
-  frontal channels (:func:`eegsal.guidance.make_mask`);
+  frontal channels (``Guidance(mask=...)``, :func:`eegsal.guidance.make_mask`);
 - ``counterfactual``: the same mask, but the penalty is the change of the
   output when the frontal channels are swapped with another epoch's
-  (``rrr_method="counterfactual"``);
+  (``Guidance(method="counterfactual")``);
 - ``cutout`` / ``saliency_cutout``: a random, or the most salient, patch of
   (4 channels x 0.5 s) removed from each training example;
 - ``consistency``: maps of noisy copies kept alike; ``clean_consistency``:
@@ -42,7 +42,7 @@ import eegsal
 from eegsal.attribution import attribute
 from eegsal.decoding import EEGDecoder
 from eegsal.evaluation import stability
-from eegsal.guidance import make_mask
+from eegsal.guidance import Guidance, make_mask
 from eegsal.simulate import FRONTAL, plant_shortcut, simulate_sleep_study
 
 CONDITIONS = (
@@ -83,21 +83,22 @@ def main() -> None:
         device="cpu",
         seed=0,
     )
+    consistency = Guidance(
+        consistency_weight=args.consistency_weight, consistency_noise=0.1
+    )
     extra = {
         "clean": {},
         "plain": {},
-        "rrr": dict(rrr_mask=frontal, rrr_weight=args.rrr_weight),
+        "rrr": dict(guidance=Guidance(mask=frontal, weight=args.rrr_weight)),
         "counterfactual": dict(
-            rrr_mask=frontal, rrr_weight=args.cf_weight, rrr_method="counterfactual"
+            guidance=Guidance(
+                mask=frontal, weight=args.cf_weight, method="counterfactual"
+            )
         ),
         "cutout": dict(augment="cutout", cutout=(4, 50)),
         "saliency_cutout": dict(augment="saliency_cutout", cutout=(4, 50)),
-        "consistency": dict(
-            consistency_weight=args.consistency_weight, consistency_noise=0.1
-        ),
-        "clean_consistency": dict(
-            consistency_weight=args.consistency_weight, consistency_noise=0.1
-        ),
+        "consistency": dict(guidance=consistency),
+        "clean_consistency": dict(guidance=consistency),
     }
     rows, maps = [], {}
     for k, (train, test) in enumerate(GroupKFold(args.folds).split(y, y, g)):

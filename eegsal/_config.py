@@ -301,9 +301,23 @@ def _params(module: str, name: str, given: dict[str, str]) -> Check:
         }
         allowed = {k: p for k, p in allowed.items() if k not in given}
         allowed.pop("verbose", None)
+        # keywords a function still takes for a release (it warns when they are
+        # used): old name -> (new parameter, its parameter), checked as those
+        deprecated = getattr(func, "_deprecated_params", {})
         for key, val in value.items():
             if key in given:
                 raise _fail(origin, f"{where}.{key}", f"set by {given[key]}, not here.")
+            if key in deprecated and key not in allowed:
+                owner, new = deprecated[key]
+                if owner in _PARAMETERS:
+                    place = f"{where}.{owner}.{new}"
+                    try:
+                        _PARAMETERS[owner]({new: val}, f"{where}.{owner}", origin)
+                    except ConfigError as err:
+                        problem = str(err)[len(f"{origin}: {place}: ") :]
+                        raise _fail(origin, f"{where}.{key}", f"{problem} (deprecated "
+                                    f"name of {place})") from None  # fmt: skip
+                continue
             if key not in allowed:
                 raise _fail(
                     origin,
@@ -326,6 +340,10 @@ def _params(module: str, name: str, given: dict[str, str]) -> Check:
                 )
 
     return check
+
+
+#: EEGDecoder(guidance=Guidance(...)): a mapping of its parameters (decode builds it)
+_PARAMETERS["guidance"] = _params("eegsal.guidance", "Guidance", {})
 
 
 def _cv(value, where, origin) -> None:

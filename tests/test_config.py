@@ -29,6 +29,23 @@ CASES = {
                                    "Did you mean 'max_epochs'?"),
     "seed among training settings": ({"decode": {"params": {"seed": 1}}},
                                      "set by decode.seed"),
+    "typo in a guidance setting": (
+        {"decode": {"params": {"guidance": {"wieght": 1.0}}}},
+        "decode.params.guidance.wieght: not a parameter of Guidance; allowed: "
+        "consistency_noise, consistency_shift, consistency_weight, keep_mask, "
+        "keep_weight, mask, method, weight. Did you mean 'weight'?",
+    ),
+    "guidance not a mapping": ({"decode": {"params": {"guidance": 10}}},
+                               "decode.params.guidance: expected a mapping"),
+    "guidance weight as text": (
+        {"decode": {"params": {"guidance": {"weight": "high"}}}},
+        "decode.params.guidance.weight: 'high' is not allowed; Guidance takes float.",
+    ),
+    "deprecated guidance keyword as text": (
+        {"decode": {"params": {"rrr_weight": "high"}}},
+        "decode.params.rrr_weight: 'high' is not allowed; Guidance takes float. "
+        "(deprecated name of decode.params.guidance.weight)",
+    ),
     "no such class": ({"attribute": {"label": 99}},
                       "attribute.label: 99 is not a class of 'content'"),
     "label as text": ({"attribute": {"label": "ture"}}, "Did you mean 'true'?"),
@@ -100,3 +117,14 @@ def test_the_defaults_and_good_values_pass():
     )  # fmt: skip
     assert cfg["decode"]["cv"] == "loso" and cfg["stats"]["bin"] is None
     assert read_config(DEFAULT_STUDY)["stats"]["alpha"] == 0.05
+
+
+def test_guidance_settings_pass_as_a_mapping_or_by_their_deprecated_names():
+    mask = [[True] * 200] * 3 + [[False] * 200] * 16
+    guidance = {"mask": mask, "weight": 10.0, "method": "counterfactual",
+                "consistency_weight": 0.1, "consistency_shift": 2}  # fmt: skip
+    cfg = read_config({"data": SIMULATE, "decode": {"params": {"guidance": guidance}}})
+    assert cfg["decode"]["params"]["guidance"] == guidance  # decode builds Guidance
+    old = {"rrr_mask": mask, "rrr_weight": 10.0, "consistency_weight": 0.1}
+    cfg = read_config({"data": SIMULATE, "decode": {"params": old}})
+    assert cfg["decode"]["params"] == old  # decode warns, with the new form

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import eegsal.decoding
 import eegsal.decoding.cv
 from eegsal.decoding import decode
-from eegsal.guidance import distillation_loss
+from eegsal.guidance import Distillation, distillation_loss
 
 SMALL = dict(cv=2, max_epochs=2, batch_size=32, seed=0, valid_size=0)
 
@@ -49,7 +49,8 @@ def test_distillation_loss_against_a_hand_computation(temperature, weight):
 def test_weight_zero_is_plain_training(tiny_result, study):
     epochs, _ = study
     plain = decode(epochs, "content", **SMALL)
-    distilled = decode(epochs, "content", teacher=tiny_result, distill_weight=0.0,
+    distilled = decode(epochs, "content",
+                       distillation=Distillation(tiny_result, weight=0.0),
                        **SMALL)  # fmt: skip
     cols = [f"proba_{c}" for c in plain.classes]
     np.testing.assert_allclose(
@@ -58,8 +59,9 @@ def test_weight_zero_is_plain_training(tiny_result, study):
         atol=1e-5,
     )
     assert distilled.config["teacher"]["model"] == tiny_result.config["model"]
-    moved = decode(epochs, "content", teacher=tiny_result, distill_weight=0.9,
-                   distill_temperature=4.0, **SMALL)  # fmt: skip
+    moved = decode(epochs, "content",
+                   distillation=Distillation(tiny_result, weight=0.9, temperature=4.0),
+                   **SMALL)  # fmt: skip
     assert not np.allclose(
         moved.predictions[cols].to_numpy(), plain.predictions[cols].to_numpy()
     )
@@ -85,12 +87,14 @@ def test_no_student_sees_the_teacher_on_its_test_epochs(
     fit = eegsal.decoding.EEGDecoder.fit
 
     def spy_fit(self, X, y, groups=None):
-        fitted.append(None if self.teacher is None else np.asarray(self.teacher))
+        teacher = self.distillation.teacher
+        fitted.append(None if teacher is None else np.asarray(teacher))
         return fit(self, X, y, groups)
 
     monkeypatch.setattr(eegsal.decoding.EEGDecoder, "fit", spy_fit)
     # the student's folds differ from the teacher's (3 folds against 2)
-    decode(epochs, "content", teacher=tiny_result, **(SMALL | {"cv": 3}))
+    decode(epochs, "content", distillation=Distillation(tiny_result),
+           **(SMALL | {"cv": 3}))  # fmt: skip
     assert len(calls) == len(fitted) == 3
     fold = tiny_result.predictions["fold"].to_numpy()
     for (train, test, _), given in zip(calls, fitted, strict=True):
@@ -108,6 +112,58 @@ def test_no_student_sees_the_teacher_on_its_test_epochs(
 def test_teacher_must_come_from_the_same_epochs(tiny_result, study):
     epochs, _ = study
     with pytest.raises(ValueError):
-        decode(epochs[:60], "content", teacher=tiny_result, **SMALL)
+        decode(epochs[:60], "content", distillation=Distillation(tiny_result), **SMALL)
     with pytest.raises(TypeError, match="DecodingResult"):
-        decode(epochs, "content", teacher=np.zeros((len(epochs), 2)), **SMALL)
+        decode(epochs, "content", distillation=Distillation(np.zeros((len(epochs), 2))),
+               **SMALL)  # fmt: skip
+
+
+def test_old_keywords_and_new_objects_decode_the_same(study, tmp_path):
+    # decode(): a mask per epoch (each fold its own) and a teacher's out-of-fold
+    # targets, by the deprecated keywords and by the objects (a mapping for
+    # guidance, as a study config gives it)
+    from eegsal.decoding import DecodingResult
+
+    epochs = study[0][::3]  # 40 epochs of 4 subjects
+    teacher = decode(epochs, "content", **(SMALL | {"max_epochs": 1}))
+    n, c, t = len(epochs), len(epochs.ch_names), len(epochs.times)
+    per = np.zeros((n, c, t), bool)
+    per[:, :3, : t // 2] = True
+    with pytest.warns(FutureWarning, match=r"use decode\(guidance=Guidance\(mask="):
+        old = decode(epochs, "content", rrr_mask=per, rrr_weight=20.0,
+                     teacher=teacher, distill_weight=0.4, **SMALL)  # fmt: skip
+    new = decode(epochs, "content", guidance={"mask": per, "weight": 20.0},
+                 distillation=Distillation(teacher, weight=0.4),
+                 **SMALL)  # fmt: skip
+    cols = [f"proba_{k}" for k in new.classes]
+    np.testing.assert_allclose(
+        new.predictions[cols].to_numpy(), old.predictions[cols].to_numpy(), rtol=1e-6
+    )
+    # the settings are kept as mappings (the teacher as config["teacher"]), saved
+    # as JSON, and train the same way again
+    for result in (old, new):
+        params = result.config["decoder_params"]
+        assert params["guidance"]["weight"] == 20.0
+        assert params["distillation"] == dict(teacher=None, temperature=4.0, weight=0.4)
+        assert "rrr_weight" not in params and "teacher" not in params
+    new.save(tmp_path / "new")
+    params = DecodingResult.load(tmp_path / "new").config["decoder_params"]
+    np.testing.assert_array_equal(params["guidance"]["mask"], per)
+    with pytest.raises(TypeError, match="'wieght' is not a parameter of Guidance; "
+                       r"its parameters are .*\. Did you mean 'weight'\?"):  # fmt: skip
+        decode(epochs, "content", guidance={"wieght": 1.0}, **SMALL)
+    with pytest.raises(TypeError, match="got both distillation= and the deprecated "
+                       "teacher="):  # fmt: skip
+        decode(epochs, "content", distillation={"weight": 0.1}, teacher=teacher,
+               **SMALL)  # fmt: skip
+
+
+def test_a_result_is_no_teacher_of_a_single_decoder(tiny_result):
+    from eegsal.decoding import EEGDecoder
+
+    X = np.zeros((4, 3, 50), np.float32)
+    clf = EEGDecoder(distillation=Distillation(tiny_result), max_epochs=1)
+    with pytest.raises(TypeError, match=r"a DecodingResult goes to eegsal.decode"):
+        clf.fit(X, ["a", "b"] * 2)
+    with pytest.raises(ValueError, match=r"Distillation.teacher gives logits of shape"):
+        EEGDecoder(distillation=Distillation(np.zeros((3, 2)))).fit(X, ["a", "b"] * 2)

@@ -7,7 +7,13 @@ import torch
 
 from eegsal.decoding import EEGDecoder
 from eegsal.decoding.networks import _build_module
-from eegsal.guidance import _cutout, localize_events, make_mask, std_gradients
+from eegsal.guidance import (
+    Guidance,
+    _cutout,
+    localize_events,
+    make_mask,
+    std_gradients,
+)
 from eegsal.simulate import FRONTAL, plant_shortcut
 
 
@@ -88,7 +94,8 @@ def test_rrr_penalty_moves_the_gradient_out_of_the_mask():
     kw = dict(max_epochs=6, min_epochs=6, valid_size=0, lr=3e-3, batch_size=32,
               device="cpu")  # fmt: skip
     share = {}
-    for name, extra in (("plain", {}), ("rrr", dict(rrr_mask=mask, rrr_weight=1000.0))):
+    rrr = Guidance(mask=mask, weight=1000.0)
+    for name, extra in (("plain", {}), ("rrr", dict(guidance=rrr))):
         clf = EEGDecoder(**kw, **extra).fit(X, y)
         xt = torch.from_numpy(X[:64])
         _, grad = std_gradients(clf.module_, xt, None, create_graph=False)
@@ -96,10 +103,10 @@ def test_rrr_penalty_moves_the_gradient_out_of_the_mask():
         share[name] = sq[mask].sum() / sq.sum()
         assert (clf.predict(X) == y).mean() > 0.9, name  # both still learn
     assert share["rrr"] < 0.5 * share["plain"]
-    with pytest.raises(ValueError, match="needs rrr_mask"):
-        EEGDecoder(rrr_weight=1.0, max_epochs=1).fit(X, y)
-    with pytest.raises(ValueError, match="shape"):
-        EEGDecoder(rrr_mask=mask[:3], rrr_weight=1.0, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="needs Guidance.mask"):
+        EEGDecoder(guidance=Guidance(weight=1.0), max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="Guidance.mask must have shape"):
+        EEGDecoder(guidance=Guidance(mask=mask[:3], weight=1.0), max_epochs=1).fit(X, y)
 
 
 def test_counterfactual_rrr_unlearns_a_shortcut_absent_at_test_time():
@@ -124,7 +131,7 @@ def test_counterfactual_rrr_unlearns_a_shortcut_absent_at_test_time():
               device="cpu")  # fmt: skip
     plain = EEGDecoder(**kw).fit(X, y)
     fixed = EEGDecoder(
-        **kw, rrr_mask=mask, rrr_weight=10.0, rrr_method="counterfactual"
+        **kw, guidance=Guidance(mask=mask, weight=10.0, method="counterfactual")
     ).fit(X, y)
     for clf in (plain, fixed):
         assert (clf.predict(X) == y).mean() > 0.9  # both fit the training set
@@ -135,10 +142,10 @@ def test_counterfactual_rrr_unlearns_a_shortcut_absent_at_test_time():
     swapped[:, 0:2] = X_test[::-1, 0:2]
     moved = np.abs(fixed.predict_proba(swapped) - fixed.predict_proba(X_test))
     assert moved.max() < 0.1
-    with pytest.raises(ValueError, match="rrr_method"):
-        EEGDecoder(rrr_mask=mask, rrr_weight=1.0, rrr_method="ig", max_epochs=1).fit(
-            X, y
-        )
+    with pytest.raises(ValueError, match="'Guidance.method'"):
+        EEGDecoder(
+            guidance=Guidance(mask=mask, weight=1.0, method="ig"), max_epochs=1
+        ).fit(X, y)
 
 
 class _Energy(torch.nn.Module):
@@ -191,3 +198,176 @@ def test_cutout_length_in_seconds_at_the_sampling_rate():
     assert check_guidance(clf.set_params(cutout_s=None), 8, 200)["cutout"] == (2, 5)
     with pytest.raises(ValueError, match="cutout_s=0.3 s needs the sampling rate"):
         check_guidance(EEGDecoder(augment="cutout", cutout_s=0.3), 8, 200)
+
+
+# --- the Guidance and Distillation objects: parameters, checks, deprecated keywords
+
+
+def test_guidance_parameters_are_the_decoders_for_clone_and_set_params():
+    from sklearn.base import clone
+
+    from eegsal.guidance import _DEPRECATED, Distillation
+
+    mask = np.zeros((4, 20), bool)
+    mask[:2] = True
+    clf = EEGDecoder(
+        guidance=Guidance(mask=mask, weight=10.0, method="counterfactual"),
+        distillation=Distillation(temperature=2.0, weight=0.3),
+        max_epochs=3,
+    )
+    params = clf.get_params(deep=True)
+    assert params["guidance__weight"] == 10.0
+    assert params["guidance__method"] == "counterfactual"
+    assert params["guidance__mask"] is mask
+    assert params["distillation__temperature"] == 2.0
+    # each setting is listed once, under its new name only
+    assert not set(params) & set(_DEPRECATED)
+    assert "guidance__consistency_shift" in params and "distillation__teacher" in params
+    # the constructor takes what get_params gives back
+    again = EEGDecoder(**clf.get_params(deep=False))
+    assert again.get_params(deep=True).keys() == params.keys()
+    # clone copies the nested objects; setting the copy leaves the original alone
+    copy = clone(clf)
+    assert copy.guidance is not clf.guidance and isinstance(copy.guidance, Guidance)
+    np.testing.assert_array_equal(copy.guidance.mask, mask)
+    assert copy.set_params(guidance__weight=100.0, distillation__weight=0.9) is copy
+    assert copy.guidance.weight == 100.0 and copy.distillation.weight == 0.9
+    assert clf.guidance.weight == 10.0 and clf.distillation.weight == 0.3
+    assert clone(copy).get_params()["guidance__weight"] == 100.0
+    # a decoder with no guidance is set from the default object
+    plain = EEGDecoder()
+    assert plain.get_params()["guidance"] is None
+    plain.set_params(guidance__weight=5.0, guidance__mask=mask)
+    assert plain.guidance.get_params() == Guidance(weight=5.0, mask=mask).get_params()
+    plain.set_params(distillation__temperature=3.0)
+    assert plain.distillation.temperature == 3.0 and plain.distillation.teacher is None
+    # a whole object and one of its parameters at once: the object, then the value
+    plain.set_params(guidance=Guidance(mask=mask), guidance__weight=2.0)
+    assert plain.guidance.weight == 2.0 and plain.guidance.method == "gradient"
+    with pytest.raises(ValueError, match="Invalid parameter 'guidence'"):
+        plain.set_params(guidence__weight=1.0)
+    with pytest.raises(ValueError, match="Invalid parameter 'wieght'"):
+        plain.set_params(guidance__wieght=1.0)
+    assert "weight=10.0" in repr(clf) and "Guidance(" in repr(clf)
+
+
+@pytest.mark.parametrize(
+    "guidance, error, match",
+    [
+        (dict(weight=-1.0), ValueError,
+         r"The 'Guidance.weight' parameter must be in the range \[0, inf\)"),
+        (dict(weight="10"), TypeError, "Guidance.weight must be a number"),
+        (dict(keep_weight=-0.5), ValueError, "'Guidance.keep_weight'"),
+        (dict(consistency_weight=float("nan")), ValueError,
+         "'Guidance.consistency_weight'"),
+        (dict(consistency_noise=-0.1), ValueError, "'Guidance.consistency_noise'"),
+        (dict(consistency_shift=1.5), TypeError,
+         "Guidance.consistency_shift must be an int"),
+        (dict(consistency_shift=20), ValueError,
+         r"'Guidance.consistency_shift' parameter must be in the range \[-19, 19\]"),
+        (dict(method="ig"), ValueError,
+         "Invalid value for the 'Guidance.method' parameter"),
+        (dict(weight=1.0), ValueError, r"Guidance.weight=1.0 > 0 needs Guidance.mask"),
+        (dict(keep_weight=1.0), ValueError, "needs Guidance.keep_mask"),
+        (dict(mask=np.ones((3, 20)), weight=1.0), ValueError,
+         r"Guidance.mask must have shape \(n_channels, n_times\) = \(4, 20\) \(or one "
+         r"such mask per epoch\), got \(3, 20\)"),
+        (dict(keep_mask=np.ones((4, 21)), keep_weight=1.0), ValueError,
+         r"Guidance.keep_mask must have shape .* = \(4, 20\), got \(4, 21\)"),
+    ],
+)  # fmt: skip
+def test_guidance_errors_name_the_parameter(guidance, error, match):
+    from eegsal.guidance import check_guidance
+
+    with pytest.raises(error, match=match):
+        check_guidance(EEGDecoder(guidance=Guidance(**guidance)), 4, 20)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(guidance={"weight": 1.0}), TypeError,
+         "guidance must be an instance of Guidance or None, got <class 'dict'>"),
+        (dict(distillation=0.5), TypeError,
+         "distillation must be an instance of Distillation or None"),
+        (dict(distillation=dict(temperature=0.0)), ValueError,
+         r"The 'Distillation.temperature' parameter must be in the range \(0, inf\)"),
+        (dict(distillation=dict(weight=1.5)), ValueError,
+         r"The 'Distillation.weight' parameter must be in the range \[0, 1\]"),
+        (dict(distillation=dict(weight="a")), TypeError,
+         "Distillation.weight must be a number"),
+    ],
+)  # fmt: skip
+def test_decoder_errors_name_the_parameter(params, error, match):
+    from eegsal.guidance import Distillation, check_guidance
+
+    if isinstance(params.get("distillation"), dict):
+        params = dict(distillation=Distillation(**params["distillation"]))
+    with pytest.raises(error, match=match):
+        check_guidance(EEGDecoder(**params), 4, 20)
+
+
+def test_deprecated_keywords_warn_and_build_the_objects():
+    from eegsal.guidance import Distillation
+
+    mask = np.zeros((4, 20), bool)
+    with pytest.warns(
+        FutureWarning,
+        match=r"EEGDecoder\(rrr_mask=\.\.\., rrr_weight=\.\.\., "
+        r"distill_weight=\.\.\.\) is deprecated in eegsal 0\.1 and will be removed "
+        r"in 0\.2; use "
+        r"EEGDecoder\(guidance=Guidance\(mask=\.\.\., weight=\.\.\.\), "
+        r"distillation=Distillation\(weight=\.\.\.\)\) instead",
+    ) as record:
+        old = EEGDecoder(rrr_mask=mask, rrr_weight=3.0, distill_weight=0.2)
+    assert record[0].filename == __file__  # the warning points at the caller
+    new = EEGDecoder(
+        guidance=Guidance(mask=mask, weight=3.0), distillation=Distillation(weight=0.2)
+    )
+    assert old.get_params().keys() == new.get_params().keys()
+    for key, value in new.get_params().items():
+        if key not in ("guidance", "distillation"):
+            assert old.get_params()[key] is value or old.get_params()[key] == value
+    with pytest.warns(FutureWarning, match=r"set_params\(guidance__method=\.\.\.\)"):
+        assert new.set_params(rrr_method="counterfactual") is new
+    assert new.guidance.method == "counterfactual"
+    with pytest.warns(FutureWarning, match=r"set_params\(distillation__teacher=\.\.\."):
+        EEGDecoder().set_params(teacher=np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="got both guidance= and the deprecated "
+                       "rrr_weight=, keep_weight="):  # fmt: skip
+        EEGDecoder(guidance=Guidance(), rrr_weight=1.0, keep_weight=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rrr_weigth'; "
+                       "did you mean 'rrr_weight'"):  # fmt: skip
+        EEGDecoder(rrr_weigth=1.0)
+
+
+def test_old_keywords_and_new_objects_train_the_same_decoder():
+    from eegsal.guidance import Distillation
+    from eegsal.simulate import simulate_sleep_study
+
+    epochs, _ = simulate_sleep_study(
+        n_subjects=2, n_epochs=10, epoch_length=1.0, effect_size=0.9, seed=0
+    )
+    X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
+    y = epochs.metadata["content"].to_numpy()
+    c, t = X.shape[1:]
+    mask = np.zeros((c, t), bool)
+    mask[:4] = True
+    teacher = np.random.default_rng(0).standard_normal((len(X), 2)).astype(np.float32)
+    old = dict(rrr_mask=mask, rrr_weight=10.0, rrr_method="counterfactual",
+               keep_mask=~mask, keep_weight=0.5, consistency_weight=0.1,
+               consistency_noise=0.2, consistency_shift=3, teacher=teacher,
+               distill_temperature=2.0, distill_weight=0.3)  # fmt: skip
+    new = dict(
+        guidance=Guidance(mask=mask, weight=10.0, method="counterfactual",
+                          keep_mask=~mask, keep_weight=0.5, consistency_weight=0.1,
+                          consistency_noise=0.2, consistency_shift=3),
+        distillation=Distillation(teacher, temperature=2.0, weight=0.3),
+    )  # fmt: skip
+    kw = dict(max_epochs=2, batch_size=16, valid_size=0, device="cpu", seed=0)
+    with pytest.warns(FutureWarning, match="is deprecated"):
+        a = EEGDecoder(**kw, **old).fit(X, y).predict_proba(X)
+    b = EEGDecoder(**kw, **new).fit(X, y).predict_proba(X)
+    plain = EEGDecoder(**kw).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    assert not np.allclose(b, plain)  # the terms were on

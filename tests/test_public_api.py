@@ -53,11 +53,11 @@ def test_unknown_attribute_is_an_attribute_error():
 def test_docstrings_are_filled_and_present():
     import inspect
 
-    from eegsal import data, evaluation, models, stats
+    from eegsal import data, evaluation, guidance, models, stats
     from eegsal.attribution import container, io, methods
 
     modules = [eegsal.simulate, eegsal.decoding, models, data, container, io, methods]
-    modules += [stats, evaluation]
+    modules += [stats, evaluation, guidance]
     for module in modules:
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
@@ -95,6 +95,22 @@ def test_low_modules_do_not_import_the_high_ones(module):
     high = ["attribution", "guidance", "stats", "evaluation"]
     high = [f"eegsal.{name}" for name in high]
     assert _loaded_after(module, high) == []
+
+
+def test_the_training_objects_are_public_estimator_like_classes():
+    from sklearn.base import BaseEstimator
+
+    import eegsal.guidance
+    from eegsal.guidance import Distillation, Guidance
+
+    for cls in (Guidance, Distillation):
+        assert cls.__name__ in eegsal.guidance.__all__
+        assert issubclass(cls, BaseEstimator)
+        doc = cls.__doc__
+        assert "Parameters\n    ----------" in doc and "Examples\n    --------" in doc
+        # every parameter is documented
+        for name in cls._get_param_names():
+            assert f"\n    {name} : " in doc, f"{cls.__name__}.{name} undocumented"
 
 
 def test_localize_events_lives_with_the_attributions():

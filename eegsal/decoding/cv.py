@@ -21,6 +21,7 @@ from eegsal.data.reader import EpochsReader, take
 from eegsal.decoding.estimator import EEGDecoder
 from eegsal.decoding.networks import get_device
 from eegsal.decoding.result import DecodingResult, _identity, _scores
+from eegsal.guidance import _DEPRECATED, _as_object, _resolve_deprecated
 from eegsal.models import model_name, model_params_for
 
 __all__ = ["decode"]
@@ -30,9 +31,9 @@ def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None)
     """Train one fold's decoder; return its test probabilities and CPU module."""
     clf = clone(base)
     if per_epoch_mask is not None:  # one mask per epoch: the fold's own
-        clf.set_params(rrr_mask=per_epoch_mask[train])
+        clf.set_params(guidance__mask=per_epoch_mask[train])
     if teacher is not None:  # the teacher's logits of the training epochs only
-        clf.set_params(teacher=teacher[train])
+        clf.set_params(distillation__teacher=teacher[train])
     clf = clf.fit(take(X, train), y[train], groups=g[train])
     # a fold's training set may miss a class: map its columns to all classes
     p = np.zeros((len(test), len(classes)))
@@ -46,8 +47,9 @@ def _teacher_logits(teacher, epochs: mne.BaseEpochs, classes: np.ndarray):
     """Return the out-of-fold logits of a teacher result, one row per epoch."""
     if not isinstance(teacher, DecodingResult):
         raise TypeError(
-            "decode(teacher=...) takes the DecodingResult of the teacher, decoded "
-            f"from the same epochs; got {type(teacher).__name__}."
+            "decode(distillation=Distillation(teacher)) takes the DecodingResult "
+            "of the teacher, decoded from the same epochs; got "
+            f"{type(teacher).__name__}."
         )
     teacher.check_epochs(epochs)
     if not np.array_equal(np.asarray(teacher.classes, str), classes):
@@ -155,10 +157,16 @@ def decode(
         :mod:`eegsal.augmentation`) and ``n_seeds=`` (each fold an
         :class:`Ensemble` of that many networks trained with seeds ``seed,
         seed + 1, ...``, their probabilities averaged).
-        Knowledge distillation (Hinton et al., 2015): ``teacher=result``, the
+        Training with the maps: ``guidance=Guidance(...)``
+        (:class:`eegsal.guidance.Guidance`, or a mapping of its parameters,
+        as a study config's ``decode.params.guidance`` gives them); a
+        ``mask`` with one mask per epoch gives each fold those of its
+        training epochs.
+        Knowledge distillation (Hinton et al., 2015):
+        ``distillation=Distillation(result, temperature=4.0, weight=0.5)``
+        (:class:`eegsal.guidance.Distillation`), ``result`` the
         :class:`DecodingResult` of a teacher decoded from the same epochs
-        (:meth:`DecodingResult.check_epochs`), with ``distill_temperature``
-        and ``distill_weight`` (see :class:`EEGDecoder`). The soft targets
+        (:meth:`DecodingResult.check_epochs`). The soft targets
         are the teacher's *out-of-fold* predictions: the teacher's
         log-probabilities (``proba_<class>`` of its predictions), which are
         its logits up to a constant per epoch that the softmax at any
@@ -171,6 +179,11 @@ def decode(
         trained on the student's test subjects (the teacher's own folds);
         the targets carry no prediction of them, but a strictly nested
         scheme would retrain the teacher inside each student fold.
+        The keywords that ``guidance`` and ``distillation`` replace
+        (``rrr_mask=``, ``rrr_weight=``..., ``teacher=``,
+        ``distill_temperature=``, ``distill_weight=``; see
+        :class:`EEGDecoder`) are taken until eegsal 0.2, with a
+        :class:`FutureWarning`.
 
     Returns
     -------
@@ -202,10 +215,25 @@ def decode(
         )
     g = meta[groups].to_numpy()
     splitter = _make_cv(cv, g)
-    teacher = decoder_params.pop("teacher", None)
-    soft = None
-    if teacher is not None:
-        soft = _teacher_logits(teacher, epochs, np.unique(y))
+    guidance = _as_object(decoder_params.pop("guidance", None), "guidance")
+    distillation = _as_object(decoder_params.pop("distillation", None), "distillation")
+    old = {k: decoder_params.pop(k) for k in list(decoder_params) if k in _DEPRECATED}
+    if old:  # the keywords of before Guidance and Distillation
+        guidance, distillation = _resolve_deprecated(
+            old, guidance, distillation, "decode", stacklevel=5
+        )
+    teacher = soft = None
+    if distillation is not None:
+        teacher = distillation.teacher
+        # each fold gets its training epochs' out-of-fold targets (_fit_fold)
+        distillation = type(distillation)(
+            **(distillation.get_params(deep=False) | {"teacher": None})
+        )
+        if teacher is not None:
+            soft = _teacher_logits(teacher, epochs, np.unique(y))
+    for name, value in (("guidance", guidance), ("distillation", distillation)):
+        if value is not None:
+            decoder_params[name] = value
     if epochs.preload:
         X = epochs.get_data(picks="eeg", units="uV").astype(np.float32)
     else:  # read batch by batch, in each fold (studies larger than memory)
@@ -223,11 +251,11 @@ def decode(
     if base.align is not None:  # each subject from its own epochs, no labels
         alignment = fit_alignment(X, g, base.align, batch_size=base.batch_size)
     per_epoch_mask = None
-    if base.rrr_mask is not None and np.ndim(base.rrr_mask) == 3:
-        per_epoch_mask = np.asarray(base.rrr_mask, bool)
+    if guidance is not None and np.ndim(guidance.mask) == 3:
+        per_epoch_mask = np.asarray(guidance.mask, bool)
         if per_epoch_mask.shape != X.shape:
             raise ValueError(
-                f"rrr_mask has shape {per_epoch_mask.shape}; one mask per epoch "
+                f"Guidance.mask has shape {per_epoch_mask.shape}; one mask per epoch "
                 f"needs {X.shape} (epochs x EEG channels x times)."
             )
     model_params = model_params_for(model, base.model_params, sfreq)
@@ -299,9 +327,9 @@ def decode(
         )
         clf = clone(base)
         if per_epoch_mask is not None:
-            clf.set_params(rrr_mask=per_epoch_mask)
+            clf.set_params(guidance__mask=per_epoch_mask)
         if soft is not None:
-            clf.set_params(teacher=soft)
+            clf.set_params(distillation__teacher=soft)
         refit_model = clf.fit(X, y, groups=g).module_.cpu()
     config = dict(
         target=target,
@@ -316,7 +344,12 @@ def decode(
         sfreq=epochs.info["sfreq"],
         tmin=float(epochs.times[0]),
         # the training settings, so that a control can be trained the same way
-        decoder_params={k: v for k, v in decoder_params.items() if k != "model_params"},
+        # (guidance and distillation as mappings; the teacher is config["teacher"])
+        decoder_params={
+            k: v.get_params(deep=False) if k in ("guidance", "distillation") else v
+            for k, v in decoder_params.items()
+            if k != "model_params"
+        },
         refit=refit_model is not None,
         n_seeds=int(base.n_seeds),
         align=base.align,

@@ -16,7 +16,7 @@ from skorch.helper import predefined_split
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from eegsal._check import check_option, check_range
+from eegsal._check import check_option, check_range, validate_type
 from eegsal._docs import fill_doc
 from eegsal._logging import logger
 from eegsal.alignment import ALIGNMENTS, AlignedSource, fit_alignment
@@ -28,7 +28,17 @@ from eegsal.data.reader import (
     read_rows,
 )
 from eegsal.decoding.networks import Ensemble, _build_module, get_device
-from eegsal.guidance import GuidedTrainingMixin, check_guidance
+from eegsal.decoding.result import DecodingResult
+from eegsal.guidance import (
+    _DEPRECATED,
+    _OWNERS,
+    Distillation,
+    Guidance,
+    GuidedTrainingMixin,
+    _deprecated_params,
+    _resolve_deprecated,
+    check_guidance,
+)
 from eegsal.models import model_params_for
 
 __all__ = ["EEGDecoder"]
@@ -165,25 +175,6 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         ``'auto'`` (CUDA when present), ``'cpu'`` or ``'cuda'``.
     seed : int
         Seed of weights, shuffling and the validation split.
-    rrr_mask : array-like of bool | None
-        Cells whose input gradient is penalized ("right for the right
-        reasons", Ross et al., 2017): shape (n_channels, n_times), or one
-        mask per training epoch (n_epochs, n_channels, n_times); see
-        :func:`eegsal.guidance.make_mask`.
-    rrr_weight : float
-        Weight of that penalty (0: off). The gradient is taken with respect
-        to the standardized input; on the simulator, 100-1000 moves the maps
-        (``'gradient'``) and 10 unlearns a planted shortcut
-        (``'counterfactual'``).
-    rrr_method : str
-        ``'gradient'``: Ross et al.'s penalty on the input gradient in the
-        mask; ``'counterfactual'``: a penalty on the change of the output
-        when the masked cells are swapped with another epoch's, which cannot
-        be met by flattening the gradient (see :mod:`eegsal.guidance`).
-    keep_mask : array-like of bool | None
-        Cells where the reasons should lie, shape (n_channels, n_times).
-    keep_weight : float
-        Weight of the penalty ``1 - share of the squared gradient in keep_mask``.
     augment : str | dict | None
         ``'saliency_cutout'`` (remove each example's most salient patch) or
         ``'cutout'`` (a random patch); or a dict of transforms and their
@@ -199,12 +190,6 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
     cutout_s : float | None
         CutOut patch length in seconds (needs ``sfreq``); when given it
         replaces the samples of ``cutout``, which then gives the channels only.
-    consistency_weight : float
-        Weight of the explanation-consistency penalty (0: off).
-    consistency_noise : float
-        Noise of the perturbed copy, in standard deviations of each channel.
-    consistency_shift : int
-        Time shift (samples) of the perturbed copy.
     align : str | None
         Per-subject alignment of the epochs, computed from each subject's own
         unlabeled epochs (see :mod:`eegsal.alignment`): ``'euclidean'``
@@ -224,24 +209,36 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
     ch_names : list of str | None
         Channel names of ``X``, needed by the ``channel_symmetry``
         augmentation (:func:`decode` passes them).
-    teacher : array-like | torch.nn.Module | None
-        Knowledge distillation (Hinton et al., 2015): a teacher's logits for
-        each epoch of ``X``, shape (n_epochs, n_classes), columns in the
-        order of ``classes_`` (log-probabilities do as well: they are logits
-        up to a constant per epoch, which the softmax ignores); or a model
-        taking µV ``(batch, n_chans, n_times)`` to logits, run on ``X``
-        (in-sample for a teacher trained on ``X``: :func:`decode` with
-        ``teacher=result`` uses the teacher's out-of-fold logits instead).
-        The loss is then ``(1 - distill_weight) x cross-entropy +
-        distill_weight x T^2 x KL(teacher at T || student at T)``
-        (:func:`eegsal.guidance.distillation_loss`), on the training batches;
-        early stopping watches the cross-entropy of the validation subjects.
-        Augmented epochs keep the teacher targets of the epoch they came
-        from. None: no distillation.
-    distill_temperature : float
-        ``T`` (> 0) of the soft targets.
-    distill_weight : float
-        Share of the soft term, in [0, 1] (0: plain training).
+    guidance : Guidance | None
+        Training with the maps (:class:`eegsal.guidance.Guidance`): right for
+        the right reasons on a mask of irrelevant cells (``weight``,
+        ``mask``, ``method``), a reward for reasons in a mask of relevant
+        cells (``keep_weight``, ``keep_mask``) and explanation consistency
+        (``consistency_weight``, ``consistency_noise``,
+        ``consistency_shift``). Its parameters are this decoder's too:
+        ``guidance__weight``... (:meth:`get_params`, :meth:`set_params`;
+        ``set_params(guidance__weight=...)`` on a decoder with no guidance
+        starts from ``Guidance()``). None: no guidance (as ``Guidance()``).
+    distillation : Distillation | None
+        Knowledge distillation (Hinton et al., 2015) from a teacher's soft
+        targets (:class:`eegsal.guidance.Distillation`: ``teacher``, its
+        logits of each epoch of ``X`` or a model run on ``X``;
+        ``temperature``; ``weight``). In-sample for a teacher trained on
+        ``X``: :func:`decode` with ``distillation=Distillation(result)`` uses
+        the teacher's out-of-fold logits instead. Its parameters are this
+        decoder's too: ``distillation__weight``... None, or a teacher of
+        None: no distillation.
+    **deprecated
+        The keywords that ``guidance`` and ``distillation`` replace, still
+        taken until eegsal 0.2 with a :class:`FutureWarning`:
+        ``rrr_mask``, ``rrr_weight``, ``rrr_method``, ``keep_mask``,
+        ``keep_weight``, ``consistency_weight``, ``consistency_noise`` and
+        ``consistency_shift`` (``Guidance(mask=, weight=, method=,
+        keep_mask=, keep_weight=, consistency_weight=, consistency_noise=,
+        consistency_shift=)``); ``teacher``, ``distill_temperature`` and
+        ``distill_weight`` (``Distillation(teacher=, temperature=,
+        weight=)``). They build those objects, train the same decoder, and
+        are not listed by :meth:`get_params`.
 
     Attributes
     ----------
@@ -263,7 +260,23 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
        399-410.
     .. [2] Hinton G, Vinyals O, Dean J (2015). Distilling the knowledge in a
        neural network. arXiv:1503.02531.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from eegsal.decoding import EEGDecoder
+    >>> from eegsal.guidance import Guidance
+    >>> mask = np.zeros((19, 200), bool)  # e.g. eegsal.guidance.make_mask(...)
+    >>> mask[:4] = True
+    >>> clf = EEGDecoder(max_epochs=50, guidance=Guidance(mask=mask, weight=10.0))
+    >>> clf.set_params(guidance__method="counterfactual").guidance.method
+    'counterfactual'
+    >>> clf.fit(X, y, groups=subjects)  # doctest: +SKIP
     """
+
+    #: The keywords that ``guidance`` and ``distillation`` replaced (deprecated):
+    #: old name -> (new parameter, its parameter).
+    _deprecated_params = _DEPRECATED
 
     def __init__(
         self,
@@ -282,23 +295,15 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         class_weight: str | None = "balanced",
         device: str = "auto",
         seed: int = 0,
-        rrr_mask=None,
-        rrr_weight: float = 0.0,
-        rrr_method: str = "gradient",
-        keep_mask=None,
-        keep_weight: float = 0.0,
         augment: str | dict | None = None,
         cutout: tuple[int, int] = (4, 50),
         cutout_s: float | None = None,
-        consistency_weight: float = 0.0,
-        consistency_noise: float = 0.1,
-        consistency_shift: int = 0,
         align: str | None = None,
         n_seeds: int = 1,
         ch_names: list[str] | None = None,
-        teacher: np.ndarray | nn.Module | None = None,
-        distill_temperature: float = 4.0,
-        distill_weight: float = 0.5,
+        guidance: Guidance | None = None,
+        distillation: Distillation | None = None,
+        **deprecated,
     ):
         self.model = model
         self.model_params = model_params
@@ -314,23 +319,45 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.device = device
         self.seed = seed
-        self.rrr_mask = rrr_mask
-        self.rrr_weight = rrr_weight
-        self.rrr_method = rrr_method
-        self.keep_mask = keep_mask
-        self.keep_weight = keep_weight
         self.augment = augment
         self.cutout = cutout
         self.cutout_s = cutout_s
-        self.consistency_weight = consistency_weight
-        self.consistency_noise = consistency_noise
-        self.consistency_shift = consistency_shift
         self.align = align
         self.n_seeds = n_seeds
         self.ch_names = ch_names
-        self.teacher = teacher
-        self.distill_temperature = distill_temperature
-        self.distill_weight = distill_weight
+        if deprecated:  # the keywords of before Guidance and Distillation
+            guidance, distillation = _resolve_deprecated(
+                deprecated, guidance, distillation, "EEGDecoder"
+            )
+        self.guidance = guidance
+        self.distillation = distillation
+
+    def set_params(self, **params):
+        """Set the parameters of this decoder, those of its guidance among them.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameters, ``guidance__<name>`` and ``distillation__<name>`` for
+            those of :class:`~eegsal.guidance.Guidance` and
+            :class:`~eegsal.guidance.Distillation` (on a decoder without one,
+            set from the default object). The deprecated keywords
+            (``rrr_weight``...) still set them, with a :class:`FutureWarning`.
+
+        Returns
+        -------
+        self : EEGDecoder
+            The decoder.
+        """
+        old = {k: params.pop(k) for k in list(params) if k in _DEPRECATED}
+        moved = _deprecated_params(old, "set_params", nested=True)
+        for owner, kw in moved.items():
+            params.update({f"{owner}__{key}": value for key, value in kw.items()})
+        for owner, cls in _OWNERS.items():
+            nested = [k for k in params if k.startswith(f"{owner}__")]
+            if nested and params.get(owner, getattr(self, owner)) is None:
+                params[owner] = cls()  # nothing to set values on yet
+        return super().set_params(**params)
 
     @fill_doc
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
@@ -384,13 +411,21 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
 
     def _teacher_logits(self, X) -> np.ndarray | None:
         """Return the teacher's logits of each epoch of ``X`` (µV), or None."""
-        if self.teacher is None:
+        validate_type(self.distillation, (Distillation, None), "distillation",
+                      "Distillation or None")  # fmt: skip
+        teacher = None if self.distillation is None else self.distillation.teacher
+        if teacher is None:
             return None
-        check_range(self.distill_temperature, "distill_temperature", 0.0, None,
-                    low_closed=False)  # fmt: skip
-        check_range(self.distill_weight, "distill_weight", 0.0, 1.0)
-        if isinstance(self.teacher, nn.Module):
-            teacher = self.teacher.cpu().eval()
+        self.distillation._settings()  # the temperature and the weight
+        if isinstance(teacher, DecodingResult):
+            raise TypeError(
+                "Distillation.teacher of an EEGDecoder takes the teacher's logits "
+                "(n_epochs, n_classes) or a model; a DecodingResult goes to "
+                "eegsal.decode(..., distillation=Distillation(result)), which gives "
+                "each fold the teacher's out-of-fold logits."
+            )
+        if isinstance(teacher, nn.Module):
+            teacher = teacher.cpu().eval()
             with torch.no_grad():
                 logits = np.concatenate([
                     teacher(torch.from_numpy(read_rows(X, rows))).float().numpy()
@@ -398,18 +433,19 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
                         np.arange(len(X)), max(1, -(-len(X) // self.batch_size)))
                 ])  # fmt: skip
         else:
-            logits = np.asarray(self.teacher, dtype=np.float32)
+            logits = np.asarray(teacher, dtype=np.float32)
         want = (len(X), len(self.classes_))
         if logits.shape != want:
             raise ValueError(
-                f"teacher gives logits of shape {logits.shape}; the epochs and "
+                f"Distillation.teacher gives logits of shape {logits.shape}; the "
+                "epochs and "
                 f"classes need {want} (n_epochs, n_classes), columns in the order "
                 f"of {list(self.classes_)}."
             )
         if not np.isfinite(logits).all():
             bad = int((~np.isfinite(logits)).any(1).sum())
             raise ValueError(
-                f"teacher logits are not finite for {bad}"
+                f"Distillation.teacher logits are not finite for {bad}"
                 " epochs (e.g. epochs the teacher never tested); leave them out."
             )
         return logits.astype(np.float32)
@@ -457,10 +493,10 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         )  # fmt: skip
         masks = None
         if guidance["per_epoch"]:
-            masks = np.asarray(self.rrr_mask, dtype=np.float32)
+            masks = np.asarray(self.guidance.mask, dtype=np.float32)
             if masks.shape != X.shape:
                 raise ValueError(
-                    f"rrr_mask has shape {masks.shape}; one mask per epoch of X "
+                    f"Guidance.mask has shape {masks.shape}; one mask per epoch of X "
                     f"needs {X.shape}."
                 )
         for key in ("rrr_mask", "keep_mask"):
