@@ -68,6 +68,8 @@ SCENARIOS = {
     "weak": dict(scenario="content", effect_size=0.5),
 }
 NULL, POWER = "false claims", "power"
+#: Scenarios with a null route: run for --seeds; the others for --power-seeds.
+NULL_SCENARIOS = ("confound", "depth", "slope_null")
 #: What a claim of each route means in each scenario (routes not listed: power).
 KINDS = {
     "confound": {
@@ -215,7 +217,7 @@ def main() -> None:
     parser.add_argument("out", nargs="?", default="analyses-output")
     parser.add_argument("--seeds", type=int, default=200, help="per null scenario")
     parser.add_argument("--power-seeds", type=int, default=50,
-                        help="seeds of the power-only scenario (weak)")  # fmt: skip
+                        help="seeds of content and weak")  # fmt: skip
     parser.add_argument("--n-permutations", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
@@ -230,7 +232,7 @@ def main() -> None:
         (seed, name)
         for seed in range(args.first_seed, args.first_seed + args.seeds)
         for name in args.scenarios
-        if name != "weak" or seed < args.first_seed + args.power_seeds
+        if name in NULL_SCENARIOS or seed < args.first_seed + args.power_seeds
     ]
     rows = []
     # one task per simulated study: local processes with --n-jobs, or a Dask
