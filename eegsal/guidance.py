@@ -49,6 +49,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import mne
 import numpy as np
@@ -68,6 +69,7 @@ __all__ = [
     "Distillation",
     "Guidance",
     "distillation_loss",
+    "explanation_matching_loss",
     "localize_events",  # noqa: F822 (eegsal.attribution.events, via __getattr__)
     "make_mask",
 ]
@@ -283,11 +285,30 @@ class Distillation(BaseEstimator):
         distributions.
     weight : float
         Share of the soft term, in [0, 1] (0: plain training).
+    explanation_weight : float
+        Weight (>= 0) of an explanation-matching term added to the loss:
+        ``explanation_weight x mean(1 - cos(student map, teacher map))``
+        (:func:`explanation_matching_loss`), the maps being the gradients of
+        each model's logit of the epoch's true class with respect to the
+        input in µV, the student's on the epoch before any augmentation.
+        The cosine, not a squared difference, because a teacher's logits
+        need not be on the student's scale: the term asks the student to
+        weigh the cells as the teacher does, not to copy its gain. 0: no
+        term (and no teacher maps needed).
+    maps : array-like | None
+        For :class:`eegsal.EEGDecoder` with ``explanation_weight > 0``: the
+        teacher's maps, one per epoch of ``X``, shape (n_epochs, n_chans,
+        n_times); None with a model as ``teacher``: its in-sample gradients.
+        :func:`eegsal.decode` sets them from a teacher result: each epoch's
+        saliency map (:func:`eegsal.attribute`, ``target="logit"``,
+        ``label="true"``) by the teacher's fold model that was tested on it,
+        cut to each fold's training epochs like the logits.
 
     See Also
     --------
     Guidance : Training with the maps.
     distillation_loss : The loss.
+    explanation_matching_loss : The explanation-matching term.
 
     Notes
     -----
@@ -332,19 +353,25 @@ class Distillation(BaseEstimator):
         *,
         temperature: float = 4.0,
         weight: float = 0.5,
+        explanation_weight: float = 0.0,
+        maps: np.ndarray | None = None,
     ):
         self.teacher = teacher
         self.temperature = temperature
         self.weight = weight
+        self.explanation_weight = explanation_weight
+        self.maps = maps
 
     def _settings(self) -> dict:
-        """Check the temperature and the weight; return them as floats."""
+        """Check the temperature and the weights; return them as floats."""
         check_range(self.temperature, "Distillation.temperature", 0.0, None,
                     low_closed=False)  # fmt: skip
         check_range(self.weight, "Distillation.weight", 0.0, 1.0)
+        check_range(self.explanation_weight, "Distillation.explanation_weight", 0.0)
         return dict(
             distill_temperature=float(self.temperature),
             distill_weight=float(self.weight),
+            explanation_weight=float(self.explanation_weight),
         )
 
 
@@ -600,6 +627,32 @@ def distillation_loss(
     return (1 - weight) * hard_loss + weight * t**2 * soft
 
 
+def explanation_matching_loss(
+    student_maps: torch.Tensor, teacher_maps: torch.Tensor
+) -> torch.Tensor:
+    """Mean over epochs of ``1 - cos(student map, teacher map)``.
+
+    Each epoch's maps are flattened over channels x times; the cosine is
+    scale-free, so the term is 0 when the student's map is a positive
+    multiple of the teacher's, 1 when orthogonal and 2 when opposite. An
+    epoch whose map is all zero counts as orthogonal.
+
+    Parameters
+    ----------
+    student_maps, teacher_maps : torch.Tensor, shape (batch, n_chans, n_times)
+        The maps (the teacher's carry no gradient).
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar in [0, 2].
+    """
+    s = student_maps.float().flatten(1)
+    t = teacher_maps.float().flatten(1).to(s.device)
+    cos = F.cosine_similarity(s, t, dim=1, eps=1e-12)
+    return (1 - cos).mean()
+
+
 def _cutout(x, module, y, size, guided, gen):
     """Replace one (channels x samples) patch per example by the channel means."""
     n, c, t = x.shape
@@ -629,6 +682,28 @@ def _cutout(x, module, y, size, guided, gen):
     return torch.where(keep, x, module[0].mean.expand_as(x))
 
 
+@contextmanager
+def _held_batchnorm(module: nn.Module):
+    """Leave the running statistics of ``module``'s BatchNorm layers as they were.
+
+    The layers update copies of their buffers inside the block; the buffers
+    themselves are never written (the graph of an earlier forward pass may
+    hold them), and are put back after.
+    """
+    kind = nn.modules.batchnorm._BatchNorm
+    norms = [m for m in module.modules() if isinstance(m, kind)]
+    saved = [dict(m._buffers) for m in norms]
+    for m in norms:
+        m._buffers.update(
+            {k: v.clone() for k, v in m._buffers.items() if v is not None}
+        )
+    try:
+        yield
+    finally:
+        for m, buffers in zip(norms, saved, strict=True):
+            m._buffers.update(buffers)
+
+
 def _rng_state(device):
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return torch.get_rng_state(), cuda
@@ -649,12 +724,14 @@ class GuidedTrainingMixin:
         g = self.guidance
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        mask = teacher = None
+        mask = teacher = teacher_map = None
         if isinstance(Xi, dict):
-            Xi, mask, teacher = Xi["X"], Xi.get("mask"), Xi.get("teacher")
+            mask, teacher = Xi.get("mask"), Xi.get("teacher")
+            Xi, teacher_map = Xi["X"], Xi.get("teacher_map")
         xi = Xi.to(self.device)
         yt = yi.to(self.device)
         module = self.module_
+        x0, y0 = xi, yt  # the epochs before augmentation: the teacher's maps'
         target = yi
         if g["augmenter"] is not None:  # transforms of eegsal.augmentation
             onehot = F.one_hot(yt, g["n_classes"]).float()
@@ -689,6 +766,17 @@ class GuidedTrainingMixin:
                 loss,
                 temperature=g["distill_temperature"],
                 weight=g["distill_weight"],
+            )
+        if teacher_map is not None and g["explanation_weight"]:
+            # the student's map in µV, as the teacher's: d logit / d x_std / scale;
+            # a forward pass that moves neither the dropout draws nor the
+            # BatchNorm statistics of the training step
+            state_e = _rng_state(xi.device)
+            with _held_batchnorm(module):
+                _, grad_e = std_gradients(module, x0, y0, True, target="logit")
+            _set_rng_state(state_e, xi.device)
+            loss = loss + g["explanation_weight"] * explanation_matching_loss(
+                grad_e / module[0].scale, teacher_map
             )
         if rrr:
             loss = loss + g["rrr_weight"] * (sq * m).sum() / len(xi)
@@ -808,7 +896,7 @@ def check_guidance(
             )
         cutout = (cutout[0], to_samples(cutout_s, sfreq, "cutout_s"))
     distill = (
-        dict(distill_temperature=1.0, distill_weight=0.0)
+        dict(distill_temperature=1.0, distill_weight=0.0, explanation_weight=0.0)
         if distillation is None
         else distillation._settings()
     )

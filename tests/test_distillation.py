@@ -8,7 +8,11 @@ import torch.nn.functional as F
 import eegsal.decoding
 import eegsal.decoding.cv
 from eegsal.decoding import decode
-from eegsal.guidance import Distillation, distillation_loss
+from eegsal.guidance import (
+    Distillation,
+    distillation_loss,
+    explanation_matching_loss,
+)
 
 SMALL = dict(cv=2, max_epochs=2, batch_size=32, seed=0, valid_size=0)
 
@@ -78,9 +82,11 @@ def test_no_student_sees_the_teacher_on_its_test_epochs(
     calls = []
     fit_fold = eegsal.decoding.cv._fit_fold
 
-    def spy(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None):
+    def spy(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None,
+            maps=None):  # fmt: skip
         calls.append((train, test, teacher))
-        return fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher)
+        return fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher,
+                        maps)  # fmt: skip
 
     monkeypatch.setattr(eegsal.decoding.cv, "_fit_fold", spy)
     fitted = []
@@ -144,7 +150,9 @@ def test_old_keywords_and_new_objects_decode_the_same(study, tmp_path):
     for result in (old, new):
         params = result.config["decoder_params"]
         assert params["guidance"]["weight"] == 20.0
-        assert params["distillation"] == dict(teacher=None, temperature=4.0, weight=0.4)
+        assert params["distillation"] == dict(teacher=None, temperature=4.0,
+                                              weight=0.4, explanation_weight=0.0,
+                                              maps=None)  # fmt: skip
         assert "rrr_weight" not in params and "teacher" not in params
     new.save(tmp_path / "new")
     params = DecodingResult.load(tmp_path / "new").config["decoder_params"]
@@ -167,3 +175,144 @@ def test_a_result_is_no_teacher_of_a_single_decoder(tiny_result):
         clf.fit(X, ["a", "b"] * 2)
     with pytest.raises(ValueError, match=r"Distillation.teacher gives logits of shape"):
         EEGDecoder(distillation=Distillation(np.zeros((3, 2)))).fit(X, ["a", "b"] * 2)
+
+
+# ----------------------------------------------------------------------------
+# Explanation matching
+
+
+def test_explanation_matching_loss_against_a_hand_computation():
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(4, 3, 10, generator=gen)
+    teacher = torch.randn(4, 3, 10, generator=gen)
+    s = student.double().numpy().reshape(4, -1)
+    t = teacher.double().numpy().reshape(4, -1)
+    cos = (s * t).sum(1) / np.linalg.norm(s, axis=1) / np.linalg.norm(t, axis=1)
+    got = explanation_matching_loss(student, teacher)
+    np.testing.assert_allclose(float(got), (1 - cos).mean(), rtol=1e-5)
+    # scale-free in each epoch; 0 for the same maps, 2 for opposite ones
+    scaled = student * torch.tensor([0.1, 1.0, 7.0, 300.0])[:, None, None]
+    np.testing.assert_allclose(float(explanation_matching_loss(scaled, teacher)),
+                               float(got), rtol=1e-5)  # fmt: skip
+    same = explanation_matching_loss(teacher, teacher)
+    assert float(same) == pytest.approx(0, abs=1e-6)
+    assert float(explanation_matching_loss(-teacher, teacher)) == pytest.approx(2)
+
+
+def _maps_of(module, X, y):
+    x = torch.from_numpy(X).requires_grad_(True)
+    logits = module.eval()(x).float()
+    target = logits.gather(1, torch.from_numpy(y)[:, None]).sum()
+    (grad,) = torch.autograd.grad(target, x)
+    return grad.numpy()
+
+
+def _cosines(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_matching_the_teachers_maps_moves_the_students_maps_to_them(study):
+    from eegsal.decoding import EEGDecoder
+
+    epochs, _ = study
+    X = epochs.get_data(units="uV").astype(np.float32)
+    y = epochs.metadata["content"].to_numpy()
+    y_idx = np.unique(y, return_inverse=True)[1].astype(np.int64)
+    kw = dict(model="eegnet", max_epochs=8, batch_size=32, seed=0, valid_size=0,
+              lr=0.005)  # fmt: skip
+    teacher = EEGDecoder(**kw | {"model": "shallow"}).fit(X, y).module_
+    teacher_maps = _maps_of(teacher, X, y_idx)
+    cos = {}
+    for w in (0.0, 5.0):
+        clf = EEGDecoder(**kw, distillation=Distillation(
+            teacher, weight=0.0, explanation_weight=w))  # fmt: skip
+        clf.fit(X, y)
+        if w:  # in-sample gradients of the teacher module, as computed here
+            tol = 1e-6 * np.abs(teacher_maps).max()
+            np.testing.assert_allclose(clf.teacher_maps_, teacher_maps, rtol=1e-4,
+                                       atol=tol)  # fmt: skip
+        cos[w] = _cosines(_maps_of(clf.module_, X, y_idx), teacher_maps).mean()
+    # the term is what moves them: plain training leaves the maps far apart
+    # (seeds 0, 1, 2: 0.25, 0.60, 0.56 against 0.03, 0.01, 0.06 without)
+    assert cos[5.0] > cos[0.0] + 0.1, cos
+
+
+def test_the_term_enters_through_its_gradient_only(tiny_result, study):
+    # zero teacher maps: a constant term (cos = 0), so the same training as
+    # output distillation alone, dropout draws included
+    epochs, _ = study
+    base = decode(epochs, "content",
+                  distillation=Distillation(tiny_result, weight=0.5),
+                  **SMALL)  # fmt: skip
+    X = epochs.get_data(units="uV")
+    from eegsal.decoding import EEGDecoder
+
+    y = epochs.metadata["content"].to_numpy()
+    kw = dict(model="eegnet", max_epochs=2, batch_size=32, seed=0, valid_size=0)
+    logits = np.zeros((len(X), 2), np.float32)
+    runs = [
+        EEGDecoder(**kw, distillation=Distillation(logits, weight=0.5, **extra))
+        .fit(X.astype(np.float32), y).predict_proba(X.astype(np.float32))
+        for extra in ({}, dict(explanation_weight=3.0, maps=np.zeros(X.shape)))
+    ]
+    np.testing.assert_allclose(runs[1], runs[0], atol=1e-5)
+    assert base.config["decoder_params"]["distillation"]["explanation_weight"] == 0.0
+
+
+def test_decode_gives_each_fold_the_teachers_out_of_fold_maps(
+    tiny_result, study, monkeypatch
+):
+    from eegsal import attribute
+
+    epochs, _ = study
+    expected = attribute(tiny_result, epochs, method="saliency", target="logit",
+                         label="true", verbose=False).data  # fmt: skip
+    given = []
+    fit = eegsal.decoding.EEGDecoder.fit
+
+    def spy_fit(self, X, y, groups=None):
+        given.append((np.asarray(self.distillation.maps), len(y)))
+        return fit(self, X, y, groups)
+
+    monkeypatch.setattr(eegsal.decoding.EEGDecoder, "fit", spy_fit)
+    calls = []
+    fit_fold = eegsal.decoding.cv._fit_fold
+
+    def spy(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None,
+            maps=None):  # fmt: skip
+        calls.append(train)
+        return fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher,
+                        maps)  # fmt: skip
+
+    monkeypatch.setattr(eegsal.decoding.cv, "_fit_fold", spy)
+    matching = Distillation(tiny_result, explanation_weight=1.0)
+    decode(epochs, "content", distillation=matching, **(SMALL | {"max_epochs": 1}))
+    assert len(calls) == len(given) == 2
+    for train, (maps, n) in zip(calls, given, strict=True):
+        assert n == len(train)
+        np.testing.assert_allclose(maps, expected[train], rtol=1e-5,
+                                   atol=1e-7 * np.abs(expected).max())  # fmt: skip
+
+
+def test_explanation_matching_bad_input_says_what_to_do(study):
+    from eegsal.decoding import EEGDecoder
+
+    epochs, _ = study
+    X = epochs.get_data(units="uV").astype(np.float32)
+    y = epochs.metadata["content"].to_numpy()
+    logits = np.zeros((len(X), 2), np.float32)
+    kw = dict(max_epochs=1, batch_size=32, valid_size=0)
+    def fit(align=None, **d):
+        dist = Distillation(logits, **d)
+        clf = EEGDecoder(**kw, align=align, distillation=dist)
+        return clf.fit(X, y, epochs.metadata["subject"].to_numpy())
+
+    with pytest.raises(ValueError, match="needs the teacher's maps"):
+        fit(explanation_weight=1.0)
+    with pytest.raises(ValueError, match="one map per epoch"):
+        fit(explanation_weight=1.0, maps=np.zeros((3, 2, 2)))
+    with pytest.raises(ValueError, match="explanation_weight"):
+        fit(explanation_weight=-1.0, maps=np.zeros(X.shape))
+    with pytest.raises(ValueError, match="aligned student"):
+        fit("euclidean", explanation_weight=1.0, maps=np.zeros(X.shape))

@@ -170,14 +170,20 @@ class BatchDataset(torch.utils.data.Dataset):
     teacher : ndarray | None
         A teacher's logits, one row (n_classes,) per epoch of ``source``
         (knowledge distillation); batches then hold them under ``"teacher"``.
+    teacher_maps : ndarray | None
+        A teacher's maps, one per epoch of ``source``; batches then hold them
+        under ``"teacher_map"``.
     """
 
-    def __init__(self, source, rows, y=None, masks=None, teacher=None):
+    def __init__(
+        self, source, rows, y=None, masks=None, teacher=None, teacher_maps=None
+    ):
         self.source = source
         self.rows = np.asarray(rows)
         self.y = np.zeros(len(self.rows), np.int64) if y is None else np.asarray(y)
         self.masks = masks
         self.teacher = teacher
+        self.teacher_maps = teacher_maps
 
     def __len__(self) -> int:  # noqa: D105
         return len(self.rows)
@@ -185,12 +191,13 @@ class BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, positions):  # noqa: D105
         rows = self.rows[positions]
         x = torch.from_numpy(read_rows(self.source, rows))
-        if self.masks is not None or self.teacher is not None:
+        extra = {"mask": self.masks, "teacher": self.teacher,
+                 "teacher_map": self.teacher_maps}  # fmt: skip
+        if any(v is not None for v in extra.values()):
             x = {"X": x}
-            if self.masks is not None:
-                x["mask"] = torch.from_numpy(self.masks[rows])
-            if self.teacher is not None:
-                x["teacher"] = torch.from_numpy(self.teacher[rows])
+            for key, values in extra.items():
+                if values is not None:
+                    x[key] = torch.from_numpy(np.ascontiguousarray(values[rows]))
         return x, torch.from_numpy(self.y[positions].astype(np.int64))
 
 

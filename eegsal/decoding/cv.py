@@ -27,13 +27,17 @@ from eegsal.models import model_name, model_params_for
 __all__ = ["decode"]
 
 
-def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None):
+def _fit_fold(
+    base, X, y, g, train, test, classes, per_epoch_mask, teacher=None, maps=None
+):
     """Train one fold's decoder; return its test probabilities and CPU module."""
     clf = clone(base)
     if per_epoch_mask is not None:  # one mask per epoch: the fold's own
         clf.set_params(guidance__mask=per_epoch_mask[train])
     if teacher is not None:  # the teacher's logits of the training epochs only
         clf.set_params(distillation__teacher=teacher[train])
+    if maps is not None:  # and its maps of them
+        clf.set_params(distillation__maps=maps[train])
     clf = clf.fit(take(X, train), y[train], groups=g[train])
     # a fold's training set may miss a class: map its columns to all classes
     p = np.zeros((len(test), len(classes)))
@@ -41,6 +45,20 @@ def _fit_fold(base, X, y, g, train, test, classes, per_epoch_mask, teacher=None)
         take(X, test), groups=g[test]
     )
     return p, clf.module_.cpu(), clf.n_epochs_trained_
+
+
+def _teacher_maps(teacher, epochs: mne.BaseEpochs) -> np.ndarray:
+    """Each epoch's saliency map by the teacher's fold model tested on it.
+
+    The gradient of the logit of the epoch's true class with respect to the
+    input in µV (:func:`eegsal.attribute`, ``method="saliency"``,
+    ``target="logit"``, ``label="true"``): out-of-fold, as the logits are.
+    """
+    from eegsal.attribution import attribute
+
+    attr = attribute(teacher, epochs, method="saliency", target="logit",
+                     label="true", verbose=False)  # fmt: skip
+    return np.asarray(attr.data, dtype=np.float32)
 
 
 def _teacher_logits(teacher, epochs: mne.BaseEpochs, classes: np.ndarray):
@@ -222,15 +240,17 @@ def decode(
         guidance, distillation = _resolve_deprecated(
             old, guidance, distillation, "decode", stacklevel=5
         )
-    teacher = soft = None
+    teacher = soft = teacher_maps = None
     if distillation is not None:
         teacher = distillation.teacher
         # each fold gets its training epochs' out-of-fold targets (_fit_fold)
         distillation = type(distillation)(
-            **(distillation.get_params(deep=False) | {"teacher": None})
+            **(distillation.get_params(deep=False) | {"teacher": None, "maps": None})
         )
         if teacher is not None:
             soft = _teacher_logits(teacher, epochs, np.unique(y))
+            if distillation.explanation_weight:
+                teacher_maps = _teacher_maps(teacher, epochs)
     for name, value in (("guidance", guidance), ("distillation", distillation)):
         if value is not None:
             decoder_params[name] = value
@@ -281,7 +301,8 @@ def decode(
     # one task per fold; joblib runs them in this process (n_jobs=1), in local
     # processes, or on a cluster (joblib.parallel_config(backend="dask"))
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_fold)(base, X, y, g, train, test, classes, per_epoch_mask, soft)
+        delayed(_fit_fold)(base, X, y, g, train, test, classes, per_epoch_mask, soft,
+                           teacher_maps)  # fmt: skip
         for train, test in folds
     )
     models, rows = [], []
@@ -330,6 +351,8 @@ def decode(
             clf.set_params(guidance__mask=per_epoch_mask)
         if soft is not None:
             clf.set_params(distillation__teacher=soft)
+        if teacher_maps is not None:
+            clf.set_params(distillation__maps=teacher_maps)
         refit_model = clf.fit(X, y, groups=g).module_.cpu()
     config = dict(
         target=target,

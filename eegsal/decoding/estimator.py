@@ -385,6 +385,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_seeds must be an int >= 1, got {self.n_seeds!r}.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.teacher_logits_ = self._teacher_logits(X)
+        self.teacher_maps_ = self._teacher_maps(X, y_idx)
         self.alignment_ = None
         if self.align is not None:
             check_option("align", self.align, ALIGNMENTS)
@@ -450,6 +451,53 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             )
         return logits.astype(np.float32)
 
+    def _teacher_maps(self, X, y_idx) -> np.ndarray | None:
+        """Return the teacher's maps of each epoch of ``X``, or None.
+
+        Needed with ``Distillation.explanation_weight > 0``: the given
+        ``maps``, or, with a model as the teacher, its gradients of each
+        epoch's true-class logit with respect to the input in µV.
+        """
+        d = self.distillation
+        if d is None or not d.explanation_weight:
+            return None
+        if self.align is not None:
+            raise ValueError(
+                "Distillation.explanation_weight > 0 compares maps in electrode "
+                f"space, which an aligned student (align={self.align!r}) does not "
+                "take its gradients in; use one or the other."
+            )
+        if d.maps is not None:
+            maps = np.asarray(d.maps, dtype=np.float32)
+        elif isinstance(d.teacher, nn.Module):
+            teacher = d.teacher.cpu().eval()
+            parts = []
+            for rows in np.array_split(
+                np.arange(len(X)), max(1, -(-len(X) // self.batch_size))
+            ):
+                x = torch.from_numpy(read_rows(X, rows)).requires_grad_(True)
+                logits = teacher(x).float()
+                target = torch.from_numpy(y_idx[rows].astype(np.int64))
+                (grad,) = torch.autograd.grad(
+                    logits.gather(1, target[:, None]).sum(), x
+                )
+                parts.append(grad.numpy())
+            maps = np.concatenate(parts).astype(np.float32)
+        else:
+            raise ValueError(
+                "Distillation.explanation_weight > 0 needs the teacher's maps: give "
+                "Distillation(maps=...) (one per epoch), a model as the teacher, or "
+                "a teacher result to eegsal.decode, which computes them."
+            )
+        if maps.shape != tuple(X.shape):
+            raise ValueError(
+                f"Distillation.maps has shape {maps.shape}; one map per epoch of X "
+                f"needs {tuple(X.shape)}."
+            )
+        if not np.isfinite(maps).all():
+            raise ValueError("Distillation.maps holds NaN or infinite values.")
+        return maps
+
     def _fit_one(self, X, y_idx, groups, seed: int) -> _Net:
         """Train one network with ``seed``; return its skorch net."""
         device = get_device(self.device)
@@ -489,7 +537,7 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         guided = bool(
             guidance["rrr_weight"] or guidance["keep_weight"] or guidance["augment"]
             or guidance["consistency_weight"] or guidance["augmenter"] is not None
-            or self.teacher_logits_ is not None
+            or self.teacher_logits_ is not None or self.teacher_maps_ is not None
         )  # fmt: skip
         masks = None
         if guidance["per_epoch"]:
@@ -521,7 +569,11 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
             verbose=0,
         )
         net.guidance = guidance
-        net.fit(BatchDataset(X, train, y_idx[train], masks, self.teacher_logits_), None)
+        net.fit(
+            BatchDataset(X, train, y_idx[train], masks, self.teacher_logits_,
+                         self.teacher_maps_),  # fmt: skip
+            None,
+        )
         return net
 
     def _split(self, y_idx, groups, seed: int | None = None):
