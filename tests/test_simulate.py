@@ -494,3 +494,95 @@ def test_plant_content_bad_input_names_the_parameter(study, kwargs, match):
     kw = dict(channels=["O1"], window=(0.5, 1.5)) | kwargs
     with pytest.raises(ValueError, match=match):
         plant_content(epochs, **kw, verbose=False)
+
+
+# ----------------------------------------------------------------------------
+# Pinned outputs: the simulators draw the same numbers, release after release
+
+_PIN_KW = dict(n_subjects=2, n_epochs=10, epoch_length=2.0, seed=11,
+               ch_names=["Fp1", "Fz", "Cz", "Pz", "O1", "O2"])  # fmt: skip
+# sum of squares, sum of absolute values (µV), sum of the first 50 samples of
+# the first epoch's first channel, and the last sample of the last epoch
+_PINNED = {
+    "content": (
+        dict(scenario="content"),
+        [4844109.966556746, 250401.20557738835, -704.9882795260175, 31.76571282692936],
+        "foffffoooffofffoooff",
+        [0.5081447261782198, 0.7234257499456663],
+    ),
+    "confound": (
+        dict(scenario="confound"),
+        [4890589.464822967, 251778.57348729123, -704.9882795260175, 31.76571282692936],
+        "fofffoofoofofoooooof",
+        [0.5081447261782198, 0.7234257499456663],
+    ),
+    "random_slope": (
+        dict(scenario="random_slope"),
+        [4847483.519955289, 250715.17777062044, -704.9882795260175, 31.76571282692936],
+        "foffffoooffofffoooff",
+        [-0.3061842460726005, 0.41141916648555477],
+    ),
+    "depth_confound": (
+        dict(scenario="both", depth_confound=1.0),
+        [5837101.985086206, 270636.4775785524, -977.8621770315639, 11.335844607822414],
+        "fofffoofoofofoooooof",
+        [0.5081447261782198, 0.7234257499456663],
+    ),
+}
+
+
+def _data_summary(x):
+    """Sums that change with any random draw (x in µV)."""
+    return [(x**2).sum(), np.abs(x).sum(), x[0, 0, :50].sum(), x[-1, -1, -1]]
+
+
+@pytest.mark.parametrize("case", list(_PINNED))
+def test_simulated_studies_are_pinned(case):
+    kwargs, sums, content, effects = _PINNED[case]
+    epochs, truth = simulate_sleep_study(**_PIN_KW, **kwargs)
+    np.testing.assert_allclose(
+        _data_summary(epochs.get_data(units="uV")), sums, rtol=1e-9
+    )
+    meta = epochs.metadata
+    stages = {"W": "W", "N1": "1", "N2": "2", "N3": "3", "REM": "R"}
+    # the stages are drawn before the labels and the signals: one sequence
+    assert "".join(meta["stage"].map(stages)) == "322W31RR1WR2W211R3W3"
+    assert "".join(np.where(meta["content"] == "flying", "f", "o")) == content
+    assert list(meta["subject"]) == ["sub-01"] * 10 + ["sub-02"] * 10
+    subjects = truth.subject_effects
+    np.testing.assert_allclose(subjects["effect"], effects, rtol=1e-9)
+    np.testing.assert_allclose(
+        subjects[["gain", "iaf", "spindle_freq"]].to_numpy().ravel(),
+        [1.0068619897502893, 11.087798032247969, 14.112360539292967,
+         1.1792783758367207, 9.83797610344524, 13.423606910714902],
+        rtol=1e-9,
+    )  # fmt: skip
+    assert int(truth.content_mask.sum()) == (0 if case == "confound" else 300)
+    if case == "depth_confound":
+        np.testing.assert_allclose(
+            [meta[c].sum() for c in ("depth", "delta_power", "log_delta_power")],
+            [0.8392765506661022, 14.879747362909548, -451.28778970954147],
+            rtol=1e-9,
+        )
+
+
+def test_simulated_night_is_pinned():
+    raw = simulate_night(duration=1800, n_awakenings=2, seed=11,
+                         ch_names=["Fz", "Cz", "Pz", "O1", "O2"])  # fmt: skip
+    x = raw.get_data(units="uV")
+    np.testing.assert_allclose(
+        [(x**2).sum(), np.abs(x).sum(), x[0, :100].sum(), x[-1, -1]],
+        [61862254.276046894, 5719069.366343989, -107.55314205911179,
+         -6.566468976521888],
+        rtol=1e-9,
+    )  # fmt: skip
+    ann = raw.annotations
+    scored = "".join(
+        d.removeprefix("Sleep stage ")[-1] for d in ann.description if "stage" in d
+    )
+    # two awakenings, each followed by the wake epoch of the alarm
+    first, second = "W" * 12 + "1" * 7 + "2" * 7, "2" * 19 + "W" + "2" * 10 + "3" * 3
+    assert scored == first + "W" + second
+    awake = [(o, d) for o, d in zip(ann.onset, ann.description, strict=True)
+             if d.startswith("Awakening/")]  # fmt: skip
+    assert awake == [(780.0, "Awakening/other"), (1380.0, "Awakening/other")]
