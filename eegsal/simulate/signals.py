@@ -1,7 +1,8 @@
 """Signal generators of the sleep simulator (vectorized over epochs).
 
 Amplitudes are in µV; every generator takes a :class:`numpy.random.Generator`.
-Used by :mod:`eegsal.simulate`, which documents the signal model.
+Used by the simulators of :mod:`eegsal.simulate`, which documents the signal
+model.
 """
 
 from __future__ import annotations
