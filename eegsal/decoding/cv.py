@@ -18,9 +18,10 @@ from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.alignment import fit_alignment
 from eegsal.data.reader import EpochsReader, take
+from eegsal.decoding.checks import _identity
 from eegsal.decoding.estimator import EEGDecoder
 from eegsal.decoding.networks import get_device
-from eegsal.decoding.result import DecodingResult, _identity, _scores
+from eegsal.decoding.result import DecodingResult, _scores
 from eegsal.guidance import _DEPRECATED, _as_object, _resolve_deprecated
 from eegsal.models import model_name, model_params_for
 

@@ -1,12 +1,14 @@
-"""The out-of-fold result of a decoder: predictions, scores, fold models, files."""
+"""The out-of-fold result of a decoder: predictions, scores, fold models.
+
+:class:`DecodingResult` and its scores; which epochs it takes is checked in
+:mod:`eegsal.decoding.checks`, its folder is written and read in
+:mod:`eegsal.decoding.files`.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 from collections.abc import Callable
-from pathlib import Path
 
 import mne
 import numpy as np
@@ -15,18 +17,13 @@ import torch
 from sklearn.metrics import recall_score, roc_auc_score
 from torch import nn
 
-from eegsal._check import validate_type
-from eegsal._io import atomic_path
 from eegsal._logging import logger, verbose
 from eegsal.alignment import SubjectAlignment, align, fit_alignment
 from eegsal.data.reader import EpochsReader
-from eegsal.decoding.networks import (
-    Ensemble,
-    _build_module,
-    behind_alignment,
-    get_device,
-)
-from eegsal.models import model_name
+from eegsal.decoding.checks import check_epochs as _check_epochs
+from eegsal.decoding.checks import prediction_picks as _prediction_picks
+from eegsal.decoding.files import read_result, write_result
+from eegsal.decoding.networks import behind_alignment, get_device
 
 __all__ = ["DecodingResult"]
 
@@ -50,26 +47,6 @@ def _scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
             multi_class="ovr",
         )
     return out
-
-
-#: Columns of a result's predictions that identify each epoch: MNE's event
-#: sample (``epochs.events[:, 0]``) and ``epochs.selection`` (the metadata index).
-_IDENTITY = ("mne_event_sample", "mne_selection")
-
-
-def _identity(epochs: mne.BaseEpochs) -> dict[str, np.ndarray]:
-    """Return the identity of each epoch (no data is read: lazy epochs stay lazy)."""
-    return {
-        _IDENTITY[0]: np.asarray(epochs.events[:, 0], np.int64),
-        _IDENTITY[1]: np.asarray(epochs.selection, np.int64),
-    }
-
-
-def _to_json(value):
-    """Arrays (e.g. guidance masks) in a result's config, as nested lists."""
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class DecodingResult:
@@ -221,95 +198,7 @@ class DecodingResult:
         ValueError
             Saying what differs and how to fix it.
         """
-        cfg, pred = self.config, self.predictions
-        diffs = []
-        picks = mne.pick_types(epochs.info, eeg=True)
-        names = [epochs.ch_names[i] for i in picks]
-        want = list(cfg.get("ch_names", names))
-        if names != want:
-            if sorted(names) == sorted(want):
-                k = int(np.flatnonzero(np.array(names) != np.array(want))[0])
-                diffs.append(
-                    f"their EEG channels are in another order (position {k}: "
-                    f"{names[k]!r} here, {want[k]!r} in the result); reorder them "
-                    "with epochs.reorder_channels(result.config['ch_names'])"
-                )
-            else:
-                missing = [c for c in want if c not in names]
-                extra = [c for c in names if c not in want]
-                diffs.append(
-                    f"their EEG channels differ (missing {missing}, not in the "
-                    f"result {extra})"
-                )
-        sfreq = epochs.info["sfreq"]
-        if "sfreq" in cfg and not np.isclose(sfreq, cfg["sfreq"]):
-            diffs.append(
-                f"they are sampled at {sfreq:g} Hz, the result's at {cfg['sfreq']:g} Hz"
-            )
-        n_times, tmin = len(epochs.times), float(epochs.times[0])
-        if n_times != cfg.get("n_times", n_times) or not np.isclose(
-            tmin, cfg.get("tmin", tmin), atol=0.5 / sfreq
-        ):
-            diffs.append(
-                f"their times differ ({n_times} samples from {tmin:g} s; the "
-                f"result's: {cfg['n_times']} from {cfg.get('tmin', tmin):g} s)"
-            )
-        if len(epochs) != len(pred):
-            diffs.append(
-                f"they are {len(epochs)} epochs, the result was decoded from "
-                f"{len(pred)}"
-            )
-        elif _IDENTITY[0] in pred:
-            diffs += self._epoch_diffs(epochs)
-        else:
-            logger.warning(
-                "This result does not record which epochs it was decoded from "
-                "(saved by an older eegsal): only their number, channels and "
-                "sampling are checked. Decode again to have every epoch checked."
-            )
-        if diffs:
-            raise ValueError(
-                "These epochs are not the ones the result was decoded from: "
-                + "; ".join(diffs)
-                + ". Each epoch must be explained by the fold model that did not "
-                "train on it: pass the epochs given to decode(), unchanged and in "
-                "their order (to explain some of them, pass result.take(idx) with "
-                "epochs[idx])."
-            )
-
-    def _epoch_diffs(self, epochs: mne.BaseEpochs) -> list[str]:
-        """List what differs between the epochs and those of the predictions."""
-        pred, cfg = self.predictions, self.config
-        meta = epochs.metadata
-        have = _identity(epochs)
-        fields = {
-            "event sample": (have[_IDENTITY[0]], pred[_IDENTITY[0]].to_numpy()),
-            "selection": (have[_IDENTITY[1]], pred[_IDENTITY[1]].to_numpy()),
-        }
-        for what, col, ours in (
-            ("subject", cfg.get("groups"), cfg.get("groups")),
-            ("target", cfg.get("target"), "y_true"),
-        ):
-            if col is None or ours not in pred:
-                continue
-            if meta is None or col not in meta:
-                return [f"their metadata has no {what} column {col!r}"]
-            fields[col] = (
-                meta[col].astype(str).to_numpy(),
-                pred[ours].astype(str).to_numpy(),
-            )
-        bad = np.zeros(len(pred), bool)
-        for a, b in fields.values():
-            bad |= np.asarray(a).astype(str) != np.asarray(b).astype(str)
-        if not bad.any():
-            return []
-        k = int(np.flatnonzero(bad)[0])
-        here = ", ".join(f"{f} {a[k]}" for f, (a, _) in fields.items())
-        there = ", ".join(f"{f} {b[k]}" for f, (_, b) in fields.items())
-        return [
-            f"{bad.sum()} of {len(bad)} epochs differ, the first at position {k} "
-            f"({here} here; {there} in the result)"
-        ]
+        _check_epochs(self, epochs)
 
     def prediction_picks(self, epochs: mne.BaseEpochs) -> np.ndarray:
         """Check new epochs against the models; return the channels to read, in order.
@@ -336,55 +225,7 @@ class DecodingResult:
         ValueError
             Naming what differs and what to do.
         """
-        validate_type(epochs, mne.BaseEpochs, "epochs")
-        cfg = self.config
-        want = list(cfg["ch_names"])
-        eeg = [epochs.ch_names[i] for i in mne.pick_types(epochs.info, eeg=True)]
-        missing = [c for c in want if c not in eeg]
-        if missing:
-            raise ValueError(
-                f"the epochs lack {len(missing)} of the {len(want)} EEG channels the "
-                f"models were trained on: {missing}; the models cannot predict "
-                "without them (interpolate them, e.g. epochs.interpolate_bads(), "
-                "or decode again on the channels these recordings have)."
-            )
-        extra = [c for c in eeg if c not in want]
-        if extra:
-            logger.info(
-                "Leaving out %d EEG channel(s) the models were not trained on: %s",
-                len(extra),
-                extra,
-            )
-        if [c for c in eeg if c in want] != want:
-            logger.info(
-                "Reordering the epochs' EEG channels to the models' order "
-                "(result.config['ch_names'])"
-            )
-        sfreq = float(epochs.info["sfreq"])
-        if not np.isclose(sfreq, cfg["sfreq"]):
-            raise ValueError(
-                f"the epochs are sampled at {sfreq:g} Hz but the models at "
-                f"{cfg['sfreq']:g} Hz; resample them to {cfg['sfreq']:g} Hz "
-                f"(epochs.resample({cfg['sfreq']:g}))."
-            )
-        n_times, tmin = len(epochs.times), float(epochs.times[0])
-        if n_times != cfg["n_times"]:
-            span = (cfg["n_times"] - 1) / cfg["sfreq"]
-            start = cfg.get("tmin", tmin)
-            raise ValueError(
-                f"the epochs have {n_times} samples ({tmin:g} to "
-                f"{float(epochs.times[-1]):g} s) but the models take "
-                f"{cfg['n_times']} ({start:g} to {start + span:g} s in the "
-                "training epochs); crop or re-epoch them to that length."
-            )
-        if "tmin" in cfg and not np.isclose(tmin, cfg["tmin"], atol=0.5 / sfreq):
-            logger.warning(
-                "The epochs start at %g s, the training epochs at %g s: the models "
-                "see another part of each trial.",
-                tmin,
-                cfg["tmin"],
-            )
-        return np.array([epochs.ch_names.index(c) for c in want])
+        return _prediction_picks(self, epochs)
 
     @verbose
     def predict_proba(
@@ -545,41 +386,7 @@ class DecodingResult:
         overwrite : bool
             Replace files of an existing result in ``path``.
         """
-        path = Path(path)
-        if (path / "config.json").exists() and not overwrite:
-            raise FileExistsError(
-                f"{path} holds a result already; pass overwrite=True."
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        named = [(f"fold-{k}.pt", m) for k, m in enumerate(self.models)]
-        if self.refit_model is not None:
-            named.append(("refit.pt", self.refit_model))
-        if self.alignment is not None:  # one (matrix, offset) per subject
-            subjects = sorted(self.alignment)
-            named.append(("alignment.pt", {
-                "matrix": torch.from_numpy(
-                    np.stack([self.alignment[s][0] for s in subjects])),
-                "offset": torch.from_numpy(
-                    np.stack([self.alignment[s][1] for s in subjects])),
-            }))  # fmt: skip
-        for fname, model in named:  # state dicts: tensors only, no pickled code
-            state = model if isinstance(model, dict) else model.state_dict()
-            with atomic_path(path / fname) as tmp:
-                torch.save(state, tmp)
-        with atomic_path(path / "predictions.csv") as tmp:
-            self.predictions.to_csv(tmp, index=False)
-        with atomic_path(path / "scores.csv") as tmp:
-            self.scores.to_csv(tmp, index=False)
-        config = dict(
-            self.config,
-            classes=[str(c) for c in self.classes],
-            refit=self.refit_model is not None,
-            alignment_subjects=None
-            if self.alignment is None
-            else sorted(self.alignment),
-        )
-        with atomic_path(path / "config.json") as tmp:  # written last: marks it whole
-            Path(tmp).write_text(json.dumps(config, indent=2, default=_to_json))
+        write_result(self, path, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -607,87 +414,4 @@ class DecodingResult:
             before models took ``sfreq`` rebuilds with the sample sizes of
             then (the published rates').
         """
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(
-                f"{path} holds no saved DecodingResult (no config.json)."
-            )
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except ValueError as err:
-            raise ValueError(
-                f"{path / 'config.json'}: damaged ({err}); decode again."
-            ) from None
-        classes = np.array(config.pop("classes"))
-        custom = bool(config.get("custom_model", False))
-        if custom and model is None:
-            raise ValueError(
-                f"{path} holds the weights of {config['model']}, a model given as a "
-                "class or factory; its code is not saved: pass it, "
-                f"DecodingResult.load({str(path)!r}, model="
-                f"{config['model'].rsplit('.', 1)[-1]})."
-            )
-        if not custom and model is not None:
-            raise ValueError(
-                f"{path} holds the registered model {config['model']!r}; load it "
-                "without model=."
-            )
-        spec = model if custom else config["model"]
-        if custom and model_name(model) != config["model"]:
-            logger.info(
-                "Loading the weights of %s into %s", config["model"], model_name(model)
-            )
-
-        def build() -> nn.Module:
-            return _build_module(
-                spec,
-                config["n_chans"],
-                config["n_times"],
-                len(classes),
-                config["model_params"],
-            )
-
-        def read(fname):
-            try:
-                state = torch.load(fname, weights_only=True, map_location="cpu")
-            except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise ValueError(
-                    f"{fname}: not a model file eegsal wrote, or damaged ({first}); "
-                    "decode again."
-                ) from None
-            return state
-
-        n_seeds = int(config.get("n_seeds", 1))
-
-        def rebuild(fname: str) -> nn.Module:
-            module = (
-                build() if n_seeds == 1 else Ensemble([build() for _ in range(n_seeds)])
-            )
-            module.load_state_dict(read(path / fname))
-            return module.eval()
-
-        models = [rebuild(f"fold-{k}.pt") for k in range(config["n_folds"])]
-        refit_model = rebuild("refit.pt") if config.get("refit") else None
-        alignment = None
-        subjects = config.pop("alignment_subjects", None)
-        if subjects is not None:
-            state = read(path / "alignment.pt")
-            alignment = {
-                s: (state["matrix"][i].numpy(), state["offset"][i].numpy())
-                for i, s in enumerate(subjects)
-            }
-        predictions = pd.read_csv(path / "predictions.csv")
-        predictions["y_true"] = predictions["y_true"].astype(str)
-        predictions["y_pred"] = predictions["y_pred"].astype(str)
-        scores = pd.read_csv(path / "scores.csv")
-        return cls(
-            predictions,
-            scores,
-            models,
-            classes,
-            config,
-            model=spec,
-            refit_model=refit_model,
-            alignment=alignment,
-        )
+        return read_result(cls, path, model=model)
