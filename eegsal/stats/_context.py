@@ -113,13 +113,6 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _strata(*cols: np.ndarray) -> list[np.ndarray]:
-    keys = pd.MultiIndex.from_arrays([pd.Index(c) for c in cols])
-    return list(
-        pd.Series(np.arange(len(keys))).groupby(keys, sort=False).indices.values()
-    )
-
-
 def _ba_by(y_true, y_pred, labels, contexts) -> np.ndarray:
     """Balanced accuracy within each context (NaN where a class is missing).
 

@@ -121,8 +121,32 @@ def permutation_scheme(lmm, name: str) -> PermutationScheme:
 
 
 def strata_rows(meta: pd.DataFrame, strata) -> list[np.ndarray]:
-    """Rows (positions) of each combination of the ``strata`` columns of ``meta``."""
-    return list(meta.groupby(strata, sort=False, observed=True).indices.values())
+    """Rows (positions) of each combination of the ``strata`` columns of ``meta``.
+
+    The one grouping of rows that every restricted shuffle of eegsal uses
+    (:func:`shuffle`: mixed models, cluster tests, within-context scores and
+    the context regression). The strata come in the order of their first
+    row, each with its rows in increasing order, whatever the pandas version
+    (a grouping by several columns orders them otherwise in pandas 2): the
+    permutations a seed draws depend on this order. A missing value is a
+    value of its own.
+
+    Parameters
+    ----------
+    meta : pandas.DataFrame
+        The table (only the positions of its rows count, not its index).
+    strata : str | list of str
+        The columns whose combinations are the strata.
+
+    Returns
+    -------
+    rows : list of ndarray of int
+        The positions of the rows of each stratum.
+    """
+    cols = [strata] if isinstance(strata, str) else list(strata)
+    keys = pd.MultiIndex.from_arrays([pd.Index(meta[c]) for c in cols])
+    rows = pd.Series(np.arange(len(keys))).groupby(keys, sort=False).indices
+    return list(rows.values())
 
 
 def shuffle(n: int, rows, rng: np.random.Generator) -> np.ndarray:

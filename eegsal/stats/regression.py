@@ -10,8 +10,8 @@ import pandas as pd
 from eegsal._check import check_option, check_random_state
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
-from eegsal.stats._context import _check_result, _column, _Context, _strata
-from eegsal.stats.permutations import shuffle
+from eegsal.stats._context import _check_result, _column, _Context
+from eegsal.stats.permutations import shuffle, strata_rows
 
 if TYPE_CHECKING:  # eegsal.stats imports without torch
     from eegsal.decoding import DecodingResult
@@ -201,7 +201,9 @@ def context_regression(
     ry = logit - basis @ (basis.T @ logit)
     rx = content - basis @ (basis.T @ content)
     estimate = float(rx @ ry / (rx @ rx))
-    strata = _strata(subj, fixed.key)
+    strata = strata_rows(
+        pd.DataFrame({"group": subj, "context": fixed.key}), ["group", "context"]
+    )
     rng = check_random_state(seed)
     null = np.empty(n_permutations)
     chunk = 100  # permutations refitted at once

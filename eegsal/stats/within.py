@@ -17,9 +17,8 @@ from eegsal.stats._context import (
     _column,
     _Context,
     _pooled,
-    _strata,
 )
-from eegsal.stats.permutations import shuffle
+from eegsal.stats.permutations import shuffle, strata_rows
 
 if TYPE_CHECKING:  # eegsal.stats imports without torch
     from eegsal.decoding import DecodingResult
@@ -236,7 +235,9 @@ def within_context_scores(
     contexts = [np.flatnonzero(ctx == v) for v in values]
     sizes = np.array([len(r) for r in contexts], float)
     labels = np.unique(y_true)
-    strata = _strata(subj, ctx)
+    strata = strata_rows(
+        pd.DataFrame({"group": subj, "context": ctx}), ["group", "context"]
+    )
     classes = [str(c) for c in result.classes]
     proba = f"proba_{classes[-1]}" if len(classes) == 2 else None
     auc = None

@@ -114,3 +114,24 @@ def test_the_null_is_the_same_for_any_number_of_jobs():
         par = lmm.cluster_test("content[T.other]", n_jobs=n_jobs, **kw)
         np.testing.assert_array_equal(par.null, serial.null)
     assert len(serial.null) == n_perm and serial.null.max() > 0
+
+
+def test_strata_come_in_the_order_of_their_first_row():
+    # the draws of a seed follow this order; pandas 2 orders a grouping by
+    # several columns by each column's first appearance instead
+    meta = pd.DataFrame({"subject": ["s1", "s2", "s1", "s2", "s1", "s2"],
+                         "stage": ["W", "N2", "N2", "W", "W", "N2"]})  # fmt: skip
+    rows = strata_rows(meta, ["subject", "stage"])
+    assert [r.tolist() for r in rows] == [[0, 4], [1, 5], [2], [3]]
+    assert [r.tolist() for r in strata_rows(meta, "stage")] == [[0, 3, 4], [1, 2, 5]]
+    # categories that no row has make no stratum; their order does not count
+    cat = meta.assign(stage=pd.Categorical(meta["stage"], ["REM", "N2", "W"]))
+    assert [r.tolist() for r in strata_rows(cat, ["subject", "stage"])] == [
+        r.tolist() for r in rows
+    ]
+    # the same draws as permuting each stratum's rows in turn
+    perm = shuffle(len(meta), rows, np.random.default_rng(0))
+    rng, want = np.random.default_rng(0), np.arange(len(meta))
+    for r in rows:
+        want[r] = rng.permutation(r)
+    np.testing.assert_array_equal(perm, want)
