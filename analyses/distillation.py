@@ -11,9 +11,12 @@ agreement of its predictions with the teacher's, the similarity of its
 saliency maps to the teacher's (:func:`eegsal.stats.explanation_similarity`,
 per subject) and the deletion AUC of its maps (Samek et al., 2017).
 
-An explanation-matching term (student saliency pulled towards the teacher's)
-is not part of eegsal yet; the comparison here is plain vs output
-distillation.
+A third student adds explanation matching
+(``Distillation(teacher, explanation_weight=...)``: the cosine between its
+saliency maps and the teacher's out-of-fold maps of the true class enters
+the loss), to compare "distil outputs" with "distil outputs and
+explanations": does the student that matches the teacher's maps decide
+better, or only look more alike?
 
 Run: python analyses/distillation.py [--subjects 12] [--epochs 60] [--out distillation]
 """
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--weight", type=float, default=0.5)
+    parser.add_argument("--explanation-weight", type=float, default=1.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="distillation")
@@ -63,6 +67,16 @@ def main() -> None:
             ),
             **common,
         ),  # fmt: skip
+        "distilled + maps matched": eegsal.decode(
+            epochs,
+            "content",
+            model="eegnet",
+            distillation=Distillation(
+                teacher, temperature=args.temperature, weight=args.weight,
+                explanation_weight=args.explanation_weight,
+            ),  # fmt: skip
+            **common,
+        ),
     }
     explain = dict(method="saliency", target="logit", label="true", verbose=False)
     teacher_maps = eegsal.attribute(teacher, epochs, **explain)
