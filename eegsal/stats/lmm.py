@@ -534,7 +534,9 @@ class LMMResult:
         name : str
             Coefficient (see :meth:`coef`).
         **kwargs
-            ``n_permutations``, ``threshold``, ``tail``, ``seed``...
+            ``n_permutations``, ``threshold``, ``tail``, ``seed``, ``n_jobs``,
+            ``device`` (``'cuda'`` or ``'auto'``: the permuted z-maps of a
+            random-intercept fit on the GPU)...
 
         Returns
         -------

@@ -10,6 +10,7 @@ a result that does not depend on ``n_jobs``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -204,11 +205,17 @@ class InterceptNull:
     rows : list of ndarray | None
         The rows of each stratum (:func:`strata_rows`): under Freedman-Lane
         the columns of ``X`` constant within every stratum do not move.
+    device : str | None
+        A torch device (from :func:`_torch_device`) on which the blocks of
+        held-ratio permutations are computed (:meth:`_z_block_torch`); None:
+        NumPy.
     """
 
-    def __init__(self, X, Y, codes, gamma0, j, scheme, refit_gamma, rows=None):
+    def __init__(
+        self, X, Y, codes, gamma0, j, scheme, refit_gamma, rows=None, device=None
+    ):
         self.X, self.Y, self.codes, self.gamma0, self.j = X, Y, codes, gamma0, j
-        self.scheme, self.refit_gamma = scheme, refit_gamma
+        self.scheme, self.refit_gamma, self.device = scheme, refit_gamma, device
         s = _reml.sufficient(X[:, :1], Y, codes)
         self.yb, self.ywyw = s.yb, s.ywyw
         if scheme == FREEDMAN_LANE:
@@ -221,6 +228,19 @@ class InterceptNull:
         else:
             self.moving = np.array([j])
         self.rows, self._held = rows, None
+        self._on_device, self._lock = {}, threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # tensors on a device and the lock stay here: a worker builds its own
+        state = dict(self.__dict__)
+        if "_lock" in state:
+            state["_on_device"], state["_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_lock" in state:
+            self._lock = threading.Lock()
 
     def design(self, perm: np.ndarray) -> np.ndarray:
         """Build the design of one permutation (row ``i`` takes row ``perm[i]``)."""
@@ -284,7 +304,10 @@ class InterceptNull:
         So ``beta_j = beta0_j + (A^-1)_{j,m} delta`` and ``r'Wr = r0'Wr0 -
         2 delta' beta0_m - delta' (A^-1)_mm delta``, and the cross-products
         of the whole block are a few (B, N_k) x (N_k, F) matrix products.
+        With a ``device``, the same algebra runs there (:meth:`_z_block_torch`).
         """
+        if self.device is not None:
+            return self._z_block_torch(perms, self.device)
         (u, classes), beta0, rwr0, inv_mm, inv_jm, inv_jj = self._held_fit()
         delta = 0.0
         for rows, offset, v, y_k, c_k in classes:
@@ -296,6 +319,93 @@ class InterceptNull:
         rwr = rwr0 - 2 * np.einsum("bmf,mf->bf", delta, b0) - quad
         scale = np.maximum(rwr, 1e-300) / (len(self.X) - self.X.shape[1])
         return beta_j / np.sqrt(scale * inv_jj)
+
+    def _held_torch(self, device):
+        """Move the held fit (:meth:`_held_fit`) to ``device`` once, as float64 tensors.
+
+        Every class whose rows are all the rows shares one copy of ``Y``.
+        """
+        key = str(device)
+        with self._lock:
+            if key not in self._on_device:
+                import torch
+
+                def t(a):
+                    return torch.as_tensor(np.asarray(a, dtype=np.float64),
+                                           device=device)  # fmt: skip
+
+                (u, classes), beta0, rwr0, inv_mm, inv_jm, inv_jj = self._held_fit()
+                shared, on_device = {}, []
+                for rows, offset, v, y_k, c_k in classes:
+                    if id(y_k) not in shared:
+                        shared[id(y_k)] = t(y_k)
+                    every = len(rows) == len(self.X)
+                    rows_t = None if every else torch.as_tensor(rows, device=device)
+                    on_device.append((rows_t, offset, t(v), shared[id(y_k)], t(c_k)))
+                m = self.moving
+                self._on_device[key] = (
+                    t(u), on_device, t(beta0[:, self.j]), t(beta0[:, m].T), t(rwr0),
+                    t(inv_mm), t(inv_jm), t(inv_jj),
+                )  # fmt: skip
+            return self._on_device[key]
+
+    def _z_block_torch(self, perms: np.ndarray, device) -> np.ndarray:
+        """:meth:`_z_block` with torch tensors (float64) on ``device``.
+
+        The same algebra on the held fit moved there once
+        (:meth:`_held_torch`); the z-maps come back as a NumPy array, equal
+        to the NumPy path's to floating-point error (not bit for bit: the
+        sums run in another order).
+        """
+        import torch
+
+        u, classes, beta0_j, b0, rwr0, inv_mm, inv_jm, inv_jj = self._held_torch(device)
+        p = torch.as_tensor(np.asarray(perms, dtype=np.int64), device=device)
+        delta = torch.zeros((len(p), len(b0), len(rwr0)), dtype=torch.float64,
+                            device=device)  # fmt: skip
+        for rows, offset, v, y_k, c_k in classes:
+            idx = p if rows is None else p[:, rows]
+            d_k = u[idx + offset] @ y_k - c_k  # (B, F)
+            delta += v[None, :, None] * d_k[:, None, :]  # (B, M, F)
+        beta_j = beta0_j + torch.einsum("fm,bmf->bf", inv_jm, delta)
+        quad = (torch.einsum("bmf,fmk->bfk", delta, inv_mm)
+                * delta.transpose(1, 2)).sum(-1)  # fmt: skip
+        rwr = rwr0 - 2 * torch.einsum("bmf,mf->bf", delta, b0) - quad
+        scale = rwr.clamp_min(1e-300) / (len(self.X) - self.X.shape[1])
+        return (beta_j / torch.sqrt(scale * inv_jj)).cpu().numpy()
+
+
+def _torch_device(device) -> str | None:
+    """Where the held-ratio permutations run: None (NumPy) or a CUDA device.
+
+    None and ``'cpu'`` keep NumPy; ``'auto'`` is ``'cuda'`` when PyTorch sees
+    a GPU, else NumPy; ``'cuda'``, ``'cuda:1'``... (or a ``torch.device``)
+    need one. torch is imported only when a device other than the CPU is
+    asked for.
+    """
+    if device is None:
+        return None
+    name = str(device)
+    if name == "cpu":
+        return None
+    if name == "auto":
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            return None
+        return "cuda" if torch.cuda.is_available() else None
+    if not (name == "cuda" or name.startswith("cuda:")):
+        raise ValueError(
+            f"device must be None, 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}."
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device={name!r} was requested but CUDA is not available; "
+            "use device='auto' or 'cpu'."
+        )
+    return str(torch.device(name))
 
 
 def _lanes(X_m: np.ndarray, rows, Y: np.ndarray):
@@ -364,6 +474,8 @@ class SlopeNull(InterceptNull):
     permutation.
     """
 
+    device = None  # NumPy only: each permutation is its own fit
+
     def __init__(self, X, Z, Y, codes, theta0, j, refit):  # fmt: skip
         self.X, self.Z, self.Y, self.codes = X, Z, Y, codes
         self.theta0, self.j, self.refit = theta0, j, refit
@@ -383,7 +495,9 @@ class SlopeNull(InterceptNull):
         return np.array([self.z_of(p) for p in perms]).reshape(len(perms), -1)
 
 
-def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
+def null_maps(
+    lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None, device=None
+):
     """Set up the null maps of coefficient ``j``: fit the reduced model once.
 
     Under Freedman-Lane the maps refit the reduced model's marginal residuals;
@@ -401,6 +515,11 @@ def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
         From :func:`permutation_scheme`.
     refit_gamma : bool | None
         Refit the reduced model's variance parameters to each permutation.
+    device : str | None
+        Where the blocks of permutations of a random-intercept fit with held
+        variance ratios are computed (see :func:`eegsal.stats.cluster_test`):
+        None or ``'cpu'``: NumPy; ``'auto'``, ``'cuda'``, ``'cuda:N'``: torch
+        on that GPU. Random slopes and refitted ratios stay on NumPy (logged).
 
     Returns
     -------
@@ -410,6 +529,7 @@ def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
         Whether the variance parameters are refitted (after the rules above).
     """
     slopes = lmm.gamma is None  # random slopes: lme4's criterion per cell
+    device = _torch_device(device)
     attr, meta = lmm.attr, lmm.attr.metadata.reset_index(drop=True)
     n = attr.data.shape[0]
     Y = np.asarray(attr.data, dtype=np.float64).reshape(n, -1)
@@ -437,6 +557,9 @@ def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
         if moved.all() and not refit_gamma:
             logger.info("Every random effect moves with the permutations: refitted.")
             refit_gamma = True
+        if device is not None:
+            logger.info("Random slopes: the permutations run on the CPU (NumPy), "
+                        "not on %s.", device)  # fmt: skip
         return SlopeNull(X, Z, Y, codes, theta0, j, bool(refit_gamma)), bool(
             refit_gamma
         )
@@ -450,8 +573,13 @@ def null_maps(lmm, j: int, scheme: PermutationScheme, refit_gamma: bool | None):
     # with a random intercept only, the restricted shuffle leaves the reduced
     # model's fit unchanged: nothing to refit
     refit = bool(refit_gamma) and scheme.name == FREEDMAN_LANE
+    if refit and device is not None:
+        logger.info("Variance ratios refitted per permutation: the permutations "
+                    "run on the CPU (NumPy), not on %s.", device)  # fmt: skip
+        device = None
     rows = strata_rows(meta, scheme.strata)
-    return InterceptNull(X, Y, codes, gamma0, j, scheme.name, refit, rows), refit
+    maps = InterceptNull(X, Y, codes, gamma0, j, scheme.name, refit, rows, device)
+    return maps, refit
 
 
 class _Scored:

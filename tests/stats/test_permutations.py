@@ -1,5 +1,8 @@
 """Permutation nulls: the batched updates against dense refits, and any n_jobs."""
 
+import logging
+import pickle
+
 import mne
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ from eegsal.attribution import Attributions
 from eegsal.stats import fit_lmm
 from eegsal.stats.permutations import (
     BLOCK,
+    SlopeNull,
     null_maps,
     permutation_scheme,
     shuffle,
@@ -135,3 +139,89 @@ def test_strata_come_in_the_order_of_their_first_row():
     for r in rows:
         want[r] = rng.permutation(r)
     np.testing.assert_array_equal(perm, want)
+
+
+@pytest.mark.parametrize(("formula", "name", "scheme", "lanes"), CASES)
+def test_the_torch_blocks_equal_the_numpy_blocks(formula, name, scheme, lanes):
+    # the algebra of device="cuda", run by torch on the CPU: the restricted
+    # shuffle, Freedman-Lane with one lane, a lane per moving column, and the
+    # fallback of _lanes (a numeric covariate beside the tested label)
+    attr = _attr()
+    lmm = fit_lmm(attr, formula)
+    meta = attr.metadata.reset_index(drop=True)
+    found = permutation_scheme(lmm, name)
+    maps, _ = null_maps(lmm, lmm.coef(name), found, None)
+    assert maps.device is None  # the default: NumPy
+    (u, _), *_ = maps._held_fit()
+    assert len(u) == lanes * len(attr)
+    rng = np.random.default_rng(1)
+    rows = strata_rows(meta, found.strata)
+    for n_perms in (BLOCK, 5):  # a full block and a short one
+        perms = np.array([shuffle(len(attr), rows, rng) for _ in range(n_perms)])
+        want = maps._z_block(perms)
+        got = maps._z_block_torch(perms, "cpu")
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    # the held fit goes to the device once, and stays out of pickles
+    assert list(maps._on_device) == ["cpu"]
+    clone = pickle.loads(pickle.dumps(maps))
+    assert clone._on_device == {}
+    np.testing.assert_allclose(clone._z_block_torch(perms, "cpu"), want, rtol=1e-10)
+
+
+def test_a_cluster_test_on_a_device_equals_the_numpy_one(monkeypatch, caplog):
+    import eegsal.stats.permutations as permutations
+
+    attr = _attr(2, sizes=(30,) * 6)
+    lmm = fit_lmm(attr, "content * stage")
+    kw = dict(n_permutations=BLOCK + 7, seed=3, threshold=1.0,
+              adjacency=np.ones((3, 3)))  # fmt: skip
+    numpy_ = lmm.cluster_test("content[T.other]", **kw)
+    assert lmm.cluster_test("content[T.other]", device="cpu", **kw).null.tolist() == (
+        numpy_.null.tolist()
+    )
+    # "cuda" taken as torch's CPU: the whole test through the torch blocks
+    monkeypatch.setattr(permutations, "_torch_device", lambda device: "cpu")
+    blocks, z_block_torch = [], permutations.InterceptNull._z_block_torch
+
+    def spy(self, perms, device):
+        blocks.append((len(perms), device))
+        return z_block_torch(self, perms, device)
+
+    monkeypatch.setattr(permutations.InterceptNull, "_z_block_torch", spy)
+    torch_ = lmm.cluster_test("content[T.other]", device="cuda", n_jobs=2, **kw)
+    assert sorted(blocks) == [(7, "cpu"), (BLOCK, "cpu")]
+    np.testing.assert_allclose(torch_.null, numpy_.null, rtol=1e-9)
+    np.testing.assert_allclose(torch_.clusters["p"], numpy_.clusters["p"])
+    np.testing.assert_array_equal(torch_.stat, numpy_.stat)  # observed: NumPy
+    # refitted variance ratios stay on NumPy
+    maps, refit = null_maps(lmm, lmm.coef("content[T.other]"),
+                            permutation_scheme(lmm, "content[T.other]"), True,
+                            "cuda")  # fmt: skip
+    assert refit and maps.device is None
+    # so do random slopes, with a logged note
+    slopes = fit_lmm(attr, "content + stage", re_formula="content")
+    with caplog.at_level(logging.INFO, logger="eegsal"):
+        maps, _ = null_maps(slopes, 1, permutation_scheme(slopes, "content[T.other]"),
+                            None, "cuda")  # fmt: skip
+    assert isinstance(maps, SlopeNull) and maps.device is None
+    assert "Random slopes: the permutations run on the CPU" in caplog.text
+
+
+def test_the_device_is_resolved_without_a_gpu(monkeypatch):
+    import torch
+
+    from eegsal.stats.permutations import _torch_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _torch_device(None) is None
+    assert _torch_device("cpu") is None
+    assert _torch_device(torch.device("cpu")) is None
+    assert _torch_device("auto") is None  # no GPU: NumPy
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        _torch_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        _torch_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _torch_device("auto") == "cuda"
+    assert _torch_device(torch.device("cuda", 1)) == "cuda:1"
