@@ -20,6 +20,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from eegsal._logging import logger, progress
 from eegsal.stats import _reml, _reml_slopes
+from eegsal.stats._torch_null import _torch_device, held_on_device, z_block_on_device
 from eegsal.stats.lmm import _design, _variables
 
 __all__ = [
@@ -321,91 +322,12 @@ class InterceptNull:
         return beta_j / np.sqrt(scale * inv_jj)
 
     def _held_torch(self, device):
-        """Move the held fit (:meth:`_held_fit`) to ``device`` once, as float64 tensors.
-
-        Every class whose rows are all the rows shares one copy of ``Y``.
-        """
-        key = str(device)
-        with self._lock:
-            if key not in self._on_device:
-                import torch
-
-                def t(a):
-                    return torch.as_tensor(np.asarray(a, dtype=np.float64),
-                                           device=device)  # fmt: skip
-
-                (u, classes), beta0, rwr0, inv_mm, inv_jm, inv_jj = self._held_fit()
-                shared, on_device = {}, []
-                for rows, offset, v, y_k, c_k in classes:
-                    if id(y_k) not in shared:
-                        shared[id(y_k)] = t(y_k)
-                    every = len(rows) == len(self.X)
-                    rows_t = None if every else torch.as_tensor(rows, device=device)
-                    on_device.append((rows_t, offset, t(v), shared[id(y_k)], t(c_k)))
-                m = self.moving
-                self._on_device[key] = (
-                    t(u), on_device, t(beta0[:, self.j]), t(beta0[:, m].T), t(rwr0),
-                    t(inv_mm), t(inv_jm), t(inv_jj),
-                )  # fmt: skip
-            return self._on_device[key]
+        """Move the held fit to ``device`` once (``_torch_null.held_on_device``)."""
+        return held_on_device(self, device)
 
     def _z_block_torch(self, perms: np.ndarray, device) -> np.ndarray:
-        """:meth:`_z_block` with torch tensors (float64) on ``device``.
-
-        The same algebra on the held fit moved there once
-        (:meth:`_held_torch`); the z-maps come back as a NumPy array, equal
-        to the NumPy path's to floating-point error (not bit for bit: the
-        sums run in another order).
-        """
-        import torch
-
-        u, classes, beta0_j, b0, rwr0, inv_mm, inv_jm, inv_jj = self._held_torch(device)
-        p = torch.as_tensor(np.asarray(perms, dtype=np.int64), device=device)
-        delta = torch.zeros((len(p), len(b0), len(rwr0)), dtype=torch.float64,
-                            device=device)  # fmt: skip
-        for rows, offset, v, y_k, c_k in classes:
-            idx = p if rows is None else p[:, rows]
-            d_k = u[idx + offset] @ y_k - c_k  # (B, F)
-            delta += v[None, :, None] * d_k[:, None, :]  # (B, M, F)
-        beta_j = beta0_j + torch.einsum("fm,bmf->bf", inv_jm, delta)
-        quad = (torch.einsum("bmf,fmk->bfk", delta, inv_mm)
-                * delta.transpose(1, 2)).sum(-1)  # fmt: skip
-        rwr = rwr0 - 2 * torch.einsum("bmf,mf->bf", delta, b0) - quad
-        scale = rwr.clamp_min(1e-300) / (len(self.X) - self.X.shape[1])
-        return (beta_j / torch.sqrt(scale * inv_jj)).cpu().numpy()
-
-
-def _torch_device(device) -> str | None:
-    """Where the held-ratio permutations run: None (NumPy) or a CUDA device.
-
-    None and ``'cpu'`` keep NumPy; ``'auto'`` is ``'cuda'`` when PyTorch sees
-    a GPU, else NumPy; ``'cuda'``, ``'cuda:1'``... (or a ``torch.device``)
-    need one. torch is imported only when a device other than the CPU is
-    asked for.
-    """
-    if device is None:
-        return None
-    name = str(device)
-    if name == "cpu":
-        return None
-    if name == "auto":
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            return None
-        return "cuda" if torch.cuda.is_available() else None
-    if not (name == "cuda" or name.startswith("cuda:")):
-        raise ValueError(
-            f"device must be None, 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}."
-        )
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"device={name!r} was requested but CUDA is not available; "
-            "use device='auto' or 'cpu'."
-        )
-    return str(torch.device(name))
+        """Compute :meth:`_z_block` on ``device`` (``_torch_null``)."""
+        return z_block_on_device(self, perms, device)
 
 
 def _lanes(X_m: np.ndarray, rows, Y: np.ndarray):
