@@ -16,28 +16,26 @@ from skorch.helper import predefined_split
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from eegsal._check import check_option, check_range, validate_type
+from eegsal._check import check_option, check_range
 from eegsal._docs import fill_doc
 from eegsal._logging import logger
+from eegsal._training_terms import GuidedTrainingMixin, check_guidance
 from eegsal.alignment import ALIGNMENTS, AlignedSource, fit_alignment
 from eegsal.data.reader import (
     BatchDataset,
     BatchLoader,
     EpochsReader,
     channel_moments,
-    read_rows,
 )
 from eegsal.decoding.networks import Ensemble, _build_module, get_device
-from eegsal.decoding.result import DecodingResult
+from eegsal.decoding.teacher import teacher_logits, teacher_maps
 from eegsal.guidance import (
     _DEPRECATED,
     _OWNERS,
     Distillation,
     Guidance,
-    GuidedTrainingMixin,
     _deprecated_params,
     _resolve_deprecated,
-    check_guidance,
 )
 from eegsal.models import model_params_for
 
@@ -384,8 +382,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         if not isinstance(self.n_seeds, int | np.integer) or self.n_seeds < 1:
             raise ValueError(f"n_seeds must be an int >= 1, got {self.n_seeds!r}.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        self.teacher_logits_ = self._teacher_logits(X)
-        self.teacher_maps_ = self._teacher_maps(X, y_idx)
+        self.teacher_logits_ = teacher_logits(self, X)
+        self.teacher_maps_ = teacher_maps(self, X, y_idx)
         self.alignment_ = None
         if self.align is not None:
             check_option("align", self.align, ALIGNMENTS)
@@ -409,94 +407,6 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         trained = [len(net.history) for net in self.nets_]
         self.n_epochs_trained_ = trained[0] if len(trained) == 1 else trained
         return self
-
-    def _teacher_logits(self, X) -> np.ndarray | None:
-        """Return the teacher's logits of each epoch of ``X`` (µV), or None."""
-        validate_type(self.distillation, (Distillation, None), "distillation",
-                      "Distillation or None")  # fmt: skip
-        teacher = None if self.distillation is None else self.distillation.teacher
-        if teacher is None:
-            return None
-        self.distillation._settings()  # the temperature and the weight
-        if isinstance(teacher, DecodingResult):
-            raise TypeError(
-                "Distillation.teacher of an EEGDecoder takes the teacher's logits "
-                "(n_epochs, n_classes) or a model; a DecodingResult goes to "
-                "eegsal.decode(..., distillation=Distillation(result)), which gives "
-                "each fold the teacher's out-of-fold logits."
-            )
-        if isinstance(teacher, nn.Module):
-            teacher = teacher.cpu().eval()
-            with torch.no_grad():
-                logits = np.concatenate([
-                    teacher(torch.from_numpy(read_rows(X, rows))).float().numpy()
-                    for rows in np.array_split(
-                        np.arange(len(X)), max(1, -(-len(X) // self.batch_size)))
-                ])  # fmt: skip
-        else:
-            logits = np.asarray(teacher, dtype=np.float32)
-        want = (len(X), len(self.classes_))
-        if logits.shape != want:
-            raise ValueError(
-                f"Distillation.teacher gives logits of shape {logits.shape}; the "
-                "epochs and "
-                f"classes need {want} (n_epochs, n_classes), columns in the order "
-                f"of {list(self.classes_)}."
-            )
-        if not np.isfinite(logits).all():
-            bad = int((~np.isfinite(logits)).any(1).sum())
-            raise ValueError(
-                f"Distillation.teacher logits are not finite for {bad}"
-                " epochs (e.g. epochs the teacher never tested); leave them out."
-            )
-        return logits.astype(np.float32)
-
-    def _teacher_maps(self, X, y_idx) -> np.ndarray | None:
-        """Return the teacher's maps of each epoch of ``X``, or None.
-
-        Needed with ``Distillation.explanation_weight > 0``: the given
-        ``maps``, or, with a model as the teacher, its gradients of each
-        epoch's true-class logit with respect to the input in µV.
-        """
-        d = self.distillation
-        if d is None or not d.explanation_weight:
-            return None
-        if self.align is not None:
-            raise ValueError(
-                "Distillation.explanation_weight > 0 compares maps in electrode "
-                f"space, which an aligned student (align={self.align!r}) does not "
-                "take its gradients in; use one or the other."
-            )
-        if d.maps is not None:
-            maps = np.asarray(d.maps, dtype=np.float32)
-        elif isinstance(d.teacher, nn.Module):
-            teacher = d.teacher.cpu().eval()
-            parts = []
-            for rows in np.array_split(
-                np.arange(len(X)), max(1, -(-len(X) // self.batch_size))
-            ):
-                x = torch.from_numpy(read_rows(X, rows)).requires_grad_(True)
-                logits = teacher(x).float()
-                target = torch.from_numpy(y_idx[rows].astype(np.int64))
-                (grad,) = torch.autograd.grad(
-                    logits.gather(1, target[:, None]).sum(), x
-                )
-                parts.append(grad.numpy())
-            maps = np.concatenate(parts).astype(np.float32)
-        else:
-            raise ValueError(
-                "Distillation.explanation_weight > 0 needs the teacher's maps: give "
-                "Distillation(maps=...) (one per epoch), a model as the teacher, or "
-                "a teacher result to eegsal.decode, which computes them."
-            )
-        if maps.shape != tuple(X.shape):
-            raise ValueError(
-                f"Distillation.maps has shape {maps.shape}; one map per epoch of X "
-                f"needs {tuple(X.shape)}."
-            )
-        if not np.isfinite(maps).all():
-            raise ValueError("Distillation.maps holds NaN or infinite values.")
-        return maps
 
     def _fit_one(self, X, y_idx, groups, seed: int) -> _Net:
         """Train one network with ``seed``; return its skorch net."""
