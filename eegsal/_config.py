@@ -7,6 +7,8 @@ checked against the signatures of the functions they are passed to
 :func:`eegsal.evaluation.faithfulness`), so that a typo or an impossible
 value is refused before any data are read, in one line naming the file, the
 field, the value, what is allowed and, for a near miss, what was meant.
+The checks of single values, and :class:`ConfigError`, are defined in
+:mod:`eegsal._config_checks`.
 """
 
 from __future__ import annotations
@@ -14,21 +16,32 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-import math
 import os
 import re
-from collections.abc import Callable, Sequence
-from numbers import Integral, Real
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eegsal._config_checks import (
+    Check,
+    ConfigError,
+    _choice,
+    _cv,
+    _fail,
+    _flag,
+    _integer,
+    _is_int,
+    _is_number,
+    _label,
+    _names,
+    _names_in,
+    _number,
+    _pair,
+    _text,
+)
 from eegsal._config_io import check_known, did_you_mean, load_yaml, mapping
 
 __all__ = ["DEFAULT_STUDY", "ConfigError", "read_config"]
-
-
-class ConfigError(ValueError):
-    """A study config that cannot be run; the message names file and field."""
 
 
 #: The default study (``eegsal demo``; the same as ``analyses/demo_study.yaml``).
@@ -88,141 +101,6 @@ _SECTIONS = {
     "stats": set(DEFAULT_STUDY["stats"]),
     "report": set(DEFAULT_STUDY["report"]),
 }
-
-#: A check: (value, field, origin) -> None, raising ConfigError.
-Check = Callable[[Any, str, str], None]
-
-
-def _fail(origin: str, where: str, problem: str) -> ConfigError:
-    return ConfigError(f"{origin}: {where}: {problem}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _integer(low: int | None = None, *, none: bool = False) -> Check:
-    """Check for an int >= ``low`` (or None when ``none``)."""
-    allowed = "an integer" + (f" >= {low}" if low is not None else "")
-    allowed += " or null" if none else ""
-
-    def check(value, where, origin):
-        if value is None and none:
-            return
-        if not _is_int(value) or (low is not None and value < low):
-            raise _fail(origin, where, f"{value!r} is not allowed; expected {allowed}.")
-
-    return check
-
-
-def _number(
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    open_low: bool = False,
-    open_high: bool = False,
-    none: bool = False,
-    example: str = "",
-) -> Check:
-    """Check for a finite number in an interval (or None when ``none``)."""
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
-    allowed = (
-        f"a number in {'(' if open_low or low is None else '['}{lo}, {hi}"
-        f"{')' if open_high or high is None else ']'}"
-        + (" or null" if none else "")
-        + (f", e.g. {example}" if example else "")
-    )
-
-    def check(value, where, origin):
-        if value is None and none:
-            return
-        ok = _is_number(value) and math.isfinite(value)
-        if ok and low is not None:
-            ok = value > low if open_low else value >= low
-        if ok and high is not None:
-            ok = value < high if open_high else value <= high
-        if not ok:
-            raise _fail(origin, where, f"{value!r} is not allowed; expected {allowed}.")
-
-    return check
-
-
-def _text(*, none: bool = False) -> Check:
-    def check(value, where, origin):
-        if not (isinstance(value, str) and value) and not (value is None and none):
-            expected = "a text" + (" or null" if none else "")
-            raise _fail(origin, where, f"expected {expected}, got {value!r}.")
-
-    return check
-
-
-def _names(value, where, origin) -> None:
-    """Check for a column name, a list of distinct ones, or null."""
-    if value is None or (isinstance(value, str) and value):
-        return
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, str) and v for v in value)
-        and len(set(value)) == len(value)
-    ):
-        return
-    raise _fail(
-        origin,
-        where,
-        f"expected a metadata column name, a list of distinct ones, or null; got "
-        f"{value!r}.",
-    )
-
-
-def _flag(value, where, origin) -> None:
-    if not isinstance(value, bool):
-        raise _fail(origin, where, f"expected true or false, got {value!r}.")
-
-
-def _choice(options: Sequence | Callable[[], Sequence]) -> Check:
-    """One of ``options`` (a sequence, or a function giving it on first use)."""
-
-    def check(value, where, origin):
-        allowed = list(options() if callable(options) else options)
-        if value not in allowed or isinstance(value, bool):
-            names = ", ".join("null" if o is None else repr(o) for o in allowed)
-            raise _fail(
-                origin,
-                where,
-                f"{value!r} is not allowed; expected one of {names}."
-                + did_you_mean(value, [o for o in allowed if o is not None]),
-            )
-
-    return check
-
-
-def _pair(low: int) -> Check:
-    def check(value, where, origin):
-        if not (
-            isinstance(value, list | tuple)
-            and len(value) == 2
-            and all(_is_int(v) and v >= low for v in value)
-        ):
-            raise _fail(
-                origin,
-                where,
-                f"{value!r} is not allowed; expected two integers >= {low}, "
-                "e.g. [1, 10].",
-            )
-
-    return check
-
-
-def _names_in(module: str, name: str) -> Callable[[], list[str]]:
-    """Return a function listing the keys of ``module.name``, imported on use."""
-    return lambda: list(getattr(importlib.import_module(module), name))
-
 
 _models = _names_in("eegsal.models", "MODELS")
 _methods = _names_in("eegsal.attribution.methods", "METHODS")
@@ -344,28 +222,6 @@ def _params(module: str, name: str, given: dict[str, str]) -> Check:
 
 #: EEGDecoder(guidance=Guidance(...)): a mapping of its parameters (decode builds it)
 _PARAMETERS["guidance"] = _params("eegsal.guidance", "Guidance", {})
-
-
-def _cv(value, where, origin) -> None:
-    if value != "loso" and not (_is_int(value) and value >= 2):
-        raise _fail(
-            origin,
-            where,
-            f"{value!r} is not allowed; expected a number of folds >= 2, or "
-            "'loso' (leave one subject out).",
-        )
-
-
-def _label(value, where, origin) -> None:
-    if value in ("true", "predicted") or (_is_int(value) and value >= 0):
-        return
-    hint = did_you_mean(value, ["true", "predicted"]) if isinstance(value, str) else ""
-    raise _fail(
-        origin,
-        where,
-        f"{value!r} is not allowed; expected 'true' (each epoch's class), "
-        f"'predicted', or a class index >= 0.{hint}",
-    )
 
 
 _DECODE_GIVEN = {
