@@ -444,8 +444,14 @@ class Study:
         name = next(
             (n for n in lmm.names if n.startswith(f"{self.target}[")), lmm.names[1]
         )
+        # the run's GPU, if any, computes the permuted maps too (same null to
+        # floating-point error); anything else runs them with NumPy
+        gpu = str(self.device) == "auto" or str(self.device).startswith("cuda")
         test = lmm.cluster_test(
-            name, n_permutations=st["n_permutations"], seed=self.cfg["decode"]["seed"]
+            name,
+            n_permutations=st["n_permutations"],
+            seed=self.cfg["decode"]["seed"],
+            device=self.device if gpu else None,
         )
         lmm.save(self.out / "tables" / "lmm.csv", overwrite=True)
         _write_csv(
