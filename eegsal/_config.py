@@ -458,6 +458,13 @@ def read_config(config: str | os.PathLike | dict) -> dict:
             "'true' or 'predicted'), not both.",
         )
     dec = cfg["decode"]
+    if stats["covariates"] and not dec["context"]:
+        raise _fail(
+            origin,
+            "stats.covariates",
+            "covariates refine the context the content is tested beyond; set "
+            "decode.context (e.g. stage) too, or leave covariates out.",
+        )
     if stats["formula"] is None:
         ctx = dec["context"]
         stats["formula"] = (

@@ -451,6 +451,7 @@ class Study:
             name,
             n_permutations=st["n_permutations"],
             seed=self.cfg["decode"]["seed"],
+            n_jobs=self.n_jobs,  # the same null for any n_jobs
             device=self.device if gpu else None,
         )
         lmm.save(self.out / "tables" / "lmm.csv", overwrite=True)

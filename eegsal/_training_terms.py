@@ -185,13 +185,13 @@ def _cutout(x, module, y, size, guided, gen):
 
 @contextmanager
 def _held_batchnorm(module: nn.Module):
-    """Leave the running statistics of ``module``'s BatchNorm layers as they were.
+    """Leave the running statistics of ``module``'s norm layers as they were.
 
     The layers update copies of their buffers inside the block; the buffers
     themselves are never written (the graph of an earlier forward pass may
     hold them), and are put back after.
     """
-    kind = nn.modules.batchnorm._BatchNorm
+    kind = nn.modules.batchnorm._NormBase  # BatchNorm and InstanceNorm
     norms = [m for m in module.modules() if isinstance(m, kind)]
     saved = [dict(m._buffers) for m in norms]
     for m in norms:

@@ -324,7 +324,8 @@ class Distillation(BaseEstimator):
         :func:`eegsal.decode` sets them from a teacher result: each epoch's
         saliency map (:func:`eegsal.attribute`, ``target="logit"``,
         ``label="true"``) by the teacher's fold model that was tested on it,
-        cut to each fold's training epochs like the logits.
+        cut to each fold's training epochs like the logits. The maps are
+        held in memory (one float32 map per epoch).
 
     See Also
     --------

@@ -731,6 +731,8 @@ def test_covariates_of_the_config_enter_every_test_of_the_verdict(tmp_path):
     assert "stage" in pd.read_csv(tables / "within_stage.csv").columns
     with pytest.raises(ConfigError, match="stats.covariates: expected a metadata"):
         read_config({"stats": {"covariates": ["a", "a"]}})
+    with pytest.raises(ConfigError, match="stats.covariates: .* set decode.context"):
+        read_config({"stats": {"covariates": "depth"}, "decode": {"context": None}})
 
 
 def test_a_rank_deficient_interaction_falls_back_to_the_additive_model(

@@ -48,17 +48,19 @@ def _fit_fold(
     return p, clf.module_.cpu(), clf.n_epochs_trained_
 
 
-def _teacher_maps(teacher, epochs: mne.BaseEpochs) -> np.ndarray:
+def _teacher_maps(teacher, epochs: mne.BaseEpochs, device: str) -> np.ndarray:
     """Each epoch's saliency map by the teacher's fold model tested on it.
 
     The gradient of the logit of the epoch's true class with respect to the
     input in µV (:func:`eegsal.attribute`, ``method="saliency"``,
     ``target="logit"``, ``label="true"``): out-of-fold, as the logits are.
+    Held in memory, one float32 map per epoch (a study larger than memory
+    cannot match explanations yet).
     """
     from eegsal.attribution import attribute
 
     attr = attribute(teacher, epochs, method="saliency", target="logit",
-                     label="true", verbose=False)  # fmt: skip
+                     label="true", device=device, verbose=False)  # fmt: skip
     return np.asarray(attr.data, dtype=np.float32)
 
 
@@ -244,6 +246,12 @@ def decode(
     teacher = soft = teacher_maps = None
     if distillation is not None:
         teacher = distillation.teacher
+        if distillation.maps is not None:
+            raise ValueError(
+                "decode(distillation=Distillation(maps=...)): decode computes the "
+                "teacher's maps itself, out of fold, from the teacher result; leave "
+                "maps out (it is for EEGDecoder, one map per epoch of X)."
+            )
         # each fold gets its training epochs' out-of-fold targets (_fit_fold)
         distillation = type(distillation)(
             **(distillation.get_params(deep=False) | {"teacher": None, "maps": None})
@@ -251,7 +259,7 @@ def decode(
         if teacher is not None:
             soft = _teacher_logits(teacher, epochs, np.unique(y))
             if distillation.explanation_weight:
-                teacher_maps = _teacher_maps(teacher, epochs)
+                teacher_maps = _teacher_maps(teacher, epochs, device)
     for name, value in (("guidance", guidance), ("distillation", distillation)):
         if value is not None:
             decoder_params[name] = value
