@@ -316,3 +316,11 @@ def test_explanation_matching_bad_input_says_what_to_do(study):
         fit(explanation_weight=-1.0, maps=np.zeros(X.shape))
     with pytest.raises(ValueError, match="aligned student"):
         fit("euclidean", explanation_weight=1.0, maps=np.zeros(X.shape))
+
+
+def test_decode_computes_the_teachers_maps_itself(tiny_result, study):
+    epochs, _ = study
+    given = Distillation(tiny_result, explanation_weight=1.0,
+                         maps=np.zeros((len(epochs), 19, 200)))  # fmt: skip
+    with pytest.raises(ValueError, match="decode computes the teacher's maps"):
+        decode(epochs, "content", distillation=given, **SMALL)
