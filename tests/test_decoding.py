@@ -220,6 +220,9 @@ def test_ctrl_c_during_training_raises_and_keeps_no_model(study):
     y = epochs.metadata["content"].to_numpy()[:40]
     EEGDecoder(max_epochs=1, valid_size=0, seed=0).fit(X, y)  # imports done
     dec = EEGDecoder(max_epochs=100_000, valid_size=0, batch_size=8, seed=0)
+    # Python's own Ctrl-C handler, even where the test runner was started with
+    # SIGINT ignored (a background job of a non-interactive shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -227,6 +230,7 @@ def test_ctrl_c_during_training_raises_and_keeps_no_model(study):
             dec.fit(X, y)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert not hasattr(dec, "module_")  # no half-trained model is kept
 
 
