@@ -34,8 +34,9 @@ __all__ = ["load_manifest"]
 #: header says, and channels whose header gives no scale (digital or physical
 #: min = max), which MNE then scales by a made-up factor.
 _TRUNCATED = "Number of records from the header does not match the file size"
-_NO_SCALE = (
+_NO_SCALE = (  # MNE's words: 1.13.0 and 1.13.2 word the first differently
     "Scaling factor will not be defined in the following channels:",
+    "Scaling factor is not defined in following channels:",
     "Physical range is not defined in following channels:",
 )
 
