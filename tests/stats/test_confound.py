@@ -474,3 +474,33 @@ def test_the_context_that_goes_with_the_explained_content_is_rem(confounded):
     assert other != "REM"
     with pytest.raises(ValueError, match="'flyng' is not a class of 'content'"):
         associated_context(confounded, "content", "stage", "flyng")
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        [0.5, 0.5, 0.5, 0.6, 0.7, 0.5],  # zeros
+        [0.6, 0.6, 0.7, 0.45, 0.8, 0.8],  # ties
+        [0.5, 0.6, 0.6, 0.7, 0.45],  # both
+        [0.55, 0.62, 0.71, 0.48, 0.8, 0.66, 0.59],
+    ],
+)
+def test_across_subjects_is_the_exact_sign_flip_test(scores):
+    # every sign flip of the signed ranks (zeros left out, ties at average
+    # ranks), enumerated here: the same p whatever SciPy's default method
+    import itertools
+
+    from scipy.stats import rankdata
+
+    from eegsal.stats import across_subjects
+
+    d = np.asarray(scores) - 0.5
+    d = d[d != 0]
+    ranks = rankdata(np.abs(d))
+    observed = ranks[d > 0].sum()
+    flips = np.array(list(itertools.product([0, 1], repeat=len(d))))
+    null = flips @ ranks
+    expected = (null >= observed - 1e-12).mean()
+    n, mean, p = across_subjects(pd.DataFrame({"balanced_accuracy": scores}))
+    assert n == len(scores) and mean == pytest.approx(np.mean(scores))
+    assert p == pytest.approx(expected, rel=1e-12)
