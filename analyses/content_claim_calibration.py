@@ -103,7 +103,7 @@ def _claim(verdict: pd.DataFrame) -> bool:
 
 
 def _cluster_claim(ct) -> bool:
-    return bool(len(ct.clusters) and ct.clusters["p"].min() < 0.05)
+    return bool(ct.mask(0.05).any())
 
 
 def safe_study(seed: int, name: str, n_permutations: int, device: str) -> dict:

@@ -43,16 +43,10 @@ def relative_delta_power(data: np.ndarray, info: mne.Info) -> np.ndarray:
     delta_power : ndarray, shape (n_epochs,)
         Relative power, in (0, 1).
     """
-    from mne.time_frequency import psd_array_welch
-
     names = info["ch_names"]
     ch = next((c for c in ("Fz", "F3", "F4", "Fp1", "Fp2") if c in names), names[0])
     sfreq = info["sfreq"]
-    n_fft = min(data.shape[-1], int(4 * sfreq))
-    psd, freqs = psd_array_welch(
-        data[:, names.index(ch)], sfreq, fmin=0.5, fmax=min(30.0, sfreq / 2),
-        n_fft=n_fft, verbose=False,
-    )  # fmt: skip
+    psd, freqs = _welch(data[:, names.index(ch)], sfreq, 0.5, min(30.0, sfreq / 2))
     delta = (freqs >= DEPTH_BAND[0]) & (freqs <= DEPTH_BAND[1])
     return psd[:, delta].sum(-1) / psd.sum(-1)
 
@@ -81,11 +75,14 @@ def log_delta_power(data: np.ndarray, info: mne.Info) -> np.ndarray:
     log_delta_power : ndarray, shape (n_epochs,)
         Mean over channels of the log band power.
     """
+    psd, _ = _welch(data, info["sfreq"], *DEPTH_BAND)
+    return np.log(psd.sum(-1)).mean(-1)
+
+
+def _welch(x: np.ndarray, sfreq: float, fmin: float, fmax: float):
+    """Welch's PSD of ``x`` along its last axis, segments of up to 4 s."""
     from mne.time_frequency import psd_array_welch
 
-    sfreq = info["sfreq"]
-    psd, _ = psd_array_welch(
-        data, sfreq, fmin=DEPTH_BAND[0], fmax=DEPTH_BAND[1],
-        n_fft=min(data.shape[-1], int(4 * sfreq)), verbose=False,
-    )  # fmt: skip
-    return np.log(psd.sum(-1)).mean(-1)
+    n_fft = min(x.shape[-1], int(4 * sfreq))
+    return psd_array_welch(x, sfreq, fmin=fmin, fmax=fmax, n_fft=n_fft,
+                           verbose=False)  # fmt: skip

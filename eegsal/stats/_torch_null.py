@@ -21,29 +21,17 @@ def _torch_device(device) -> str | None:
     need one. torch is imported only when a device other than the CPU is
     asked for.
     """
-    if device is None:
+    if device is None or str(device) == "cpu":
         return None
     name = str(device)
-    if name == "cpu":
-        return None
-    if name == "auto":
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            return None
-        return "cuda" if torch.cuda.is_available() else None
-    if not (name == "cuda" or name.startswith("cuda:")):
+    if name != "auto" and not (name == "cuda" or name.startswith("cuda:")):
         raise ValueError(
             f"device must be None, 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}."
         )
-    import torch
+    from eegsal.decoding.networks import get_device  # the one resolution of devices
 
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"device={name!r} was requested but CUDA is not available; "
-            "use device='auto' or 'cpu'."
-        )
-    return str(torch.device(name))
+    resolved = get_device(name)
+    return None if resolved.type == "cpu" else str(resolved)
 
 
 def held_on_device(null, device):
