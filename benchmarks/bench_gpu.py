@@ -66,11 +66,11 @@ def float32_training():
         _Net.infer = infer
 
 
-def time_training(model, X, y, device, n_epochs, fp32=False):
+def time_training(model, X, y, device, n_epochs, fp32=False, batch_size=256):
     """EEG epochs per second of ``EEGDecoder.fit`` (median of per-epoch times)."""
     dec = EEGDecoder(
         model=model, max_epochs=n_epochs, valid_size=0, lr_schedule=None,
-        batch_size=256, device=str(device), seed=0,
+        batch_size=batch_size, device=str(device), seed=0,
     )  # fmt: skip
     ctx = float32_training() if fp32 else contextlib.nullcontext()
     with ctx:
@@ -82,11 +82,11 @@ def time_training(model, X, y, device, n_epochs, fp32=False):
     return len(X) / steady, dec.module_
 
 
-def time_maps(module, epochs, method, device, **kw):
+def time_maps(module, epochs, method, device, batch_size=256, **kw):
     """Maps per second (one map per epoch) of ``eegsal.attribute``."""
     t0 = time.perf_counter()
     attr = attribute(module, epochs, method=method, label=0, device=str(device),
-                     batch_size=256, **kw)  # fmt: skip
+                     batch_size=batch_size, **kw)  # fmt: skip
     _sync(device)
     return len(epochs) / (time.perf_counter() - t0), attr
 
@@ -104,6 +104,8 @@ def main() -> None:
                         help="epochs trained on the CPU for comparison")
     parser.add_argument("--cpu-maps", type=int, default=100,
                         help="epochs explained on the CPU for comparison")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="of training and of the maps on --device")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -121,11 +123,16 @@ def main() -> None:
     )  # fmt: skip
     stage_s: dict[str, float] = {}
 
+    def done(stage: str, t_start: float) -> None:
+        """Record a stage's seconds, and say so at once (a long run shows progress)."""
+        stage_s[stage] = time.perf_counter() - t_start
+        print(f"[{stage}: {stage_s[stage]:.1f} s]", flush=True)
+
     t0 = time.perf_counter()
     epochs, _ = simulate_sleep_study(
         n_subjects=args.n_subjects, n_epochs=args.n_epochs, ch_names=CHANNELS, seed=0
     )
-    stage_s["simulate"] = time.perf_counter() - t0
+    done("simulate", t0)
     X = epochs.get_data(units="uV").astype(np.float32)
     y = epochs.metadata["content"].to_numpy()
     fig["cohort"] = dict(zip(("epochs", "channels", "samples"), X.shape, strict=True))
@@ -135,12 +142,16 @@ def main() -> None:
     train, modules = {}, {}
     for model in ("eegnet", "shallow"):
         t0 = time.perf_counter()
-        rate, modules[model] = time_training(model, X, y, device, args.train_epochs)
+        rate, modules[model] = time_training(
+            model, X, y, device, args.train_epochs, batch_size=args.batch_size
+        )
         train[f"{model} {device.type} autocast"] = rate
         if device.type == "cuda":
-            rate32, _ = time_training(model, X, y, device, args.train_epochs, True)
+            rate32, _ = time_training(
+                model, X, y, device, args.train_epochs, True, args.batch_size
+            )
             train[f"{model} cuda float32"] = rate32
-        stage_s[f"train {model} ({device.type})"] = time.perf_counter() - t0
+        done(f"train {model} ({device.type})", t0)
         if device.type != "cpu":
             rate_cpu, _ = time_training(model, X[sub], y[sub], cpu, 2)
             train[f"{model} cpu float32"] = rate_cpu
@@ -151,9 +162,11 @@ def main() -> None:
                     smoothgrad=dict(n_samples=16))  # fmt: skip
     for method, kw in settings.items():
         t0 = time.perf_counter()
-        rate, a = time_maps(modules["eegnet"], epochs, method, device, **kw)
+        rate, a = time_maps(
+            modules["eegnet"], epochs, method, device, args.batch_size, **kw
+        )
         maps[f"{method} {device.type}"] = rate
-        stage_s[f"{method} ({device.type})"] = time.perf_counter() - t0
+        done(f"{method} ({device.type})", t0)
         if method == "integrated_gradients":
             attr = a
         if device.type != "cpu":
@@ -167,7 +180,7 @@ def main() -> None:
     binned = _bin_times(attr, 0.1)
     t0 = time.perf_counter()
     lmm = fit_lmm(binned, "content * C(stage, Sum)", groups="subject")
-    stage_s["mixed model (cpu)"] = time.perf_counter() - t0
+    done("mixed model (cpu)", t0)
     name = next(n for n in lmm.names if n.startswith("content["))
     perm_kw = dict(n_permutations=args.n_permutations, seed=0, n_jobs=args.n_jobs)
     runs: dict = {"cpu": None}  # device=None: the NumPy path
@@ -178,9 +191,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tests[where] = lmm.cluster_test(name, device=perm_device, **perm_kw)
         _sync(device)
-        stage_s[f"cluster test, {args.n_permutations} permutations ({where})"] = (
-            time.perf_counter() - t0
-        )
+        done(f"cluster test, {args.n_permutations} permutations ({where})", t0)
     test = next(iter(tests.values()))
     if len(tests) > 1:  # the GPU's null against the NumPy path's
         fig["cluster_null_max_rel_diff"] = float(
