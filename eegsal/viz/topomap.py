@@ -150,6 +150,8 @@ def plot_topomap(
     fig.suptitle(title, fontsize=10)
     # the topomaps' equal aspect shrinks their axes after the first layout
     # pass, which then leaves row and colour-bar labels where the wider axes
-    # were; lay out once here so that a save (a second pass) keeps them inside
-    fig.draw_without_rendering()
+    # were; lay out here so that a save (another pass) keeps them inside.
+    # Matplotlib 3.9 settles on the second pass (3.10 on the first).
+    for _ in range(2):
+        fig.draw_without_rendering()
     return fig
