@@ -16,6 +16,10 @@ and tested by these routes:
 - *maps_population*: :func:`eegsal.stats.two_stage_test` (per-subject
   content maps within stage, sign flips across subjects) has a cluster; a
   claim about the population.
+- *maps_split*: the *maps* route on half the subjects, explained by one
+  decoder trained on the other half, so that no tested label shaped a tested
+  map (the maps route's folds each learn from the labels of the subjects the
+  other folds explain); a claim about these subjects.
 
 Scenarios (the nulls are ones the decoder exploits: its overall balanced
 accuracy is reported beside each rate):
@@ -52,7 +56,7 @@ calibrated when its false-claim count is within the one-sided 95 % binomial
 limit of 5 %.
 
 Run: python analyses/content_claim_calibration.py [OUT_DIR] [--seeds 200]
-[--n-jobs 16] [--device cuda]
+[--n-jobs 16] [--device cuda] [--routes maps_split]
 """
 
 import argparse
