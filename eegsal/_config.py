@@ -88,6 +88,7 @@ DEFAULT_STUDY: dict[str, Any] = {
         "covariates": None,
         "n_bins": 4,
         "alpha": 0.05,
+        "split": False,
     },
     "report": {"title": None},
 }
@@ -278,6 +279,7 @@ _SCHEMA: dict[str, Any] = {
         "covariates": _names,
         "n_bins": _integer(1),
         "alpha": _number(0, 1, open_low=True, open_high=True, example="0.05"),
+        "split": _flag,
     },
     "report": {"title": _text(none=True)},
 }

@@ -239,12 +239,20 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "stats",
         inputs=lambda cfg, keys: [
-            cfg["stats"],
+            # without split, the key of earlier versions (which had no split)
+            {k: v for k, v in cfg["stats"].items() if k != "split" or v},
             keys[f"attribute:{cfg['stats']['method']}"],
+            # the split decoder is trained with the decode section's settings
+            *([keys["decode"]] if cfg["stats"].get("split") else []),
         ],
         outputs=lambda s: [
             "tables/lmm.csv",
             "tables/clusters.csv",
+            *(
+                [f"attributions/split_{s.cfg['stats']['method']}.h5"]
+                if s.cfg["stats"].get("split")
+                else []
+            ),
             *_figures("lmm"),
         ],
         run=lambda s: s.stats(),

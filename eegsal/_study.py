@@ -428,7 +428,8 @@ class Study:
         from eegsal.stats import RankDeficientError, fit_lmm
 
         st = self.cfg["stats"]
-        attr = self._attr(st["method"])
+        split = st.get("split", False)
+        attr = self._split_attr(st["method"]) if split else self._attr(st["method"])
         if st["bin"]:
             attr = _bin_times(attr, st["bin"])
         kw = dict(groups=self.cfg["decode"]["groups"], absolute=st["absolute"])
@@ -458,14 +459,66 @@ class Study:
         _write_csv(
             test.clusters.assign(coefficient=name), self.out / "tables" / "clusters.csv"
         )
+        groups = self.cfg["decode"]["groups"]
+        tested = (
+            f"; the {attr.metadata[groups].nunique()} {groups}s a decoder trained "
+            "on the others explains"
+            if split
+            else ""
+        )
         fig = lmm.plot_image(
             name,
             mask=test.mask(st["alpha"]),
             title=f"{st['method']} maps ~ {lmm.formula} + (1 | "
-            f"{self.cfg['decode']['groups']})\nWald t of {name}; outlined: "
+            f"{groups}){tested}\nWald t of {name}; outlined: "
             f"clusters p < {st['alpha']:g} ({st['n_permutations']} permutations)",
         )
         _save_figure(fig, self.out / "figures" / "lmm")
+
+    def _split_attr(self, method: str):
+        """Explain half the subjects by a decoder trained on the others.
+
+        The maps of cross-validated decoders depend on the tested labels (each
+        fold learned from the subjects the other folds explain), which makes
+        the cluster test liberal; here no tested label shaped a tested map.
+        The halves are drawn with the decode seed; the decoder is trained with
+        the decode section's settings (its early stopping on its own half).
+        """
+        from sklearn.model_selection import GroupShuffleSplit
+
+        from eegsal.attribution import attribute
+        from eegsal.decoding import decode
+
+        dec, att = self.cfg["decode"], self.cfg["attribute"]
+        epochs = self._epochs()
+        half = GroupShuffleSplit(n_splits=1, test_size=0.5, random_state=dec["seed"])
+        result = decode(
+            epochs,
+            self.target,
+            model=dec["model"],
+            groups=dec["groups"],
+            cv=half,
+            device=self.device,
+            seed=dec["seed"],
+            **dec["params"],
+        )
+        tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
+        path = self.out / "attributions" / f"split_{method}.h5"
+        path.parent.mkdir(exist_ok=True)
+        attr = attribute(
+            result.take(tested),
+            epochs[tested],
+            method=method,
+            target=att["target"],
+            label=self._label(),
+            device=self.device,
+            out=path,
+            overwrite=True,
+            **att["params"].get(method, {}),
+        )
+        if path.stat().st_size < LAZY_BYTES:
+            attr.load_data()
+        return attr
 
     # -- report -----------------------------------------------------------
     def report(self) -> None:

@@ -12,6 +12,9 @@ decoder, the attribution methods, the evaluation and the statistics;
       decoding/TARGET/          the content decoder (DecodingResult.save)
       decoding/CONTEXT/         the context decoder (when asked)
       attributions/METHOD.h5    maps of every epoch (eegsal.read_attributions)
+      attributions/split_METHOD.h5  with stats.split: the maps the mixed model
+                                tests, of half the subjects, explained by a
+                                decoder trained on the other half
       tables/*.csv              scores, verdict, faithfulness, statistics
       figures/*.png, *.svg      every figure, in both formats
       report.html               the HTML report (mne.Report)

@@ -1,5 +1,6 @@
 """The study pipeline: every documented file, resumable stages, report, figures."""
 
+import html
 import shutil
 import subprocess
 from pathlib import Path
@@ -113,6 +114,35 @@ def test_a_second_run_skips_every_stage(study_dir):
     shutil.copytree(study_dir, out)
     files = run_study(changed, out, device="cpu", verbose=False)
     assert files["ran"] == ["stats", "report"]
+
+
+def test_split_tests_maps_whose_labels_trained_no_explaining_decoder(study_dir):
+    from eegsal.attribution import read_attributions
+    from eegsal.report import figure_captions
+
+    split = {**TINY, "stats": {**TINY["stats"], "split": True}}
+    out = study_dir.parent / "split"
+    shutil.copytree(study_dir, out)
+    files = run_study(split, out, device="cpu", verbose=False)
+    assert files["ran"] == ["stats", "report"]
+    maps = read_attributions(out / "attributions" / "split_saliency.h5")
+    pooled = read_attributions(study_dir / "attributions" / "saliency.h5")
+    subjects = maps.metadata["subject"].unique()
+    assert len(subjects) == 2  # half of the 4 subjects
+    # every epoch of the tested subjects, and none of the others
+    rows = pooled.metadata["subject"].isin(subjects).to_numpy()
+    assert len(maps) == rows.sum()
+    np.testing.assert_array_equal(
+        maps.metadata["epoch_in_subject"], pooled.metadata["epoch_in_subject"][rows]
+    )
+    # explained by another decoder than the cross-validated folds' (trained on
+    # the other two subjects alone): the maps differ
+    assert not np.allclose(maps.get_data(), pooled.get_data()[rows])
+    report = html.unescape((out / "report.html").read_text())
+    assert figure_captions("stage", split=True)["lmm"] in report
+    assert figure_captions("stage")["lmm"] not in report
+    pooled_report = html.unescape((study_dir / "report.html").read_text())
+    assert figure_captions("stage")["lmm"] in pooled_report
 
 
 #: The stage keys of TINY, eegsal's version set to "pinned", as earlier versions
