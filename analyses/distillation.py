@@ -1,24 +1,31 @@
 """Does a small decoder distilled from a larger one also explain like it?
 =========================================================================
 
-A ShallowConvNet teacher is decoded on the simulated sleep study (content
-scenario); an EEGNet student is then trained with the same subject-grouped
-folds twice: plainly, and with knowledge distillation from the teacher's
-out-of-fold soft targets (Hinton et al., 2015;
-``decode(..., distillation=Distillation(teacher))``).
-For each student the script reports the held-out balanced accuracy, the
-agreement of its predictions with the teacher's, the similarity of its
-saliency maps to the teacher's (:func:`eegsal.stats.explanation_similarity`,
-per subject) and the deletion AUC of its maps (Samek et al., 2017).
+A ShallowConvNet teacher is decoded with subject-grouped folds; an EEGNet
+student is then trained with the same folds three times: plainly, with
+knowledge distillation from the teacher's out-of-fold soft targets (Hinton et
+al., 2015; ``decode(..., distillation=Distillation(teacher))``), and with
+distillation plus explanation matching (``Distillation(teacher,
+explanation_weight=...)``: the cosine between the student's input gradients
+and the teacher's out-of-fold ones, for the true class, enters the loss). For
+each decoder the script reports the held-out balanced accuracy, the agreement
+of its predictions with the teacher's, the similarity of its saliency maps to
+the teacher's (:func:`eegsal.stats.explanation_similarity`, per subject) and
+the deletion AUC of its maps (Samek et al., 2017): does the student that
+matches the teacher's maps decide better, or only look more alike?
 
-A third student adds explanation matching
-(``Distillation(teacher, explanation_weight=...)``: the cosine between its
-saliency maps and the teacher's out-of-fold maps of the true class enters
-the loss), to compare "distil outputs" with "distil outputs and
-explanations": does the student that matches the teacher's maps decide
-better, or only look more alike?
+Three data sets (``--data``):
 
-Run: python analyses/distillation.py [--subjects 12] [--epochs 60] [--out distillation]
+- ``content``: the simulated sleep study, content scenario;
+- ``shortcut``: the same, with an eye-movement-like artifact on every
+  "flying" epoch of half the subjects (:func:`eegsal.simulate.plant_shortcut`):
+  decoders that read it fail on the clean subjects (``clean_ba``), and their
+  maps put mass on the frontal channels (``frontal_share``);
+- ``motor``: the real motor EEG in ``../shared/data``, movement vs rest in the
+  executed runs (``data_manifests/eegmmidb_movement.yaml``, 80 Hz).
+
+Run: python analyses/distillation.py [--data content shortcut motor]
+[--subjects 12] [--epochs 60] [--out distillation]
 """
 
 from __future__ import annotations
@@ -28,16 +35,109 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
 
 import eegsal
 from eegsal.evaluation import faithfulness
 from eegsal.guidance import Distillation
 from eegsal.stats import explanation_similarity
 
+MANIFESTS = Path(__file__).parents[1] / "data_manifests"
+
+
+def load(name: str, args) -> tuple:
+    """Epochs of one data set, and the subjects whose held-out BA is 'clean'."""
+    import yaml
+
+    from eegsal.data import load_manifest
+    from eegsal.simulate import plant_shortcut, simulate_sleep_study
+
+    if name == "motor":
+        path = MANIFESTS / "eegmmidb_movement.yaml"
+        manifest = yaml.safe_load(path.read_text())
+        manifest["preprocessing"]["sfreq"] = 80.0
+        manifest["recordings"]["include"]["run"] = ["03", "07", "11"]  # executed
+        manifest["root"] = str((path.parent / manifest["root"]).resolve())
+        return load_manifest(manifest, verbose=False), None
+    epochs, _ = simulate_sleep_study(
+        n_subjects=args.subjects, n_epochs=args.epochs, scenario="content",
+        seed=args.seed, verbose=False,
+    )  # fmt: skip
+    if name == "content":
+        return epochs, None
+    subjects = sorted(epochs.metadata["subject"].unique())
+    planted = subjects[: len(subjects) // 2]
+    epochs = plant_shortcut(epochs, value="flying", subjects=planted)
+    return epochs, sorted(set(subjects) - set(planted))
+
+
+def compare(name: str, args) -> pd.DataFrame:
+    """Train the teacher and the three students on one data set; compare them."""
+    from eegsal.simulate import FRONTAL
+
+    epochs, clean = load(name, args)
+    common = dict(cv=args.folds, max_epochs=args.max_epochs, device=args.device,
+                  seed=args.seed, verbose=False)  # fmt: skip
+    teacher = eegsal.decode(epochs, "content", model="shallow", **common)
+
+    def distil(**kw):
+        return Distillation(
+            teacher, temperature=args.temperature, weight=args.weight, **kw
+        )
+
+    students = {
+        "plain": eegsal.decode(epochs, "content", model="eegnet", **common),
+        "distilled": eegsal.decode(
+            epochs, "content", model="eegnet", distillation=distil(), **common
+        ),
+        "distilled + maps matched": eegsal.decode(
+            epochs, "content", model="eegnet",
+            distillation=distil(explanation_weight=args.explanation_weight),
+            **common,
+        ),  # fmt: skip
+    }
+    explain = dict(method="saliency", target="logit", label="true", verbose=False)
+    teacher_maps = eegsal.attribute(teacher, epochs, **explain)
+    frontal = np.isin(epochs.ch_names, FRONTAL)
+    rows = []
+    for decoder, result in {"teacher (shallow)": teacher, **students}.items():
+        maps = teacher_maps if result is teacher else eegsal.attribute(
+            result, epochs, **explain
+        )  # fmt: skip
+        pred = result.predictions
+        row = dict(
+            data=name,
+            decoder=decoder if result is teacher else f"student (eegnet), {decoder}",
+            balanced_accuracy=result.scores["balanced_accuracy"].mean(),
+        )
+        if clean is not None:
+            rows_clean = pred["subject"].isin(clean).to_numpy()
+            row["clean_ba"] = balanced_accuracy_score(
+                pred["y_true"][rows_clean], pred["y_pred"][rows_clean]
+            )
+            mass = np.abs(maps.get_data()).sum(axis=(0, 2))
+            row["frontal_share"] = float(mass[frontal].sum() / mass.sum())
+        if result is not teacher:
+            similarity = explanation_similarity(maps, teacher_maps, n_boot=200)
+            row["agreement_with_teacher"] = float(
+                np.mean(pred["y_pred"] == teacher.predictions["y_pred"])
+            )
+            row["map_similarity"] = float(similarity["map"].iloc[-1])
+            row["spatial_similarity"] = float(similarity["spatial"].iloc[-1])
+        deletion = faithfulness(result, epochs, maps, kind="deletion")
+        row["deletion_auc"] = float(deletion.auc["auc_attribution"].mean())
+        row["deletion_gain"] = float(deletion.auc["gain"].mean())
+        rows.append(row)
+        print(pd.DataFrame([row]).to_string(index=False, float_format="%.3f"),
+              flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
 
 def main() -> None:
-    """Train the teacher and both students; print and write the comparison."""
+    """Compare teacher and students on each data set; print and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["content", "shortcut", "motor"],
+                        choices=["content", "shortcut", "motor"])  # fmt: skip
     parser.add_argument("--subjects", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=60, help="epochs per subject")
     parser.add_argument("--folds", type=int, default=4)
@@ -49,59 +149,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="distillation")
     args = parser.parse_args()
-    epochs, _ = eegsal.simulate.simulate_sleep_study(
-        n_subjects=args.subjects, n_epochs=args.epochs, scenario="content",
-        seed=args.seed,
-    )  # fmt: skip
-    common = dict(cv=args.folds, max_epochs=args.max_epochs, device=args.device,
-                  seed=args.seed, verbose=False)  # fmt: skip
-    teacher = eegsal.decode(epochs, "content", model="shallow", **common)
-    students = {
-        "plain": eegsal.decode(epochs, "content", model="eegnet", **common),
-        "distilled": eegsal.decode(
-            epochs,
-            "content",
-            model="eegnet",
-            distillation=Distillation(
-                teacher, temperature=args.temperature, weight=args.weight
-            ),
-            **common,
-        ),  # fmt: skip
-        "distilled + maps matched": eegsal.decode(
-            epochs,
-            "content",
-            model="eegnet",
-            distillation=Distillation(
-                teacher, temperature=args.temperature, weight=args.weight,
-                explanation_weight=args.explanation_weight,
-            ),  # fmt: skip
-            **common,
-        ),
-    }
-    explain = dict(method="saliency", target="logit", label="true", verbose=False)
-    teacher_maps = eegsal.attribute(teacher, epochs, **explain)
-    teacher_ba = teacher.scores["balanced_accuracy"].mean()
-    rows = [dict(decoder="teacher (shallow)", balanced_accuracy=teacher_ba)]
-    for name, result in students.items():
-        maps = eegsal.attribute(result, epochs, **explain)
-        similarity = explanation_similarity(maps, teacher_maps, n_boot=200)
-        deletion = faithfulness(result, epochs, maps, kind="deletion")
-        agree = result.predictions["y_pred"] == teacher.predictions["y_pred"]
-        rows.append(
-            dict(
-                decoder=f"student (eegnet), {name}",
-                balanced_accuracy=result.scores["balanced_accuracy"].mean(),
-                agreement_with_teacher=float(np.mean(agree)),
-                map_similarity=float(similarity["map"].iloc[-1]),
-                spatial_similarity=float(similarity["spatial"].iloc[-1]),
-                deletion_auc=float(deletion.auc["auc_attribution"].mean()),
-                deletion_gain=float(deletion.auc["gain"].mean()),
-            )
-        )
-    table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "distillation.csv", index=False)
+    tables = []
+    for name in args.data:
+        tables.append(compare(name, args))
+        table = pd.concat(tables, ignore_index=True)
+        order = ["data", "decoder", "balanced_accuracy", "clean_ba",
+                 "agreement_with_teacher", "map_similarity", "spatial_similarity",
+                 "frontal_share", "deletion_auc", "deletion_gain"]  # fmt: skip
+        table = table[[c for c in order if c in table]]
+        table.to_csv(out / "distillation.csv", index=False)
     print(table.to_string(index=False, float_format="%.3f"))
 
 
