@@ -17,10 +17,12 @@ matches the teacher's maps decide better, or only look more alike?
 Three data sets (``--data``):
 
 - ``content``: the simulated sleep study, content scenario;
-- ``shortcut``: the same, with an eye-movement-like artifact on every
-  "flying" epoch of half the subjects (:func:`eegsal.simulate.plant_shortcut`):
-  decoders that read it fail on the clean subjects (``clean_ba``), and their
-  maps put mass on the frontal channels (``frontal_share``);
+- ``shortcut``: the same with a weaker content signal (``--shortcut-effect``,
+  0.3 against the simulator's 0.6), and an eye-movement-like artifact on
+  every "flying" epoch of half the subjects
+  (:func:`eegsal.simulate.plant_shortcut`): decoders that read it fail on the
+  clean subjects (``clean_ba``), and their maps put mass on the frontal
+  channels (``frontal_share``; 4 of the 32 channels);
 - ``motor``: the real motor EEG in ``../shared/data``, movement vs rest in the
   executed runs (``data_manifests/eegmmidb_movement.yaml``, 80 Hz).
 
@@ -59,9 +61,10 @@ def load(name: str, args) -> tuple:
         manifest["recordings"]["include"]["run"] = ["03", "07", "11"]  # executed
         manifest["root"] = str((path.parent / manifest["root"]).resolve())
         return load_manifest(manifest, verbose=False), None
+    weaker = dict(effect_size=args.shortcut_effect) if name == "shortcut" else {}
     epochs, _ = simulate_sleep_study(
         n_subjects=args.subjects, n_epochs=args.epochs, scenario="content",
-        seed=args.seed, verbose=False,
+        seed=args.seed, verbose=False, **weaker,
     )  # fmt: skip
     if name == "content":
         return epochs, None
@@ -139,6 +142,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["content", "shortcut", "motor"],
                         choices=["content", "shortcut", "motor"])  # fmt: skip
     parser.add_argument("--subjects", type=int, default=12)
+    parser.add_argument("--shortcut-effect", type=float, default=0.3,
+                        help="content effect size beside the shortcut")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=60, help="epochs per subject")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--max-epochs", type=int, default=40)

@@ -7,7 +7,10 @@ of it; integrated gradients, SmoothGrad and occlusion cost their number of
 steps, samples or windows times more by construction (the ratio is reported
 per step as well). The spectral methods (:func:`eegsal.attribution.attribute_spectrum`:
 amplitude gradients, Fourier-domain integrated gradients, band occlusion) run
-in the same loop, on the same model and epochs.
+in the same loop, on the same model and epochs. The anchor of saliency,
+integrated gradients, SmoothGrad and occlusion is Captum itself, called on the
+same batches (eegsal computes them through Captum): the ratio is what eegsal
+adds around it.
 
 Run: python benchmarks/bench_attribution.py [--repeats 5] [--device cpu]
 """
@@ -60,6 +63,42 @@ def bare(model, X, batch_size, device):
     return out
 
 
+def captum_direct(model, X, batch_size, device, method, kw):
+    """The same maps by Captum alone, batch by batch (the anchor of eegsal's cost).
+
+    What eegsal adds around Captum (reading the epochs, the baseline, the
+    completeness check of integrated gradients, writing the container) is
+    the difference between the two times.
+    """
+    from captum import attr as ca
+
+    out = np.empty_like(X)
+    for i in range(0, len(X), batch_size):
+        x = torch.from_numpy(X[i : i + batch_size]).to(device)
+        if method == "saliency":
+            a = ca.Saliency(model).attribute(x, target=1, abs=False)
+        elif method == "integrated_gradients":
+            a = ca.IntegratedGradients(model).attribute(
+                x, baselines=0.0, target=1, n_steps=kw["n_steps"]
+            )
+        elif method == "smoothgrad":
+            a = ca.NoiseTunnel(ca.Saliency(model)).attribute(
+                x, nt_type="smoothgrad", nt_samples=kw["n_samples"],
+                stdevs=float(X.std()) * 0.1, target=1, abs=False,
+            )  # fmt: skip
+        else:  # occlusion
+            a = ca.Occlusion(model).attribute(
+                x, sliding_window_shapes=kw["window"], strides=kw["window"],
+                baselines=0.0, target=1,
+            )  # fmt: skip
+        out[i : i + batch_size] = a.detach().cpu().numpy()
+    return out
+
+
+#: Methods timed through Captum directly too.
+CAPTUM = ("saliency", "integrated_gradients", "smoothgrad", "occlusion")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -74,6 +113,7 @@ def main() -> None:
     times = {"bare forward+backward": []}
     times.update({m: [] for m in METHODS})
     times.update({f"spectral {m}": [] for m in SPECTRAL})
+    times.update({f"captum {m}": [] for m in CAPTUM})
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         bare(model, X, batch, device)
@@ -83,6 +123,10 @@ def main() -> None:
             attribute(model, epochs, method=method, label=1, batch_size=batch,
                       device=str(device), **kw)  # fmt: skip
             times[method].append(time.perf_counter() - t0)
+        for method in CAPTUM:
+            t0 = time.perf_counter()
+            captum_direct(model, X, batch, device, method, METHODS[method])
+            times[f"captum {method}"].append(time.perf_counter() - t0)
         for method, kw in SPECTRAL.items():
             t0 = time.perf_counter()
             attribute_spectrum(model, epochs, method=method, label=1,
@@ -98,6 +142,11 @@ def main() -> None:
         )
         if name in PASSES:
             line += f"  ({med / ref / PASSES[name]:.2f}x per forward+backward step)"
+        if name in CAPTUM:
+            line += (
+                f"  {med / statistics.median(times[f'captum {name}']):.2f}x "
+                "Captum alone"
+            )
         print(line)
 
 

@@ -9,14 +9,17 @@ converted to float64, block by block). Then the cluster-based permutation test
 of ``content`` over the map (Freedman-Lane: content also enters the
 interaction), against the one-permutation-at-a-time path timed on a few
 permutations in the same run, and ``within_context_scores`` (1,000
-permutations of 2,000 epochs' predictions, with the AUC). With
+permutations of 2,000 epochs' predictions, with the AUC). The anchor of the
+cluster test is MNE's (``spatio_temporal_cluster_test``, two-sample F, free
+permutations) on the same maps, timed per permutation in the same run. With
 ``--slopes``, ``attribution ~ content + stage + (1 + content | subject)`` is
 timed the same way (fast engine on the whole map, or on its first
 ``--slope-channels`` channels, against statsmodels' ``MixedLM(exog_re=...)`` on
 sampled cells), with the largest differences between the two on those cells.
 
 Run: python benchmarks/bench_lmm.py [--cells 40] [--n-permutations 1000]
-     [--old-permutations 5] [--slopes] [--slope-channels 64]
+     [--old-permutations 5] [--mne-permutations 100] [--slopes]
+     [--slope-channels 64]
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-permutations", type=int, default=1000)
     parser.add_argument("--old-permutations", type=int, default=5)
+    parser.add_argument("--mne-permutations", type=int, default=100,
+                        help="of MNE's cluster test, the anchor")  # fmt: skip
     parser.add_argument("--slopes", action="store_true")
     parser.add_argument("--slope-channels", type=int, default=64)
     args = parser.parse_args()
@@ -122,8 +127,33 @@ def main() -> None:
           f"{1e3 * one:.0f} ms per permutation (median of {args.old_permutations}):"
           f" {one / per:.0f}x")  # fmt: skip
     print(ct.clusters.head(3).to_string())
+    mne_per = _mne_cluster_test(attr, args.mne_permutations)
+    print(f"MNE spatio_temporal_cluster_test on the same maps (two-sample F of "
+          f"content, free permutations, no subjects, no stage), "
+          f"{args.mne_permutations} permutations: {1e3 * mne_per:.1f} ms per "
+          f"permutation; eegsal's / MNE's: {per / mne_per:.2f}")  # fmt: skip
     wc = statistics.median(_within_context() for _ in range(args.repeats))
     print(f"within_context_scores, 1000 permutations of 2000 epochs: {wc:.2f} s")
+
+
+def _mne_cluster_test(attr, n_perm: int) -> float:
+    """Seconds per permutation of MNE's cluster test on the same maps.
+
+    The anchor: :func:`mne.stats.spatio_temporal_cluster_test`, the two-sample
+    F test of content with free permutations (the same channel adjacency and
+    time neighbours, one thread), which models neither the subjects nor the
+    stage. Its first permutation (the observed statistic) is timed with the
+    rest.
+    """
+    adjacency, _ = mne.channels.find_ch_adjacency(attr.info, "eeg")
+    other = (attr.metadata["content"] == "other").to_numpy()
+    data = np.asarray(attr.data, dtype=np.float64).transpose(0, 2, 1)
+    t0 = time.perf_counter()
+    mne.stats.spatio_temporal_cluster_test(
+        [data[~other], data[other]], n_permutations=n_perm, adjacency=adjacency,
+        seed=0, n_jobs=1, out_type="indices", verbose=False,
+    )  # fmt: skip
+    return (time.perf_counter() - t0) / n_perm
 
 
 def _read_maps(attr) -> float:

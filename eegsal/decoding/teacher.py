@@ -23,6 +23,11 @@ from eegsal.guidance import Distillation
 __all__ = ["teacher_logits", "teacher_maps"]
 
 
+def _batches(n: int, batch_size: int) -> list[np.ndarray]:
+    """Row indices of ``n`` epochs in batches of at most ``batch_size``."""
+    return np.array_split(np.arange(n), max(1, -(-n // batch_size)))
+
+
 def teacher_logits(decoder, X) -> np.ndarray | None:
     """Return the teacher's logits of each epoch of ``X`` (µV), or None.
 
@@ -58,8 +63,7 @@ def teacher_logits(decoder, X) -> np.ndarray | None:
         with torch.no_grad():
             logits = np.concatenate([
                 teacher(torch.from_numpy(read_rows(X, rows))).float().numpy()
-                for rows in np.array_split(
-                    np.arange(len(X)), max(1, -(-len(X) // decoder.batch_size)))
+                for rows in _batches(len(X), decoder.batch_size)
             ])  # fmt: skip
     else:
         logits = np.asarray(teacher, dtype=np.float32)
@@ -117,9 +121,7 @@ def teacher_maps(decoder, X, y_idx) -> np.ndarray | None:
     elif isinstance(d.teacher, nn.Module):
         teacher = d.teacher.cpu().eval()
         parts = []
-        for rows in np.array_split(
-            np.arange(len(X)), max(1, -(-len(X) // decoder.batch_size))
-        ):
+        for rows in _batches(len(X), decoder.batch_size):
             x = torch.from_numpy(read_rows(X, rows)).requires_grad_(True)
             logits = teacher(x).float()
             target = torch.from_numpy(y_idx[rows].astype(np.int64))
