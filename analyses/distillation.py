@@ -26,8 +26,12 @@ Three data sets (``--data``):
 - ``motor``: the real motor EEG in ``../shared/data``, movement vs rest in the
   executed runs (``data_manifests/eegmmidb_movement.yaml``, 80 Hz).
 
+``--nested`` runs a check instead: output distillation from a teacher
+retrained inside each student fold, so that no target comes from a model
+that saw the student's test subjects (:func:`nested`).
+
 Run: python analyses/distillation.py [--data content shortcut motor]
-[--subjects 12] [--epochs 60] [--out distillation]
+[--subjects 12] [--epochs 60] [--nested] [--out distillation]
 """
 
 from __future__ import annotations
@@ -74,11 +78,64 @@ def load(name: str, args) -> tuple:
     return epochs, sorted(set(subjects) - set(planted))
 
 
+class _Splits:
+    """A scikit-learn splitter of given (train, test) index pairs."""
+
+    def __init__(self, pairs):
+        self.pairs = list(pairs)
+
+    def split(self, X=None, y=None, groups=None):  # noqa: D102
+        yield from self.pairs
+
+    def get_n_splits(self, X=None, y=None, groups=None):  # noqa: D102
+        return len(self.pairs)
+
+
+def nested(epochs, args) -> dict:
+    """Output distillation with a teacher retrained inside each student fold.
+
+    ``decode(..., distillation=Distillation(teacher))`` gives each student the
+    teacher's out-of-fold targets of its training epochs; the teacher models
+    behind them trained on the other subjects, the student's test subjects
+    among them. Here, for each student fold, the teacher is decoded again
+    with folds over that fold's training subjects only (plus one model
+    trained on all of them, which tests the held-out subjects so that every
+    epoch has a target; the student never reads those), so that no target
+    the student learns from comes from a model that saw its test subjects.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    groups = epochs.metadata["subject"].to_numpy()
+    index = np.arange(len(epochs))
+    common = dict(max_epochs=args.max_epochs, device=args.device, seed=args.seed,
+                  verbose=False)  # fmt: skip
+    scores = []
+    outer = GroupKFold(args.folds).split(index, groups=groups)
+    for train, test in outer:
+        inner = GroupKFold(args.folds - 1).split(train, groups=groups[train])
+        pairs = [(train[a], train[b]) for a, b in inner] + [(train, test)]
+        teacher = eegsal.decode(epochs, "content", model="shallow",
+                                cv=_Splits(pairs), **common)  # fmt: skip
+        student = eegsal.decode(
+            epochs, "content", model="eegnet", cv=_Splits([(train, test)]),
+            distillation=Distillation(teacher, temperature=args.temperature,
+                                      weight=args.weight),
+            **common,
+        )  # fmt: skip
+        scores.append(student.scores["balanced_accuracy"].iloc[0])
+    return dict(
+        decoder="student (eegnet), distilled, teacher nested in each fold",
+        balanced_accuracy=float(np.mean(scores)),
+    )
+
+
 def compare(name: str, args) -> pd.DataFrame:
     """Train the teacher and the three students on one data set; compare them."""
     from eegsal.simulate import FRONTAL
 
     epochs, clean = load(name, args)
+    if args.nested:  # the check alone
+        return pd.DataFrame([dict(data=name, **nested(epochs, args))])
     common = dict(cv=args.folds, max_epochs=args.max_epochs, device=args.device,
                   seed=args.seed, verbose=False)  # fmt: skip
     teacher = eegsal.decode(epochs, "content", model="shallow", **common)
@@ -150,6 +207,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--weight", type=float, default=0.5)
     parser.add_argument("--explanation-weight", type=float, default=1.0)
+    parser.add_argument("--nested", action="store_true",
+                        help="only the student of a teacher retrained in each "
+                        "fold (a check of the targets' provenance)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="distillation")
