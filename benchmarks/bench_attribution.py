@@ -75,6 +75,8 @@ def captum_direct(model, X, batch_size, device, method, kw):
     out = np.empty_like(X)
     for i in range(0, len(X), batch_size):
         x = torch.from_numpy(X[i : i + batch_size]).to(device)
+        if method != "occlusion":  # as eegsal gives them (Captum warns otherwise)
+            x.requires_grad_()
         if method == "saliency":
             a = ca.Saliency(model).attribute(x, target=1, abs=False)
         elif method == "integrated_gradients":

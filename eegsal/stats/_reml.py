@@ -250,13 +250,16 @@ class _Evaluator:
 
 
 def fit_gamma(
-    s: Sufficient, n_grid: int = 11, n_golden: int = 22, chunk: int = 2048
+    s: Sufficient, n_grid: int = 11, n_golden: int = 12, chunk: int = 2048
 ) -> np.ndarray:
     """Maximize the REML likelihood over gamma >= 0, for every cell at once.
 
     A grid over log(gamma) brackets the maximum of each cell, a golden-section
-    search refines it (to ~1e-4 in log gamma: 1e-4 relative in gamma, far below
-    the sampling error of gamma), and the boundary gamma = 0 (no
+    search narrows it (12 steps: to ~1e-2 in log gamma), and a parabola
+    through its two inner points and their midpoint places the maximum
+    (its error is of the third order in that width: under 1e-5 in log gamma, far
+    below the sampling error of gamma; 22 golden steps gave the same to
+    ~1e-4, at 9 more evaluations per cell). The boundary gamma = 0 (no
     subject variance) wins where its likelihood is higher. Every evaluation
     works on the sufficient statistics of ``chunk`` cells at a time (small
     enough to stay in cache): the grid points and the boundary share one
@@ -288,9 +291,24 @@ def fit_gamma(
         fx = ll_at(np.exp(x))
         fd, fc = np.where(left, fc, fx), np.where(left, fx, fd)
         c, d = new_c, new_d
-    gamma = np.exp((lo + hi) / 2)
+    gamma = np.exp(_parabola_max(c, (c + d) / 2, d, fc, ll_at(np.exp((c + d) / 2)),
+                                 fd, lo, hi))  # fmt: skip
     at_zero = ll_at.shared(0.0) >= ll_at(gamma)
     return np.where(at_zero, 0.0, gamma)
+
+
+def _parabola_max(x1, x2, x3, f1, f2, f3, lo, hi) -> np.ndarray:
+    """Return the vertex of the parabola through three points, within [lo, hi].
+
+    ``x2`` is the midpoint of ``x1`` and ``x3``. Where the three values are
+    not concave (flat, or a numerical tie), the middle of the bracket.
+    """
+    a, b = (x2 - x1) * (f2 - f3), (x2 - x3) * (f2 - f1)
+    den = a - b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = x2 - 0.5 * ((x2 - x1) * a - (x2 - x3) * b) / den
+    ok = (f1 + f3 - 2 * f2 < 0) & np.isfinite(vertex)
+    return np.where(ok, np.clip(vertex, lo, hi), (lo + hi) / 2)
 
 
 def cells(s: Sufficient, idx) -> Sufficient:

@@ -200,7 +200,9 @@ def two_stage_test(
         n_permutations=n_permutations,
         tail=tail,
         adjacency=ch_adj,
-        seed=check_random_state(seed),
+        # a RandomState passes through MNE's rng unchanged: the draws of its
+        # legacy seed=, without its note to use rng=
+        rng=check_random_state(seed),
         out_type="mask",
         verbose=False,
     )

@@ -42,6 +42,22 @@ def _gls_se(X, groups, cov_re, scale):
     return np.sqrt(np.diag(scale * np.linalg.inv(X.T @ np.linalg.solve(V, X))))
 
 
+def test_variance_ratio_search_reaches_the_converged_maximum():
+    """12 golden steps and a parabola land where 60 golden steps converge."""
+    attr = _random_attr(3)
+    X = fit_lmm(attr, "content * stage").design.to_numpy()
+    y = attr.data.reshape(len(attr), -1).astype(float)
+    codes = pd.factorize(attr.metadata["subject"], sort=True)[0]
+    suff = _reml.sufficient(X, y, codes)
+    fast, converged = _reml.fit_gamma(suff), _reml.fit_gamma(suff, n_golden=60)
+    inside = converged > 1e-3
+    assert inside.any()
+    np.testing.assert_allclose(np.log(fast[inside]), np.log(converged[inside]),
+                               atol=1e-4)  # fmt: skip
+    ll = _reml._Evaluator(suff)
+    assert (ll(fast) >= ll(converged) - 1e-8).all()
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_engine_equals_statsmodels(seed):
     attr = _random_attr(seed)
