@@ -42,13 +42,18 @@ def _gls_se(X, groups, cov_re, scale):
     return np.sqrt(np.diag(scale * np.linalg.inv(X.T @ np.linalg.solve(V, X))))
 
 
-def test_variance_ratio_search_reaches_the_converged_maximum():
-    """12 golden steps and a parabola land where 60 golden steps converge."""
-    attr = _random_attr(3)
+def _design_and_sums(seed):
+    """Design, maps, subject codes and sufficient statistics of a random study."""
+    attr = _random_attr(seed)
     X = fit_lmm(attr, "content * stage").design.to_numpy()
     y = attr.data.reshape(len(attr), -1).astype(float)
     codes = pd.factorize(attr.metadata["subject"], sort=True)[0]
-    suff = _reml.sufficient(X, y, codes)
+    return X, y, codes, _reml.sufficient(X, y, codes)
+
+
+def test_variance_ratio_search_reaches_the_converged_maximum():
+    """12 golden steps and a parabola land where 60 golden steps converge."""
+    *_, suff = _design_and_sums(3)
     fast, converged = _reml.fit_gamma(suff), _reml.fit_gamma(suff, n_golden=60)
     inside = converged > 1e-3
     assert inside.any()
@@ -206,11 +211,7 @@ def test_maps_on_disk_are_streamed_to_the_same_fit(tmp_path):
 
 
 def test_dropping_a_column_equals_the_sufficient_statistics_of_the_smaller_design():
-    attr = _random_attr(0)
-    X = fit_lmm(attr, "content * stage").design.to_numpy()
-    y = attr.data.reshape(len(attr), -1).astype(float)
-    codes = pd.factorize(attr.metadata["subject"], sort=True)[0]
-    full = _reml.sufficient(X, y, codes)
+    X, y, codes, full = _design_and_sums(0)
     for j in (1, X.shape[1] - 1):
         ref = _reml.sufficient(np.delete(X, j, axis=1), y, codes)
         got = _reml.drop(full, j)
