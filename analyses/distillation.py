@@ -214,6 +214,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="distillation")
     args = parser.parse_args()
+    if args.nested and args.folds < 3:
+        parser.error("--nested needs --folds 3 or more (the teacher's inner folds)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables = []

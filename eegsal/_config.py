@@ -467,6 +467,15 @@ def read_config(config: str | os.PathLike | dict) -> dict:
             "covariates refine the context the content is tested beyond; set "
             "decode.context (e.g. stage) too, or leave covariates out.",
         )
+    if stats["split"] and cfg["attribute"]["label"] == "true":
+        raise _fail(
+            origin,
+            "stats.split",
+            "the split maps are tested against the labels, which label: true "
+            "would also choose the explained output by; explain one class "
+            "(attribute.explain or an index as attribute.label), or leave split "
+            "out.",
+        )
     if stats["formula"] is None:
         ctx = dec["context"]
         stats["formula"] = (

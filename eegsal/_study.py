@@ -434,14 +434,23 @@ class Study:
             attr = _bin_times(attr, st["bin"])
         kw = dict(groups=self.cfg["decode"]["groups"], absolute=st["absolute"])
         try:
-            lmm = fit_lmm(attr, st["formula"], **kw)
+            try:
+                lmm = fit_lmm(attr, st["formula"], **kw)
+            except RankDeficientError as err:
+                if "*" not in st["formula"]:
+                    raise
+                # some context holds one content only: no interaction fits
+                additive = st["formula"].replace("*", "+")
+                logger.warning("%s; fitting %s instead.", err, additive)
+                lmm = fit_lmm(attr, additive, **kw)
         except RankDeficientError as err:
-            if "*" not in st["formula"]:
+            if not split:
                 raise
-            # some context holds one content only: no interaction can be fitted
-            additive = st["formula"].replace("*", "+")
-            logger.warning("%s; fitting %s instead.", err, additive)
-            lmm = fit_lmm(attr, additive, **kw)
+            raise RankDeficientError(
+                f"{err} With stats.split, only the tested half of the "
+                f"{self.cfg['decode']['groups']}s enters the model: another "
+                "decode.seed draws other halves."
+            ) from None
         name = next(
             (n for n in lmm.names if n.startswith(f"{self.target}[")), lmm.names[1]
         )
@@ -491,7 +500,16 @@ class Study:
 
         dec, att = self.cfg["decode"], self.cfg["attribute"]
         epochs = self._epochs()
-        half = GroupShuffleSplit(n_splits=1, test_size=0.5, random_state=dec["seed"])
+        n_groups = epochs.metadata[dec["groups"]].nunique()
+        if n_groups < 4:
+            raise ConfigError(
+                f"stats.split: {n_groups} {dec['groups']}s; the split trains on "
+                "half of them and tests the others, which needs at least 4."
+            )
+        # the tested half rounds down: the decoder trains on the larger half
+        half = GroupShuffleSplit(
+            n_splits=1, test_size=n_groups // 2, random_state=dec["seed"]
+        )
         result = decode(
             epochs,
             self.target,

@@ -99,11 +99,11 @@ def figure_captions(context: str = "stage", split: bool = False) -> dict[str, st
                 "Wald statistic of the content coefficient at every channel x "
                 "time cell, with clusters of permutation p-value below alpha "
                 "outlined: the maps come from cross-validated decoders, each "
-                "trained on the labels of the other folds' subjects, which makes "
-                "the test liberal (content clusters in 19 of 200 small simulated "
-                "studies at alpha = 0.05 under a stage confound), so read the "
-                "clusters as where the maps differ, and the verdict as resting on "
-                "the decoding tests (or set stats.split)."
+                "trained on the labels of the other folds' subjects, and on such "
+                "maps the test was liberal (content clusters in 19 of 200 small "
+                "simulated studies at alpha = 0.05 under a stage confound), so "
+                "read the clusters as where the maps differ, and the verdict as "
+                "resting on the decoding tests (or set stats.split)."
             )
         ),
     }

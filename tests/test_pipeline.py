@@ -319,6 +319,13 @@ def test_config_errors_name_the_field(tmp_path):
     bad.write_text("attribute: {methods: [salency]}\n")
     with pytest.raises(ConfigError, match="unknown method 'salency'"):
         read_config(bad)
+    # the split maps are tested against the labels: none may choose the output
+    bad.write_text("attribute: {label: 'true'}\nstats: {split: true}\n")
+    with pytest.raises(ConfigError, match="stats.split: .*label: true"):
+        read_config(bad)
+    bad.write_text("stats: {split: 'yes'}\n")
+    with pytest.raises(ConfigError, match="stats.split"):
+        read_config(bad)
     # the command line: one line, exit code 1, no traceback
     assert main(["run", str(bad), "--out", str(tmp_path / "o"), "-q"]) == 1
     assert main(["run", str(tmp_path / "missing.yaml"), "-q"]) == 1

@@ -298,12 +298,13 @@ def cluster_test(
     move the labels. Maps explained by fold models (``attribute(result,
     epochs)``) depend on labels too: each fold's decoder learned from the
     labels of the other folds' subjects, whose maps are tested beside its
-    own, so the subjects' label-map associations share a term that the
-    permutations do not reproduce and the test is liberal. In 200 small
-    simulated studies (6 subjects, a stage confound, no content signal) it
-    claimed content in 19 at alpha = 0.05; explaining half the subjects by a
-    decoder trained on the other half claimed it in 10 of 198 (the statistics
-    guide shows how).
+    own, so the subjects' label-map associations can share a term that the
+    permutations do not reproduce. In 200 small simulated studies (6
+    subjects, a stage confound, no content signal) the test claimed content
+    in 19 at alpha = 0.05, above the binomial limit; explaining half the
+    subjects by a decoder trained on the other half, which makes the
+    permutations exact, claimed it in 10 of 198 (the statistics guide shows
+    how; ``stats.split`` in a study).
 
     **These subjects or the population.** The result's ``claim`` is the
     model's (:attr:`LMMResult.claim`). With a random intercept only it is
