@@ -66,6 +66,21 @@ def _bin_times(attr, width: float):
     )
 
 
+def _fit_or_additive(attr, formula: str, **kw):
+    """``fit_lmm``, or the additive model where the interaction cannot be fitted."""
+    from eegsal.stats import RankDeficientError, fit_lmm
+
+    try:
+        return fit_lmm(attr, formula, **kw)
+    except RankDeficientError as err:
+        if "*" not in formula:
+            raise
+        # some context holds one content only: no interaction fits
+        additive = formula.replace("*", "+")
+        logger.warning("%s; fitting %s instead.", err, additive)
+        return fit_lmm(attr, additive, **kw)
+
+
 class Study:
     """The stages' bodies for one study; each reads what it needs from the folder."""
 
@@ -155,7 +170,13 @@ class Study:
         self._cache.pop("epochs", None)  # read back, lazily when large
 
     # -- decoding ---------------------------------------------------------
-    def _decode(self, target: str):
+    def _decode(self, target: str, cv=None):
+        """Decode ``target`` with the decode section's settings.
+
+        With the config's folds (``cv=None``) the result is saved and cached
+        as the study's decoder of ``target``; with other folds it is only
+        returned.
+        """
         from eegsal.decoding import decode
 
         dec = self.cfg["decode"]
@@ -164,14 +185,15 @@ class Study:
             target,
             model=dec["model"],
             groups=dec["groups"],
-            cv=dec["cv"],
+            cv=dec["cv"] if cv is None else cv,
             device=self.device,
             seed=dec["seed"],
             n_jobs=self.n_jobs,
             **dec["params"],
         )
-        result.save(self.out / "decoding" / target, overwrite=True)
-        self._cache[f"result:{target}"] = result
+        if cv is None:
+            result.save(self.out / "decoding" / target, overwrite=True)
+            self._cache[f"result:{target}"] = result
         return result
 
     def decode(self) -> None:
@@ -220,7 +242,8 @@ class Study:
         best, table = associated_context(meta, self.target, self.context, value)
         return value, best, float(table[f"p_{value}"].iloc[0])
 
-    def _attribute(self, result, method: str, name: str, label=None):
+    def _attribute(self, result, method: str, name: str, label=None, epochs=None):
+        """Explain ``epochs`` (default: all) into ``attributions/NAME.h5``."""
         from eegsal.attribution import attribute
 
         att = self.cfg["attribute"]
@@ -228,7 +251,7 @@ class Study:
         path.parent.mkdir(exist_ok=True)
         attr = attribute(
             result,
-            self._epochs(),
+            self._epochs() if epochs is None else epochs,
             method=method,
             target=att["target"],
             label=self._label() if label is None else label,
@@ -425,7 +448,7 @@ class Study:
 
     # -- statistics -------------------------------------------------------
     def stats(self) -> None:
-        from eegsal.stats import RankDeficientError, fit_lmm
+        from eegsal.stats import RankDeficientError
 
         st = self.cfg["stats"]
         split = st.get("split", False)
@@ -434,15 +457,7 @@ class Study:
             attr = _bin_times(attr, st["bin"])
         kw = dict(groups=self.cfg["decode"]["groups"], absolute=st["absolute"])
         try:
-            try:
-                lmm = fit_lmm(attr, st["formula"], **kw)
-            except RankDeficientError as err:
-                if "*" not in st["formula"]:
-                    raise
-                # some context holds one content only: no interaction fits
-                additive = st["formula"].replace("*", "+")
-                logger.warning("%s; fitting %s instead.", err, additive)
-                lmm = fit_lmm(attr, additive, **kw)
+            lmm = _fit_or_additive(attr, st["formula"], **kw)
         except RankDeficientError as err:
             if not split:
                 raise
@@ -488,17 +503,15 @@ class Study:
         """Explain half the subjects by a decoder trained on the others.
 
         The maps of cross-validated decoders depend on the tested labels (each
-        fold learned from the subjects the other folds explain), which makes
-        the cluster test liberal; here no tested label shaped a tested map.
+        fold learned from the subjects the other folds explain), and on them
+        the cluster test was liberal in calibration; here no tested label
+        shaped a tested map.
         The halves are drawn with the decode seed; the decoder is trained with
         the decode section's settings (its early stopping on its own half).
         """
         from sklearn.model_selection import GroupShuffleSplit
 
-        from eegsal.attribution import attribute
-        from eegsal.decoding import decode
-
-        dec, att = self.cfg["decode"], self.cfg["attribute"]
+        dec = self.cfg["decode"]
         epochs = self._epochs()
         n_groups = epochs.metadata[dec["groups"]].nunique()
         if n_groups < 4:
@@ -510,33 +523,11 @@ class Study:
         half = GroupShuffleSplit(
             n_splits=1, test_size=n_groups // 2, random_state=dec["seed"]
         )
-        result = decode(
-            epochs,
-            self.target,
-            model=dec["model"],
-            groups=dec["groups"],
-            cv=half,
-            device=self.device,
-            seed=dec["seed"],
-            **dec["params"],
-        )
+        result = self._decode(self.target, cv=half)
         tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
-        path = self.out / "attributions" / f"split_{method}.h5"
-        path.parent.mkdir(exist_ok=True)
-        attr = attribute(
-            result.take(tested),
-            epochs[tested],
-            method=method,
-            target=att["target"],
-            label=self._label(),
-            device=self.device,
-            out=path,
-            overwrite=True,
-            **att["params"].get(method, {}),
+        return self._attribute(
+            result.take(tested), method, f"split_{method}", epochs=epochs[tested]
         )
-        if path.stat().st_size < LAZY_BYTES:
-            attr.load_data()
-        return attr
 
     # -- report -----------------------------------------------------------
     def report(self) -> None:

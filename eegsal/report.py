@@ -86,24 +86,20 @@ def figure_captions(context: str = "stage", split: bool = False) -> dict[str, st
             "fall towards 0."
         ),
         "lmm": (
-            (
-                "Wald statistic of the content coefficient at every channel x "
-                "time cell, with clusters of permutation p-value below alpha "
-                "outlined: the maps are those of half the subjects, explained by "
-                "a decoder trained on the other half, so that no tested label "
-                "shaped a tested map and the permutations are exact (a claim "
-                "about these subjects)."
-            )
-            if split
-            else (
-                "Wald statistic of the content coefficient at every channel x "
-                "time cell, with clusters of permutation p-value below alpha "
-                "outlined: the maps come from cross-validated decoders, each "
-                "trained on the labels of the other folds' subjects, and on such "
-                "maps the test was liberal (content clusters in 19 of 200 small "
-                "simulated studies at alpha = 0.05 under a stage confound), so "
-                "read the clusters as where the maps differ, and the verdict as "
-                "resting on the decoding tests (or set stats.split)."
+            "Wald statistic of the content coefficient at every channel x time "
+            "cell, with clusters of permutation p-value below alpha outlined: "
+            + (
+                "the maps are those of half the subjects, explained by a decoder "
+                "trained on the other half, so that no tested label shaped a "
+                "tested map and the permutations are exact (a claim about these "
+                "subjects)."
+                if split
+                else "the maps come from cross-validated decoders, each trained "
+                "on the labels of the other folds' subjects, and on such maps the "
+                "test was liberal (content clusters in 19 of 200 small simulated "
+                "studies at alpha = 0.05 under a stage confound), so read the "
+                "clusters as where the maps differ, and the verdict as resting on "
+                "the decoding tests (or set stats.split)."
             )
         ),
     }

@@ -310,22 +310,18 @@ def test_every_figure_function_draws_every_panel(study_dir):
 
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("decode: {targte: content}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: decode.targte: .*'target'"):
-        read_config(bad)
-    bad.write_text("data: {simulate: {}, manifest: x.yaml}\n")
-    with pytest.raises(ConfigError, match="either 'simulate'"):
-        read_config(bad)
-    bad.write_text("attribute: {methods: [salency]}\n")
-    with pytest.raises(ConfigError, match="unknown method 'salency'"):
-        read_config(bad)
-    # the split maps are tested against the labels: none may choose the output
-    bad.write_text("attribute: {label: 'true'}\nstats: {split: true}\n")
-    with pytest.raises(ConfigError, match="stats.split: .*label: true"):
-        read_config(bad)
-    bad.write_text("stats: {split: 'yes'}\n")
-    with pytest.raises(ConfigError, match="stats.split"):
-        read_config(bad)
+    for text, match in [
+        ("decode: {targte: content}", r"bad.yaml: decode.targte: .*'target'"),
+        ("data: {simulate: {}, manifest: x.yaml}", "either 'simulate'"),
+        ("attribute: {methods: [salency]}", "unknown method 'salency'"),
+        # the split maps are tested against the labels: none may choose the output
+        ("attribute: {label: 'true'}\nstats: {split: true}",
+         "stats.split: .*label: true"),
+        ("stats: {split: 'yes'}", "stats.split"),
+    ]:  # fmt: skip
+        bad.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=match):
+            read_config(bad)
     # the command line: one line, exit code 1, no traceback
     assert main(["run", str(bad), "--out", str(tmp_path / "o"), "-q"]) == 1
     assert main(["run", str(tmp_path / "missing.yaml"), "-q"]) == 1

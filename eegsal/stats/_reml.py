@@ -292,8 +292,8 @@ def fit_gamma(
         fx = ll_at(np.exp(x))
         fd, fc = np.where(left, fc, fx), np.where(left, fx, fd)
         c, d = new_c, new_d
-    gamma = np.exp(_parabola_max(c, (c + d) / 2, d, fc, ll_at(np.exp((c + d) / 2)),
-                                 fd, lo, hi))  # fmt: skip
+    mid = (c + d) / 2
+    gamma = np.exp(_parabola_max(c, mid, d, fc, ll_at(np.exp(mid)), fd, lo, hi))
     at_zero = ll_at.shared(0.0) >= ll_at(gamma)
     return np.where(at_zero, 0.0, gamma)
 
