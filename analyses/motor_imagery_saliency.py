@@ -13,7 +13,8 @@ subjects (4-fold GroupKFold), then:
 - decoding within each context (executed, imagined), with the
   context-restricted permutation test: does the effect hold in both?
 - integrated gradients (log-odds of the first class, "left" or "movement",
-  for every epoch): topographies over time per context;
+  for every epoch): topographies of their magnitude over time per context,
+  and each channel's rank by it (``ig_channel_ranks.csv``);
 - spectral maps (:func:`eegsal.attribution.attribute_spectrum`): band
   occlusion per channel x band, and amplitude gradients; the share of the
   maps in the alpha (8-12 Hz) and beta (12-30 Hz; sigma and beta of
@@ -26,8 +27,22 @@ Across 8 subjects, left vs right is decoded near chance (0.50-0.53 balanced
 accuracy; CSP+LDA reaches 0.56-0.58): the maps of such a decoder explain
 nothing, and the script says so instead of drawing them.
 
+``--transfer`` trains the decoder that transfers best across subjects in
+``benchmarks/bench_motor_decoding.py``: ShallowConvNet with a 0.31 s
+temporal filter and one pooling window over the whole epoch, Euclidean
+alignment (each subject whitened with its own unlabeled epochs; the maps
+stay per electrode, since the alignment is a fixed layer in front of the
+network), training augmentation and an ensemble of ``--n-seeds`` seeds
+(maps: the members' mean). The band table then holds each context's share of the band
+occlusion in each band, and the ranks of C3, Cz and C4.
+
 Run: python analyses/motor_imagery_saliency.py [--out motor] [--max-epochs 30]
      [--contrast movement_rest] [--runs executed] [--picks sensorimotor]
+     [--transfer [--n-seeds 3]] [--epochs CACHE-epo.fif]
+
+``--epochs`` reads the 21 sensorimotor channels of all six runs as
+``bench_motor_decoding.py --save-epochs`` writes them (movement vs rest),
+for a machine without the recordings.
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ import argparse
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import mne
 import numpy as np
 import pandas as pd
 import yaml
@@ -55,6 +71,68 @@ RUNS = {
     "imagined": ["04", "08", "12"],
     "all": ["03", "04", "07", "08", "11", "12"],
 }
+#: Training augmentation of ``--transfer`` (as in bench_motor_decoding.py).
+AUGMENT = {
+    "time_shift": {"p": 0.5, "max_s": 0.1},
+    "sign_flip": {"p": 0.5},
+    "ft_surrogate": {"p": 0.3, "phase_noise": 0.5},
+    "channel_dropout": {"p": 0.3, "p_drop": 0.1},
+    "mixup": {"p": 0.3, "alpha": 0.4},
+}
+CENTRAL = ("C3", "Cz", "C4")
+
+
+def load(args) -> mne.BaseEpochs:
+    """The epochs of the contrast and runs, from the manifest or ``--epochs``."""
+    if args.epochs:
+        if args.contrast != "movement_rest" or args.picks != "sensorimotor":
+            raise SystemExit("--epochs holds movement vs rest on 21 channels.")
+        epochs = mne.read_epochs(args.epochs, verbose=False)
+        runs = [int(r) for r in RUNS[args.runs]]
+        return epochs[epochs.metadata["run"].isin(runs).to_numpy()]
+    path = MANIFESTS / CONTRASTS[args.contrast]
+    manifest = yaml.safe_load(path.read_text())
+    manifest["preprocessing"]["sfreq"] = 80.0
+    if args.picks == "sensorimotor":
+        manifest["preprocessing"]["picks"] = list(SENSORIMOTOR)
+    manifest["recordings"]["include"]["run"] = RUNS[args.runs]
+    manifest["root"] = str((path.parent / manifest["root"]).resolve())
+    return load_manifest(manifest)
+
+
+def band_table(occl, grad, epochs) -> pd.DataFrame:
+    """Per context and band: share of the maps, top channels, ranks of C3/Cz/C4."""
+    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
+    ch = occl.ch_names
+    rows = []
+    for context in sorted(epochs.metadata["context"].unique()):
+        sel = (epochs.metadata["context"] == context).to_numpy()
+        mag = np.abs(occl.data[sel]).mean(0)  # channels x bands
+        gxa = np.abs(grad.data[sel] * amp[sel]).mean(0)  # channels x frequencies
+        for j, band in enumerate(BANDS):
+            lo, hi = BANDS[band]
+            order = list(np.argsort(-mag[:, j]))
+            in_band = (grad.freqs >= lo) & (grad.freqs < hi)
+            ranks = {
+                f"rank_{c}": order.index(ch.index(c)) + 1 for c in CENTRAL if c in ch
+            }
+            signed = {
+                f"signed_{c}": occl.data[sel, ch.index(c), j].mean()
+                for c in ("C3", "C4")
+                if c in ch
+            }
+            rows.append(
+                dict(
+                    context=context,
+                    band=band,
+                    occlusion_share=mag[:, j].sum() / mag.sum(),
+                    amplitude_gradient_share=gxa[:, in_band].sum() / gxa.sum(),
+                    top_channels=" ".join(ch[i] for i in order[:4]),
+                    **ranks,
+                    **signed,
+                )
+            )
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -66,27 +144,37 @@ def main() -> None:
     parser.add_argument("--contrast", choices=list(CONTRASTS), default="left_right")
     parser.add_argument("--runs", choices=list(RUNS), default="all")
     parser.add_argument("--picks", choices=["all", "sensorimotor"], default="all")
+    parser.add_argument("--transfer", action="store_true")
+    parser.add_argument("--n-seeds", type=int, default=3)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--min-epochs", type=int, default=10)
+    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--epochs", help="epochs of bench_motor_decoding.py")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = MANIFESTS / CONTRASTS[args.contrast]
-    manifest = yaml.safe_load(path.read_text())
-    manifest["preprocessing"]["sfreq"] = 80.0
-    if args.picks == "sensorimotor":
-        manifest["preprocessing"]["picks"] = list(SENSORIMOTOR)
-    manifest["recordings"]["include"]["run"] = RUNS[args.runs]
-    manifest["root"] = str((path.parent / manifest["root"]).resolve())
-    epochs = load_manifest(manifest)
+    epochs = load(args)
     print(epochs, flush=True)
+    transfer = {}
+    if args.transfer:
+        transfer = dict(
+            align="euclidean", augment=AUGMENT, n_seeds=args.n_seeds, lr=6.25e-4,
+            patience=args.patience, min_epochs=args.min_epochs,
+            # one log band-power per filter over the whole epoch, as CSP's
+            model_params=dict(
+                filter_length=25, pool_length=len(epochs.times) - 24, pool_stride=1
+            ),
+        )  # fmt: skip
     result = eegsal.decode(
         epochs,
         "content",
         model="shallow",
         cv=4,
         max_epochs=args.max_epochs,
-        patience=args.max_epochs,
         device=args.device,
         seed=0,
+        n_jobs=args.n_jobs,
+        **({"patience": args.max_epochs} | transfer),
     )
     print(result)
     by_context = within_context_scores(result, "context", n_permutations=1000)
@@ -108,39 +196,32 @@ def main() -> None:
     fig = ig.plot_topomap(
         [0.75, 1.5, 2.25],
         by="context",
-        absolute=False,
-        title=f"Integrated gradients, log-odds of '{first}'",
+        absolute=True,
+        title=f"|Integrated gradients|, log-odds of '{first}'",
         extrapolate=extrapolate,
     )
     fig.savefig(out / "ig_topomap.png", dpi=120)
+    # an oscillation's gradient changes sign with its phase: rank by magnitude
+    contexts = epochs.metadata["context"].to_numpy()
+    mag = np.abs(ig.data).mean(-1)  # epochs x channels
+    ig_rank = pd.DataFrame(
+        {c: mag[contexts == c].mean(0) for c in np.unique(contexts)}, index=ig.ch_names
+    ).rank(ascending=False)
+    ig_rank.to_csv(out / "ig_channel_ranks.csv")
+    print("rank of |IG| among the channels:")
+    print(ig_rank.loc[[c for c in CENTRAL if c in ig.ch_names]].to_string())
 
     occl = attribute_spectrum(result, epochs, method="band_occlusion", **kw)
     grad = attribute_spectrum(result, epochs, method="amplitude_gradient", **kw)
-    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
-    gxa = np.abs(grad.data * amp).mean(0)  # channels x frequencies
-    rows = []
-    mag = np.abs(occl.data).mean(0)  # channels x bands
-    ch = occl.ch_names
-    for j, band in enumerate(BANDS):
-        lo, hi = BANDS[band]
-        order = list(np.argsort(-mag[:, j]))
-        in_band = (grad.freqs >= lo) & (grad.freqs < hi)
-        rows.append(
-            {
-                "band": band,
-                "occlusion_share": mag[:, j].sum() / mag.sum(),
-                "amplitude_gradient_share": gxa[:, in_band].sum() / gxa.sum(),
-                "top_channels": " ".join(ch[i] for i in order[:4]),
-                "rank_C3": order.index(ch.index("C3")) + 1,
-                "rank_C4": order.index(ch.index("C4")) + 1,
-                "signed_C3": occl.data[:, ch.index("C3"), j].mean(),
-                "signed_C4": occl.data[:, ch.index("C4"), j].mean(),
-            }
-        )
-    table = pd.DataFrame(rows)
+    table = band_table(occl, grad, epochs)
     table.to_csv(out / "bands.csv", index=False)
     with pd.option_context("display.width", 200):
         print(table.round(3).to_string(index=False))
+    mu_beta = table[table["band"].isin(["alpha", "sigma", "beta"])]
+    print(mu_beta.groupby("context")["occlusion_share"].sum().round(3).to_string())
+    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
+    gxa = np.abs(grad.data * amp).mean(0)  # channels x frequencies
+    ch = occl.ch_names
     bands = [b for b in ("alpha", "sigma", "beta") if b in BANDS]
     fig = occl.plot_topomap(
         [float(np.mean(BANDS[b])) for b in bands],
@@ -165,7 +246,8 @@ def main() -> None:
     ax.legend(frameon=False)
     fig.savefig(out / "spectrum.png", dpi=120)
     print(
-        f"wrote {out}/within_context.csv, bands.csv, ig_topomap.png, "
+        f"wrote {out}/within_context.csv, bands.csv, ig_channel_ranks.csv, "
+        "ig_topomap.png, "
         "band_topomap.png, spectrum.png"
     )
 

@@ -1,46 +1,61 @@
-"""Real motor EEG (PhysioNet EEGBCI, 8 subjects): CNN vs MNE's CSP+LDA.
+"""Real motor EEG (PhysioNet EEGBCI, 8 subjects): CNN decoders vs MNE's CSP+LDA.
 
-Movement (T1/T2) vs rest (T0) and left vs right fist, executed and imagined
-runs (3, 4, 7, 8, 11, 12), 0.5-2.5 s after the cue, band-pass 7-30 Hz. The
-reference is MNE's classic pipeline (``mne.decoding.CSP`` with 4 components +
-LDA), within subject (5-fold stratified CV per subject) and across subjects
-(4-fold GroupKFold, the same folds as the CNN). The CNN is eegsal's
-ShallowConvNet, across subjects only (a CNN per subject has too little data),
-on the 21 sensorimotor channels resampled to 80 Hz.
+Across subjects, for movement (T1/T2) vs rest (T0) and left vs right fist,
+in executed (3, 7, 11) and in imagined (4, 8, 12) runs separately: 0.5-2.5 s
+after the cue, band-pass 7-30 Hz, the 21 sensorimotor channels at 80 Hz.
+Every decoder uses the same 4 subject-grouped folds (GroupKFold) and the
+same epochs:
 
-``--transfer`` instead compares, on movement vs rest across subjects (the
-same 4 GroupKFold folds, 21 channels at 80 Hz), ShallowConvNet as it is
-(baseline), with Euclidean alignment (He & Wu, 2019; each subject whitened
-with its own unlabeled epochs, the held-out subject included), with
-alignment + augmentation (time shift, sign flip, FT surrogate, channel
-dropout, mixup) and, with ``--n-seeds`` > 1, alignment + augmentation as an
-ensemble of that many seeds; against CSP+LDA (64 and 21 channels, with and
-without the same alignment) on the same folds. Balanced accuracy per fold
-and mean. Few training epochs (``--max-epochs``, default 20) keep it to
-minutes on 2 CPU cores: the figures are those of short training.
+- CSP+LDA (``mne.decoding.CSP``, 4 components, log-variance, LDA), plain
+  and on Euclidean-aligned epochs; with ``--root`` also on all 64 channels at
+  160 Hz (the same epochs and folds);
+- ShallowConvNet (eegsal) plain, with Euclidean alignment (He & Wu, 2019;
+  each subject whitened with its own unlabeled epochs, the held-out subject
+  included: transductive), aligned + augmented (time shift, sign flip, FT
+  surrogate, channel dropout, mixup; for left vs right also the left/right
+  channel swap with its label swap), and that as an ensemble of
+  ``--n-seeds`` seeds.
+
+Per decoder: balanced accuracy per fold, their mean, the pooled out-of-fold
+balanced accuracy with its permutation threshold (the 95th percentile of
+1,000 pooled scores with the labels shuffled within each subject, the
+predictions kept; the threshold of this set of predictions for these
+subjects, not a retrained null), the permutation p-value, and the training
+time. A CSV row per decoder goes to ``--out``.
 
 Run: python benchmarks/bench_motor_decoding.py [--root ../shared/data/eegmmidb]
-     [--transfer [--max-epochs 20] [--n-seeds 3] [--runs executed]]
+     [--epochs CACHE-epo.fif] [--save-epochs CACHE-epo.fif]
+     [--max-epochs 60] [--n-seeds 5] [--n-jobs 1] [--device auto]
+     [--contrasts movement_rest left_right] [--runs executed imagined]
+     [--out motor_decoding.csv]
+
+``--save-epochs`` writes the 21-channel epochs of all six runs (movement vs
+rest, single precision, ~20 MB) so that a machine without the recordings
+(a GPU node) can run the benchmark with ``--epochs``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import mne
 import numpy as np
+import pandas as pd
 from mne.decoding import CSP
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 
 from eegsal.alignment import align, fit_alignment
 from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.decoding import decode
+from eegsal.stats.permutations import shuffle
 
-#: Training augmentation of the "aligned + augmented" variant.
+RUNS = {"executed": (3, 7, 11), "imagined": (4, 8, 12)}
+#: Training augmentation of the "aligned + augmented" decoders.
 AUGMENT = {
     "time_shift": {"p": 0.5, "max_s": 0.1},
     "sign_flip": {"p": 0.5},
@@ -48,144 +63,173 @@ AUGMENT = {
     "channel_dropout": {"p": 0.3, "p_drop": 0.1},
     "mixup": {"p": 0.3, "alpha": 0.4},
 }
-SHALLOW = dict(filter_length=12, pool_length=35, pool_stride=7)
+#: ShallowConvNet's temporal filter (25 samples: 0.31 s at 80 Hz); its mean
+#: pooling then spans the whole epoch, one log band-power per filter, as
+#: CSP's log-variance (``shallow_params``).
+FILTER_LENGTH = 25
+
+
+def shallow_params(n_times: int) -> dict:
+    """ShallowConvNet settings: one pooling window over the whole epoch."""
+    pool = n_times - FILTER_LENGTH + 1
+    return dict(filter_length=FILTER_LENGTH, pool_length=pool, pool_stride=1)
+
 
 mne.set_log_level("warning")
 
 
-def csp_lda():
-    return make_pipeline(CSP(n_components=4, log=True), LinearDiscriminantAnalysis())
+def load(
+    args, contrast: str, runs: str
+) -> tuple[mne.BaseEpochs, mne.BaseEpochs | None]:
+    """The 21-channel epochs of one contrast and run type (and the 64-channel ones)."""
+    if args.epochs:
+        small = mne.read_epochs(args.epochs, verbose=False)
+        small = small[small.metadata["run"].isin(RUNS[runs]).to_numpy()]
+        if contrast == "left_right":
+            small = small[(small.metadata["event"] != "T0").to_numpy()]
+            meta = small.metadata.copy()
+            meta["content"] = meta["event"].map({"T1": "left", "T2": "right"})
+            small.metadata = meta
+        return small, None
+    kw = dict(contrast=contrast, runs=RUNS[runs], verbose=False)
+    small = load_eegbci(args.root, picks=SENSORIMOTOR, sfreq=80.0, **kw)
+    return small, (load_eegbci(args.root, **kw) if args.full else None)
 
 
-def csp_scores(epochs):
-    X = epochs.get_data(units="uV")
-    y = epochs.metadata["content"].to_numpy()
-    g = epochs.metadata["subject"].to_numpy()
-    within = []
-    for s in np.unique(g):
-        sel = g == s
-        cv = StratifiedKFold(5, shuffle=True, random_state=0)
-        pred = cross_val_predict(csp_lda(), X[sel], y[sel], cv=cv)
-        within.append(balanced_accuracy_score(y[sel], pred))
-    pred = cross_val_predict(csp_lda(), X, y, groups=g, cv=GroupKFold(4))
-    return float(np.mean(within)), balanced_accuracy_score(y, pred)
+def save_epochs(args) -> None:
+    """Write the 21-channel movement-vs-rest epochs of all six runs."""
+    runs = RUNS["executed"] + RUNS["imagined"]
+    small = load_eegbci(
+        args.root, contrast="movement_rest", runs=runs, picks=SENSORIMOTOR,
+        sfreq=80.0, verbose=False,
+    )  # fmt: skip
+    small.save(args.save_epochs, fmt="single", overwrite=True)
+    print(f"wrote {args.save_epochs}: {small}")
 
 
-def csp_folds(epochs, folds, aligned: bool) -> list[float]:
-    """CSP+LDA balanced accuracy per fold (optionally on aligned epochs)."""
-    X = epochs.get_data(units="uV")
+def permutation_threshold(y, pred, groups, n: int = 1000, seed: int = 0):
+    """Pooled balanced accuracy, its 95 % permutation threshold and p-value.
+
+    The labels are shuffled within each subject (``eegsal.stats.permutations
+    .shuffle``), the out-of-fold predictions kept.
+    """
+    rng = np.random.default_rng(seed)
+    rows = [np.flatnonzero(groups == s) for s in np.unique(groups)]
+    score = balanced_accuracy_score(y, pred)
+    null = np.array(
+        [balanced_accuracy_score(y[shuffle(len(y), rows, rng)], pred) for _ in range(n)]
+    )
+    return score, float(np.quantile(null, 0.95)), (1 + np.sum(null >= score)) / (n + 1)
+
+
+def csp_decoders(epochs, folds, name: str) -> dict:
+    """CSP+LDA on ``epochs``, plain and aligned: out-of-fold predictions and time."""
+    X = epochs.get_data(units="uV").astype(np.float64)
     y = epochs.metadata["content"].to_numpy()
     g = epochs.metadata["subject"].astype(str).to_numpy()
-    if aligned:  # each subject from its own epochs, no labels
-        X = align(X, g, fit_alignment(X, g, "euclidean")).astype(np.float64)
-    out = []
-    for train, test in folds:
-        clf = csp_lda().fit(X[train], y[train])
-        out.append(balanced_accuracy_score(y[test], clf.predict(X[test])))
+    out = {}
+    for aligned in (False, True):
+        t0 = time.perf_counter()
+        Xa = align(X, g, fit_alignment(X, g, "euclidean")) if aligned else X
+        pred = np.empty(len(y), dtype=object)
+        for train, test in folds:
+            clf = make_pipeline(
+                CSP(n_components=4, log=True), LinearDiscriminantAnalysis()
+            )
+            pred[test] = clf.fit(Xa[train], y[train]).predict(Xa[test])
+        key = f"CSP+LDA, {name}" + (", aligned" if aligned else "")
+        out[key] = (pred, time.perf_counter() - t0)
     return out
 
 
-def transfer(args) -> None:
-    """Baseline vs alignment vs alignment + augmentation (+ ensemble), per fold."""
-    runs = {"executed": (3, 7, 11), "all": (3, 4, 7, 8, 11, 12)}[args.runs]
-    kw = dict(contrast="movement_rest", runs=runs, verbose=False)
-    full = load_eegbci(args.root, **kw)
-    small = load_eegbci(args.root, picks=SENSORIMOTOR, sfreq=80.0, **kw)
-    g = small.metadata["subject"].to_numpy()
+def cnn_variants(contrast: str, n_seeds: int) -> dict:
+    """The ShallowConvNet decoders compared, as ``decode`` keywords."""
+    augment = dict(AUGMENT)
+    if contrast == "left_right":  # a lateralized task: swap hemispheres and labels
+        augment["channel_symmetry"] = {"p": 0.5, "labels": {"left": "right"}}
+    variants = {
+        "ShallowConvNet": {},
+        "ShallowConvNet, aligned": dict(align="euclidean"),
+        "ShallowConvNet, aligned + augmented": dict(align="euclidean", augment=augment),
+    }
+    if n_seeds > 1:
+        variants[f"ShallowConvNet, aligned + augmented, {n_seeds} seeds"] = dict(
+            align="euclidean", augment=augment, n_seeds=n_seeds
+        )
+    return variants
+
+
+def run_one(args, contrast: str, runs: str) -> list[dict]:
+    """Every decoder on one contrast and run type; one row each."""
+    small, full = load(args, contrast, runs)
+    y = small.metadata["content"].to_numpy()
+    g = small.metadata["subject"].astype(str).to_numpy()
     folds = list(GroupKFold(4).split(g, g, g))
     print(
-        f"movement vs rest, runs {args.runs}: {len(small)} epochs, "
-        f"{len(np.unique(g))} subjects, 4 folds; CNN on 21 ch at 80 Hz, "
-        f"{args.max_epochs} training epochs",
+        f"\n{contrast}, {runs} runs: {len(small)} epochs, {len(np.unique(g))} "
+        f"subjects, 4 folds; CNN: {args.max_epochs} training epochs at most",
         flush=True,
     )
-    table = {}
-    t0 = time.perf_counter()
-    if args.cnn_only:
-        return transfer_cnn(args, small, table)
-    table["CSP+LDA 64 ch"] = csp_folds(full, folds, aligned=False)
-    table["CSP+LDA 64 ch, aligned"] = csp_folds(full, folds, aligned=True)
-    table["CSP+LDA 21 ch"] = csp_folds(small, folds, aligned=False)
-    table["CSP+LDA 21 ch, aligned"] = csp_folds(small, folds, aligned=True)
-    print(f"CSP+LDA: {time.perf_counter() - t0:.0f} s", flush=True)
-    transfer_cnn(args, small, table)
-
-
-def transfer_cnn(args, small, table: dict) -> None:
-    """Train the CNN variants; print the table of balanced accuracies per fold."""
-    variants = {}
-    if not args.cnn_only:
-        variants = {
-            "ShallowConvNet": {},
-            "ShallowConvNet, aligned": dict(align="euclidean"),
-            "ShallowConvNet, aligned + augmented": dict(
-                align="euclidean", augment=AUGMENT
-            ),
-        }
-    if args.n_seeds > 1:
-        variants[f"ShallowConvNet, aligned + augmented, {args.n_seeds} seeds"] = dict(
-            align="euclidean", augment=AUGMENT, n_seeds=args.n_seeds
-        )
-    for name, extra in variants.items():
+    preds = csp_decoders(small, folds, "21 ch")
+    if full is not None:
+        preds.update(csp_decoders(full, folds, "64 ch"))
+    for name, extra in cnn_variants(contrast, args.n_seeds).items():
         t0 = time.perf_counter()
         res = decode(
             small, "content", model="shallow", cv=4, max_epochs=args.max_epochs,
-            patience=args.max_epochs, lr=6.25e-4, seed=0, model_params=SHALLOW,
-            verbose=False, **extra,
+            patience=args.patience, min_epochs=args.min_epochs, lr=6.25e-4, seed=0,
+            model_params=shallow_params(len(small.times)), device=args.device,
+            n_jobs=args.n_jobs, verbose=False, **extra,
         )  # fmt: skip
-        table[name] = list(res.scores["balanced_accuracy"])
-        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    print("\n| decoder | " + " | ".join(f"fold {k}" for k in range(4)) + " | mean |")
-    print("|---|" + "---:|" * 5)
-    for name, scores in table.items():
-        cells = " | ".join(f"{v:.3f}" for v in scores)
-        print(f"| {name} | {cells} | {np.mean(scores):.3f} |")
+        preds[name] = (res.predictions["y_pred"].to_numpy(), time.perf_counter() - t0)
+        print(f"  trained {name}: {preds[name][1]:.0f} s", flush=True)
+    rows = []
+    for name, (pred, seconds) in preds.items():
+        folds_ba = [balanced_accuracy_score(y[te], pred[te]) for _, te in folds]
+        ba, thr, p = permutation_threshold(y, pred.astype(y.dtype), g)
+        row = dict(contrast=contrast, runs=runs, decoder=name, **{
+            f"fold_{k}": v for k, v in enumerate(folds_ba)},
+            mean=np.mean(folds_ba), pooled=ba, threshold=thr, p=p, seconds=seconds,
+        )  # fmt: skip
+        rows.append(row)
+        print(
+            f"{name:48s} folds {' '.join(f'{v:.3f}' for v in folds_ba)} | mean "
+            f"{row['mean']:.3f} | pooled {ba:.3f} (threshold {thr:.3f}, p {p:.3f}) "
+            f"| {seconds:.0f} s",
+            flush=True,
+        )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="../shared/data/eegmmidb")
-    parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--transfer", action="store_true")
-    parser.add_argument("--n-seeds", type=int, default=1)
-    parser.add_argument("--runs", choices=["executed", "all"], default="all")
+    parser.add_argument("--epochs", help="21-channel epochs written by --save-epochs")
+    parser.add_argument("--save-epochs", help="write the 21-channel epochs and stop")
+    parser.add_argument("--full", action="store_true", help="also CSP+LDA on 64 ch")
+    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--min-epochs", type=int, default=20)
+    parser.add_argument("--n-seeds", type=int, default=5)
+    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--cnn-only", action="store_true", help="with --transfer: the ensemble only"
-    )
+        "--contrasts", nargs="+", default=["movement_rest", "left_right"],
+        choices=["movement_rest", "left_right"],
+    )  # fmt: skip
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--out", default="motor_decoding.csv")
     args = parser.parse_args()
-    if args.transfer:
-        args.max_epochs = args.max_epochs or 20
-        return transfer(args)
-    args.max_epochs = args.max_epochs or 30
+    if args.save_epochs:
+        return save_epochs(args)
     rows = []
-    for contrast in ("movement_rest", "left_right"):
-        full = load_eegbci(args.root, contrast=contrast, verbose=False)
-        small = load_eegbci(
-            args.root, contrast=contrast, picks=SENSORIMOTOR, sfreq=80.0, verbose=False
-        )
-        t0 = time.perf_counter()
-        w64, a64 = csp_scores(full)
-        w21, a21 = csp_scores(small)
-        t_csp = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = decode(
-            small, "content", model="shallow", cv=4, max_epochs=args.max_epochs,
-            lr=6.25e-4, seed=0,
-            model_params=dict(filter_length=12, pool_length=35, pool_stride=7),
-        )  # fmt: skip
-        t_cnn = time.perf_counter() - t0
-        pred = res.predictions
-        cnn = balanced_accuracy_score(pred["y_true"], pred["y_pred"])
-        by_ctx = res.score_by("context").set_index("context")["balanced_accuracy"]
-        rows.append(
-            f"{contrast:14s} n={len(small):4d} | CSP+LDA 64 ch: within {w64:.3f}, "
-            f"across {a64:.3f} | CSP+LDA 21 ch: within {w21:.3f}, across {a21:.3f} | "
-            f"ShallowConvNet 21 ch across: {cnn:.3f} "
-            f"(executed {by_ctx['executed']:.3f},"
-            f" imagined {by_ctx['imagined']:.3f}) | time CSP {t_csp:.0f} s, "
-            f"CNN {t_cnn:.0f} s"
-        )
-        print(rows[-1], flush=True)
+    for contrast in args.contrasts:
+        for runs in args.runs:
+            rows += run_one(args, contrast, runs)
+            out = Path(args.out)
+            pd.DataFrame(rows).to_csv(out.with_suffix(".part"), index=False)
+            out.with_suffix(".part").replace(out)  # never a half-written table
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
