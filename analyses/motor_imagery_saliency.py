@@ -58,6 +58,7 @@ import yaml
 
 import eegsal
 from eegsal.attribution import BANDS, attribute_spectrum
+from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data import SENSORIMOTOR, load_manifest
 from eegsal.stats import within_context_scores
 
@@ -70,14 +71,6 @@ RUNS = {
     "executed": ["03", "07", "11"],
     "imagined": ["04", "08", "12"],
     "all": ["03", "04", "07", "08", "11", "12"],
-}
-#: Training augmentation of ``--transfer`` (as in bench_motor_decoding.py).
-AUGMENT = {
-    "time_shift": {"p": 0.5, "max_s": 0.1},
-    "sign_flip": {"p": 0.5},
-    "ft_surrogate": {"p": 0.3, "phase_noise": 0.5},
-    "channel_dropout": {"p": 0.3, "p_drop": 0.1},
-    "mixup": {"p": 0.3, "alpha": 0.4},
 }
 CENTRAL = ("C3", "Cz", "C4")
 
@@ -158,8 +151,8 @@ def main() -> None:
     transfer = {}
     if args.transfer:
         transfer = dict(
-            align="euclidean", augment=AUGMENT, n_seeds=args.n_seeds, lr=6.25e-4,
-            patience=args.patience, min_epochs=args.min_epochs,
+            align="euclidean", augment=TRANSFER_AUGMENT, n_seeds=args.n_seeds,
+            lr=6.25e-4, patience=args.patience, min_epochs=args.min_epochs,
             # one log band-power per filter over the whole epoch, as CSP's
             model_params=dict(
                 filter_length=25, pool_length=len(epochs.times) - 24, pool_stride=1

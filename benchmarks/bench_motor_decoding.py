@@ -50,19 +50,12 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 
 from eegsal.alignment import align, fit_alignment
+from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.decoding import decode
 from eegsal.stats.permutations import shuffle
 
 RUNS = {"executed": (3, 7, 11), "imagined": (4, 8, 12)}
-#: Training augmentation of the "aligned + augmented" decoders.
-AUGMENT = {
-    "time_shift": {"p": 0.5, "max_s": 0.1},
-    "sign_flip": {"p": 0.5},
-    "ft_surrogate": {"p": 0.3, "phase_noise": 0.5},
-    "channel_dropout": {"p": 0.3, "p_drop": 0.1},
-    "mixup": {"p": 0.3, "alpha": 0.4},
-}
 #: ShallowConvNet's temporal filter (25 samples: 0.31 s at 80 Hz); its mean
 #: pooling then spans the whole epoch, one log band-power per filter, as
 #: CSP's log-variance (``shallow_params``).
@@ -144,7 +137,7 @@ def csp_decoders(epochs, folds, name: str) -> dict:
 
 def cnn_variants(contrast: str, n_seeds: int) -> dict:
     """The ShallowConvNet decoders compared, as ``decode`` keywords."""
-    augment = dict(AUGMENT)
+    augment = dict(TRANSFER_AUGMENT)  # the "aligned + augmented" decoders
     if contrast == "left_right":  # a lateralized task: swap hemispheres and labels
         augment["channel_symmetry"] = {"p": 0.5, "labels": {"left": "right"}}
     variants = {

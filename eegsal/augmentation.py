@@ -55,7 +55,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["TRANSFORMS", "Augmenter", "homologous_pairs"]
+__all__ = ["TRANSFER_AUGMENT", "TRANSFORMS", "Augmenter", "homologous_pairs"]
 
 #: Transform name -> its default parameters (``p`` is each epoch's probability).
 TRANSFORMS: dict[str, dict] = {
@@ -66,6 +66,15 @@ TRANSFORMS: dict[str, dict] = {
     "channel_dropout": {"p": 0.5, "p_drop": 0.2},
     "channel_symmetry": {"p": 0.5, "labels": None},
     "mixup": {"p": 0.5, "alpha": 0.4},
+}
+#: The training augmentation measured across subjects on the real motor EEG
+#: (``benchmarks/bench_motor_decoding.py``, README): milder than the defaults.
+TRANSFER_AUGMENT: dict[str, dict] = {
+    "time_shift": {"p": 0.5, "max_s": 0.1},
+    "sign_flip": {"p": 0.5},
+    "ft_surrogate": {"p": 0.3, "phase_noise": 0.5},
+    "channel_dropout": {"p": 0.3, "p_drop": 0.1},
+    "mixup": {"p": 0.3, "alpha": 0.4},
 }
 
 
