@@ -93,9 +93,11 @@ def load(args) -> mne.BaseEpochs:
     return load_manifest(manifest)
 
 
-def band_table(occl, grad, epochs) -> pd.DataFrame:
-    """Per context and band: share of the maps, top channels, ranks of C3/Cz/C4."""
-    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
+def band_table(occl, grad, amp, epochs) -> pd.DataFrame:
+    """Per context and band: share of the maps, top channels, ranks of C3/Cz/C4.
+
+    ``amp`` is the epochs' amplitude spectrum (epochs x channels x frequencies).
+    """
     ch = occl.ch_names
     rows = []
     for context in sorted(epochs.metadata["context"].unique()):
@@ -206,13 +208,13 @@ def main() -> None:
 
     occl = attribute_spectrum(result, epochs, method="band_occlusion", **kw)
     grad = attribute_spectrum(result, epochs, method="amplitude_gradient", **kw)
-    table = band_table(occl, grad, epochs)
+    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
+    table = band_table(occl, grad, amp, epochs)
     table.to_csv(out / "bands.csv", index=False)
     with pd.option_context("display.width", 200):
         print(table.round(3).to_string(index=False))
     mu_beta = table[table["band"].isin(["alpha", "sigma", "beta"])]
     print(mu_beta.groupby("context")["occlusion_share"].sum().round(3).to_string())
-    amp = np.abs(np.fft.rfft(epochs.get_data(units="uV")))
     gxa = np.abs(grad.data * amp).mean(0)  # channels x frequencies
     ch = occl.ch_names
     bands = [b for b in ("alpha", "sigma", "beta") if b in BANDS]

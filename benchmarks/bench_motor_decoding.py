@@ -25,7 +25,7 @@ time. A CSV row per decoder goes to ``--out``.
 
 Run: python benchmarks/bench_motor_decoding.py [--root ../shared/data/eegmmidb]
      [--epochs CACHE-epo.fif] [--save-epochs CACHE-epo.fif]
-     [--max-epochs 60] [--n-seeds 5] [--n-jobs 1] [--device auto]
+     [--max-epochs 30] [--n-seeds 3] [--n-jobs 1] [--device auto]
      [--contrasts movement_rest left_right] [--runs executed imagined]
      [--out motor_decoding.csv]
 
@@ -52,10 +52,11 @@ from sklearn.pipeline import make_pipeline
 from eegsal.alignment import align, fit_alignment
 from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data import SENSORIMOTOR, load_eegbci
+from eegsal.data.eegbci import EXECUTED_RUNS, IMAGINED_RUNS
 from eegsal.decoding import decode
 from eegsal.stats.permutations import shuffle
 
-RUNS = {"executed": (3, 7, 11), "imagined": (4, 8, 12)}
+RUNS = {"executed": EXECUTED_RUNS, "imagined": IMAGINED_RUNS}
 #: ShallowConvNet's temporal filter (25 samples: 0.31 s at 80 Hz); its mean
 #: pooling then spans the whole epoch, one log band-power per filter, as
 #: CSP's log-variance (``shallow_params``).
@@ -200,10 +201,10 @@ def main() -> None:
     parser.add_argument("--epochs", help="21-channel epochs written by --save-epochs")
     parser.add_argument("--save-epochs", help="write the 21-channel epochs and stop")
     parser.add_argument("--full", action="store_true", help="also CSP+LDA on 64 ch")
-    parser.add_argument("--max-epochs", type=int, default=60)
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--min-epochs", type=int, default=20)
-    parser.add_argument("--n-seeds", type=int, default=5)
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--min-epochs", type=int, default=10)
+    parser.add_argument("--n-seeds", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
