@@ -41,8 +41,9 @@ Run: python analyses/motor_imagery_saliency.py [--out motor] [--max-epochs 30]
      [--transfer [--n-seeds 3]] [--epochs CACHE-epo.fif]
 
 ``--epochs`` reads the 21 sensorimotor channels of all six runs as
-``bench_motor_decoding.py --save-epochs`` writes them (movement vs rest),
-for a machine without the recordings.
+``bench_motor_decoding.py --save-epochs`` writes them (movement vs rest,
+0.5-4.0 s after the cue: the benchmark's window, which the README's maps
+use), for a machine without the recordings.
 """
 
 from __future__ import annotations
@@ -155,10 +156,9 @@ def main() -> None:
         transfer = dict(
             align="euclidean", augment=TRANSFER_AUGMENT, n_seeds=args.n_seeds,
             lr=6.25e-4, patience=args.patience, min_epochs=args.min_epochs,
-            # one log band-power per filter over the whole epoch, as CSP's
-            model_params=dict(
-                filter_length=25, pool_length=len(epochs.times) - 24, pool_stride=1
-            ),
+            # 0.31 s filters, one log band-power per filter over the whole
+            # epoch (as CSP's log-variance): bench_motor_decoding.py's SHALLOW
+            model_params=dict(filter_s=0.31, pool_s=None),
         )  # fmt: skip
     result = eegsal.decode(
         epochs,

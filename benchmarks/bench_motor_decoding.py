@@ -1,8 +1,9 @@
 """Real motor EEG (PhysioNet EEGBCI, 8 subjects): CNN decoders vs MNE's CSP+LDA.
 
 Across subjects, for movement (T1/T2) vs rest (T0) and left vs right fist,
-in executed (3, 7, 11) and in imagined (4, 8, 12) runs separately: 0.5-2.5 s
-after the cue, band-pass 7-30 Hz, the 21 sensorimotor channels at 80 Hz.
+in executed (3, 7, 11) and in imagined (4, 8, 12) runs separately: 0.5-4.0 s
+after the cue (``--window``; each cue lasts 4.1 s), band-pass 7-30 Hz, the 21
+sensorimotor channels at 80 Hz.
 Every decoder uses the same 4 subject-grouped folds (GroupKFold) and the
 same epochs:
 
@@ -24,7 +25,7 @@ subjects, not a retrained null), the permutation p-value, and the training
 time. A CSV row per decoder goes to ``--out``.
 
 Run: python benchmarks/bench_motor_decoding.py [--root ../shared/data/eegmmidb]
-     [--epochs CACHE-epo.fif] [--save-epochs CACHE-epo.fif]
+     [--epochs CACHE-epo.fif] [--save-epochs CACHE-epo.fif] [--window 0.5 4.0]
      [--max-epochs 30] [--n-seeds 3] [--n-jobs 1] [--device auto]
      [--contrasts movement_rest left_right] [--runs executed imagined]
      [--out motor_decoding.csv]
@@ -57,16 +58,10 @@ from eegsal.decoding import decode
 from eegsal.stats.permutations import shuffle
 
 RUNS = {"executed": EXECUTED_RUNS, "imagined": IMAGINED_RUNS}
-#: ShallowConvNet's temporal filter (25 samples: 0.31 s at 80 Hz); its mean
-#: pooling then spans the whole epoch, one log band-power per filter, as
-#: CSP's log-variance (``shallow_params``).
-FILTER_LENGTH = 25
-
-
-def shallow_params(n_times: int) -> dict:
-    """ShallowConvNet settings: one pooling window over the whole epoch."""
-    pool = n_times - FILTER_LENGTH + 1
-    return dict(filter_length=FILTER_LENGTH, pool_length=pool, pool_stride=1)
+#: ShallowConvNet's settings: 0.31 s temporal filters (25 samples at 80 Hz)
+#: and one mean-pooling window over the whole epoch, so that each filter gives
+#: one log band-power, as CSP's log-variance.
+SHALLOW = dict(filter_s=0.31, pool_s=None)
 
 
 mne.set_log_level("warning")
@@ -85,7 +80,8 @@ def load(
             meta["content"] = meta["event"].map({"T1": "left", "T2": "right"})
             small.metadata = meta
         return small, None
-    kw = dict(contrast=contrast, runs=RUNS[runs], verbose=False)
+    tmin, tmax = args.window
+    kw = dict(contrast=contrast, runs=RUNS[runs], tmin=tmin, tmax=tmax, verbose=False)
     small = load_eegbci(args.root, picks=SENSORIMOTOR, sfreq=80.0, **kw)
     return small, (load_eegbci(args.root, **kw) if args.full else None)
 
@@ -95,7 +91,7 @@ def save_epochs(args) -> None:
     runs = RUNS["executed"] + RUNS["imagined"]
     small = load_eegbci(
         args.root, contrast="movement_rest", runs=runs, picks=SENSORIMOTOR,
-        sfreq=80.0, verbose=False,
+        sfreq=80.0, tmin=args.window[0], tmax=args.window[1], verbose=False,
     )  # fmt: skip
     small.save(args.save_epochs, fmt="single", overwrite=True)
     print(f"wrote {args.save_epochs}: {small}")
@@ -172,7 +168,7 @@ def run_one(args, contrast: str, runs: str) -> list[dict]:
         res = decode(
             small, "content", model="shallow", cv=4, max_epochs=args.max_epochs,
             patience=args.patience, min_epochs=args.min_epochs, lr=6.25e-4, seed=0,
-            model_params=shallow_params(len(small.times)), device=args.device,
+            model_params=SHALLOW, device=args.device,
             n_jobs=args.n_jobs, verbose=False, **extra,
         )  # fmt: skip
         preds[name] = (res.predictions["y_pred"].to_numpy(), time.perf_counter() - t0)
@@ -201,6 +197,10 @@ def main() -> None:
     parser.add_argument("--epochs", help="21-channel epochs written by --save-epochs")
     parser.add_argument("--save-epochs", help="write the 21-channel epochs and stop")
     parser.add_argument("--full", action="store_true", help="also CSP+LDA on 64 ch")
+    parser.add_argument(
+        "--window", nargs=2, type=float, default=(0.5, 4.0), metavar=("TMIN", "TMAX"),
+        help="epoch window after each cue (s); --epochs files keep their own",
+    )  # fmt: skip
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--min-epochs", type=int, default=10)

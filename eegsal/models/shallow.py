@@ -44,9 +44,14 @@ class ShallowConvNet(nn.Module):
         sample sizes of eegsal before ``sfreq`` existed).
     filter_s : float
         Temporal kernel length (s; 0.1 s, 25 samples at 250 Hz, in the paper).
-    pool_s, pool_stride_s : float
-        Mean-pooling window and stride (s; 0.3 s and 0.06 s, 75 and 15 samples
-        at 250 Hz).
+    pool_s : float | None
+        Mean-pooling window (s; 0.3 s, 75 samples at 250 Hz, in the paper).
+        None: one window over the whole epoch, so that each filter gives one
+        log band-power, as CSP's log-variance (what transfers best across
+        subjects in ``benchmarks/bench_motor_decoding.py``).
+    pool_stride_s : float
+        Mean-pooling stride (s; 0.06 s, 15 samples at 250 Hz); no effect with
+        one window.
     filter_length, pool_length, pool_stride : int | None
         The same in samples; each one given overrides its duration.
     %(drop_prob)s
@@ -83,7 +88,7 @@ class ShallowConvNet(nn.Module):
         n_filters: int = 40,
         sfreq: float | None = None,
         filter_s: float = 0.1,
-        pool_s: float = 0.3,
+        pool_s: float | None = 0.3,
         pool_stride_s: float = 0.06,
         filter_length: int | None = None,
         pool_length: int | None = None,
@@ -94,7 +99,9 @@ class ShallowConvNet(nn.Module):
         self.sfreq = check_sfreq(sfreq, 250.0)
         if filter_length is None:
             filter_length = to_samples(filter_s, self.sfreq, "filter_s")
-        if pool_length is None:
+        if pool_length is None and pool_s is None:  # the whole epoch
+            pool_length = max(n_times - int(filter_length) + 1, 1)
+        elif pool_length is None:
             pool_length = to_samples(pool_s, self.sfreq, "pool_s")
         if pool_stride is None:
             pool_stride = to_samples(pool_stride_s, self.sfreq, "pool_stride_s")

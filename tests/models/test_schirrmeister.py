@@ -119,3 +119,23 @@ def test_published_counts_at_the_published_rate_and_sample_overrides():
     assert d.pool_1.kernel_size == d.pool_4.kernel_size == (2, 1)
     s = ShallowConvNet(3, 200, 2, sfreq=500, filter_length=5)
     assert s.temporal_conv.kernel_size == (5, 1) and s.pool.kernel_size == (150, 1)
+
+
+@pytest.mark.parametrize("n_times, sfreq", [(161, 80.0), (281, 80.0), (500, 250.0)])
+def test_shallow_pools_the_whole_epoch_with_pool_s_none(n_times, sfreq):
+    # one window: the pooled output is the mean square of each filter's signal
+    # over every sample the temporal filter leaves, one log band-power each
+    torch.manual_seed(0)
+    model = ShallowConvNet(5, n_times, 2, sfreq=sfreq, pool_s=None).eval()
+    n_valid = n_times - model.filter_length + 1
+    assert model.pool.kernel_size == (n_valid, 1)
+    x = torch.randn(3, 5, n_times)
+    seen = {}
+    model.bn.register_forward_hook(lambda m, i, o: seen.__setitem__("bn", o))
+    model.log.register_forward_hook(lambda m, i, o: seen.__setitem__("log", o))
+    model(x)
+    assert seen["log"].shape == (3, 40, 1, 1)
+    expected = torch.log(seen["bn"].square().mean(dim=2, keepdim=True).clamp_min(1e-6))
+    torch.testing.assert_close(seen["log"], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="n_times >= filter_length"):
+        ShallowConvNet(5, model.filter_length - 1, 2, sfreq=sfreq, pool_s=None)
