@@ -34,7 +34,7 @@ __all__ = ["Plan", "claimed", "draw_epochs", "one_draw", "plot_calibration",
 DRAW_COLUMNS = [
     "draw", "amplitude", "kind", "seed", "n_epochs", "n_positive",
     "planted_cells", "max_change", "balanced_accuracy", "within_balanced_accuracy",
-    "p_within", "p_subjects", "claim", "p_maps", "claim_maps",
+    "p_within", "p_subjects", "claim", "n_maps", "p_maps", "claim_maps",
 ]  # fmt: skip
 #: Columns of the summary (``tables/calibration_summary.csv``).
 SUMMARY_COLUMNS = [
@@ -140,6 +140,10 @@ def make_plan(
                 f"{', '.join(HOT_ZONE)} is in the data; name the channels to "
                 "plant the content on."
             )
+    if maps and cfg["stats"].get("split"):
+        from eegsal._study import split_half
+
+        split_half(meta[groups], groups, seed)  # at least 4 groups, before any draw
     if window is None:
         t0, length = epochs.times[0], len(epochs.times) / epochs.info["sfreq"]
         window = (round(t0 + length / 4, 3), round(t0 + 3 * length / 4, 3))
@@ -195,13 +199,34 @@ def claimed(verdict: pd.DataFrame) -> bool:
     return bool(enters.sum() >= 2 and verdict.loc[enters, "holds"].all())
 
 
-def _maps_p(plan: Plan, result, epochs, device: str, seed: int) -> float:
-    """Smallest cluster p of the content term in the maps' mixed model."""
-    from eegsal._study import _bin_times
+def _maps_p(
+    plan: Plan, result, epochs, device: str, seed: int, draw: int
+) -> tuple[float, int]:
+    """Smallest cluster p of the content term in the maps' mixed model.
+
+    The maps tested are the study's (its stats stage): without
+    ``stats.split`` those of the cross-validated decoder ``result``; with it,
+    those of the half of the groups that a decoder trained on the other half
+    (this draw's decoder seed) explains. Returns the p-value and the number
+    of maps (epochs) tested.
+    """
+    from eegsal._study import _bin_times, split_half
     from eegsal.attribution import attribute
+    from eegsal.decoding import decode
     from eegsal.stats import fit_lmm
 
     cfg, st, att = plan.cfg, plan.cfg["stats"], plan.cfg["attribute"]
+    dec = cfg["decode"]
+    if st.get("split"):
+        half = split_half(epochs.metadata[dec["groups"]], dec["groups"],
+                          dec["seed"] + draw)  # fmt: skip
+        result = decode(
+            epochs, plan.target, model=dec["model"], groups=dec["groups"],
+            cv=half, device=device, seed=dec["seed"] + draw, n_jobs=1,
+            verbose=False, **dec["params"],
+        )  # fmt: skip
+        tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
+        result, epochs = result.take(tested), epochs[tested]
     method = st["method"]
     attr = attribute(
         result, epochs, method=method, target=att["target"],
@@ -211,12 +236,13 @@ def _maps_p(plan: Plan, result, epochs, device: str, seed: int) -> float:
     if st["bin"]:
         attr = _bin_times(attr, st["bin"])
     formula = f"{plan.target} + C({plan.context}, Sum)"
-    lmm = fit_lmm(attr, formula, groups=cfg["decode"]["groups"],
+    lmm = fit_lmm(attr, formula, groups=dec["groups"],
                   absolute=st["absolute"], verbose=False)  # fmt: skip
     name = next(n for n in lmm.names if n.startswith(f"{plan.target}["))
     test = lmm.cluster_test(name, n_permutations=st["n_permutations"], seed=seed,
                             verbose=False)  # fmt: skip
-    return float(test.clusters["p"].min()) if len(test.clusters) else 1.0
+    p = float(test.clusters["p"].min()) if len(test.clusters) else 1.0
+    return p, len(epochs)
 
 
 def one_draw(
@@ -259,12 +285,13 @@ def one_draw(
         p_within=float(pooled["p"].iloc[-1]),
         p_subjects=float(subjects["p"].iloc[0]),
         claim=claimed(verdict),
+        n_maps=np.nan,
         p_maps=np.nan,
         claim_maps=np.nan,
     )
     if plan.maps:
-        p = _maps_p(plan, result, planted, device, seed)
-        row.update(p_maps=p, claim_maps=bool(p < st["alpha"]))
+        p, n_maps = _maps_p(plan, result, planted, device, seed, draw)
+        row.update(n_maps=n_maps, p_maps=p, claim_maps=bool(p < st["alpha"]))
     return row
 
 

@@ -66,6 +66,29 @@ def _bin_times(attr, width: float):
     )
 
 
+def split_half(groups: pd.Series, name: str, seed: int):
+    """Return the one fold of ``stats.split``: half the groups tested, others trained.
+
+    The tested half rounds down (the decoder trains on the larger half); the
+    halves are drawn with ``seed``. Used by the study's stats stage and by
+    the maps route of its calibration, so that both test the same maps.
+
+    Raises
+    ------
+    ConfigError
+        With fewer than 4 groups.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    n_groups = groups.nunique()
+    if n_groups < 4:
+        raise ConfigError(
+            f"stats.split: {n_groups} {name}s; the split trains on half of them "
+            "and tests the others, which needs at least 4."
+        )
+    return GroupShuffleSplit(n_splits=1, test_size=n_groups // 2, random_state=seed)
+
+
 def _fit_or_additive(attr, formula: str, **kw):
     """``fit_lmm``, or the additive model where the interaction cannot be fitted."""
     from eegsal.stats import RankDeficientError, fit_lmm
@@ -509,20 +532,9 @@ class Study:
         The halves are drawn with the decode seed; the decoder is trained with
         the decode section's settings (its early stopping on its own half).
         """
-        from sklearn.model_selection import GroupShuffleSplit
-
         dec = self.cfg["decode"]
         epochs = self._epochs()
-        n_groups = epochs.metadata[dec["groups"]].nunique()
-        if n_groups < 4:
-            raise ConfigError(
-                f"stats.split: {n_groups} {dec['groups']}s; the split trains on "
-                "half of them and tests the others, which needs at least 4."
-            )
-        # the tested half rounds down: the decoder trains on the larger half
-        half = GroupShuffleSplit(
-            n_splits=1, test_size=n_groups // 2, random_state=dec["seed"]
-        )
+        half = split_half(epochs.metadata[dec["groups"]], dec["groups"], dec["seed"])
         result = self._decode(self.target, cv=half)
         tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
         return self._attribute(

@@ -356,6 +356,10 @@ def calibrate(
         Also test the maps (the study's ``stats.method`` attributions, mixed
         model ``content + C(context, Sum)`` and cluster test with
         ``stats.n_permutations``): the ``maps`` route of the tables. Slower.
+        The maps are those the study tests: with ``stats.split``, those of
+        the half of the subjects that a decoder trained on the other half
+        explains (drawn anew in each draw); without it, the cross-validated
+        decoder's.
     %(device)s
     seed : int
         Seed of the label draws and plants (the decoder's seed is

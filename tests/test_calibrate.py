@@ -160,3 +160,65 @@ def test_calibrate_refuses_a_study_without_a_context(tmp_path):
     cfg = {**TINY, "decode": {**TINY["decode"], "context": None}}
     with pytest.raises(ConfigError, match="decode.context"):
         calibrate(cfg, tmp_path, n=1, amplitudes=[1.0], verbose=False)
+
+
+def test_maps_route_refuses_a_split_study_with_fewer_than_4_subjects():
+    from eegsal.pipeline import read_config
+
+    small = TINY["data"]["simulate"] | {"n_subjects": 3}
+    cfg = read_config(TINY | {"data": {"simulate": small},
+                              "stats": TINY["stats"] | {"split": True}})  # fmt: skip
+    epochs = cal.load_epochs(cfg)
+    kw = dict(channels=["O1"], window=None, waveform="erp", frequency=10.0,
+              band=(8.0, 12.0), rate_by=None, seed=0)  # fmt: skip
+    with pytest.raises(cal.ConfigError, match="stats.split: 3 subjects.*at least 4"):
+        cal.make_plan(cfg, epochs, maps=True, **kw)
+    assert not cal.make_plan(cfg, epochs, maps=False, **kw).maps  # decoding only
+
+
+@pytest.mark.slow
+def test_maps_route_of_a_split_study_tests_the_split_maps():
+    """The maps route tests what the study's stats stage tests (stats.split).
+
+    Reference: the split assembled from scikit-learn and the public API (a
+    decoder trained on 3 of the 6 subjects, the other 3 explained).
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from eegsal.attribution import attribute
+    from eegsal.decoding import decode
+    from eegsal.pipeline import read_config
+    from eegsal.stats import fit_lmm
+
+    stats_ = TINY["stats"] | {"split": True, "method": "saliency", "bin": 0.25,
+                              "n_permutations": 50}  # fmt: skip
+    cfg = read_config(TINY | {"stats": stats_})
+    epochs = cal.load_epochs(cfg)
+    plan = cal.make_plan(
+        cfg, epochs, channels=["O1", "O2"], window=(0.5, 1.5), waveform="erp",
+        frequency=10.0, band=(8.0, 12.0), rate_by=None, seed=0, maps=True,
+    )  # fmt: skip
+    draw, amplitude = 1, 3.0
+    row = cal.one_draw(plan, epochs, draw, amplitude, "cpu")
+
+    planted, _ = cal.draw_epochs(plan, epochs, draw, amplitude)
+    dec = cfg["decode"]
+    half = GroupShuffleSplit(n_splits=1, test_size=3, random_state=dec["seed"] + draw)
+    result = decode(planted, "content", model="shallow", cv=half, device="cpu",
+                    seed=dec["seed"] + draw, n_jobs=1, verbose=False,
+                    **dec["params"])  # fmt: skip
+    tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
+    assert planted.metadata["subject"].iloc[tested].nunique() == 3
+    attr = attribute(result.take(tested), planted[tested], method="saliency",
+                     target="logit", label=0, device="cpu", verbose=False)  # fmt: skip
+    from eegsal._study import _bin_times
+
+    lmm = fit_lmm(_bin_times(attr, 0.25), "content + C(stage, Sum)",
+                  groups="subject", verbose=False)  # fmt: skip
+    name = next(n for n in lmm.names if n.startswith("content["))
+    test = lmm.cluster_test(name, n_permutations=50, seed=row["seed"], verbose=False)
+    p = float(test.clusters["p"].min()) if len(test.clusters) else 1.0
+
+    assert row["n_maps"] == len(tested) < len(planted)  # the tested half only
+    assert row["p_maps"] == pytest.approx(p, abs=1e-9)
+    assert row["claim_maps"] == (p < 0.05)
