@@ -28,7 +28,8 @@ accuracy; CSP+LDA reaches 0.56-0.58): the maps of such a decoder explain
 nothing, and the script says so instead of drawing them.
 
 ``--transfer`` trains the decoder that transfers best across subjects in
-``benchmarks/bench_motor_decoding.py``: ShallowConvNet with a 0.31 s
+``benchmarks/bench_motor_decoding.py`` (``eegsal.decoding.TRANSFER_DECODER``,
+with ``--n-seeds``): ShallowConvNet with a 0.31 s
 temporal filter and one pooling window over the whole epoch, Euclidean
 alignment (each subject whitened with its own unlabeled epochs; the maps
 stay per electrode, since the alignment is a fixed layer in front of the
@@ -59,8 +60,8 @@ import yaml
 
 import eegsal
 from eegsal.attribution import BANDS, attribute_spectrum
-from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data import SENSORIMOTOR, load_manifest
+from eegsal.decoding import TRANSFER_DECODER
 from eegsal.stats import within_context_scores
 
 MANIFESTS = Path(__file__).parents[1] / "data_manifests"
@@ -151,19 +152,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     epochs = load(args)
     print(epochs, flush=True)
-    transfer = {}
-    if args.transfer:
-        transfer = dict(
-            align="euclidean", augment=TRANSFER_AUGMENT, n_seeds=args.n_seeds,
-            lr=6.25e-4, patience=args.patience, min_epochs=args.min_epochs,
-            # 0.31 s filters, one log band-power per filter over the whole
-            # epoch (as CSP's log-variance): bench_motor_decoding.py's SHALLOW
-            model_params=dict(filter_s=0.31, pool_s=None),
-        )  # fmt: skip
+    transfer = {"model": "shallow"}
+    if args.transfer:  # the benchmark's decoder (eegsal.decoding.TRANSFER_DECODER)
+        transfer = TRANSFER_DECODER | dict(
+            n_seeds=args.n_seeds, patience=args.patience, min_epochs=args.min_epochs
+        )
     result = eegsal.decode(
         epochs,
         "content",
-        model="shallow",
         cv=4,
         max_epochs=args.max_epochs,
         device=args.device,

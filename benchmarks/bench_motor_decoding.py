@@ -51,17 +51,16 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 
 from eegsal.alignment import align, fit_alignment
-from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data import SENSORIMOTOR, load_eegbci
 from eegsal.data.eegbci import EXECUTED_RUNS, IMAGINED_RUNS
-from eegsal.decoding import decode
+from eegsal.decoding import TRANSFER_DECODER, decode
 from eegsal.stats.permutations import shuffle
 
 RUNS = {"executed": EXECUTED_RUNS, "imagined": IMAGINED_RUNS}
-#: ShallowConvNet's settings: 0.31 s temporal filters (25 samples at 80 Hz)
-#: and one mean-pooling window over the whole epoch, so that each filter gives
-#: one log band-power, as CSP's log-variance.
-SHALLOW = dict(filter_s=0.31, pool_s=None)
+#: Every CNN: TRANSFER_DECODER's ShallowConvNet (0.31 s filters, 25 samples at
+#: 80 Hz; one log band-power per filter over the whole epoch) and learning
+#: rate; the variants differ in alignment, augmentation and seeds.
+NETWORK = {k: v for k, v in TRANSFER_DECODER.items() if k not in ("align", "augment")}
 
 
 mne.set_log_level("warning")
@@ -134,7 +133,7 @@ def csp_decoders(epochs, folds, name: str) -> dict:
 
 def cnn_variants(contrast: str, n_seeds: int) -> dict:
     """The ShallowConvNet decoders compared, as ``decode`` keywords."""
-    augment = dict(TRANSFER_AUGMENT)  # the "aligned + augmented" decoders
+    augment = dict(TRANSFER_DECODER["augment"])  # "aligned + augmented"
     if contrast == "left_right":  # a lateralized task: swap hemispheres and labels
         augment["channel_symmetry"] = {"p": 0.5, "labels": {"left": "right"}}
     variants = {
@@ -166,10 +165,10 @@ def run_one(args, contrast: str, runs: str) -> list[dict]:
     for name, extra in cnn_variants(contrast, args.n_seeds).items():
         t0 = time.perf_counter()
         res = decode(
-            small, "content", model="shallow", cv=4, max_epochs=args.max_epochs,
-            patience=args.patience, min_epochs=args.min_epochs, lr=6.25e-4, seed=0,
-            model_params=SHALLOW, device=args.device,
-            n_jobs=args.n_jobs, verbose=False, **extra,
+            small, "content", cv=4, max_epochs=args.max_epochs,
+            patience=args.patience, min_epochs=args.min_epochs, seed=0,
+            device=args.device, n_jobs=args.n_jobs, verbose=False,
+            **NETWORK, **extra,
         )  # fmt: skip
         preds[name] = (res.predictions["y_pred"].to_numpy(), time.perf_counter() - t0)
         print(f"  trained {name}: {preds[name][1]:.0f} s", flush=True)

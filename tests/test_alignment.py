@@ -189,3 +189,29 @@ def test_study_config_takes_the_transfer_options():
     with pytest.raises(ConfigError, match="Did you mean 'align'"):
         read_config({"name": "t", "data": {"simulate": {}},
                      "decode": {"params": {"alignn": "euclidean"}}})  # fmt: skip
+
+
+def test_transfer_decoder_trains_as_measured_and_a_study_takes_it(_study_session):
+    from eegsal._config import read_config
+    from eegsal.augmentation import TRANSFER_AUGMENT
+    from eegsal.decoding import TRANSFER_DECODER
+    from eegsal.models import ShallowConvNet
+
+    epochs, _ = _study_session
+    result = decode(epochs, "content", cv=2, max_epochs=1, batch_size=32, seed=0,
+                    device="cpu", **TRANSFER_DECODER)  # fmt: skip
+    assert sorted(result.alignment) == sorted(epochs.metadata["subject"].unique())
+    models, _ = result.explainers()
+    nets = [m for m in models[0].modules() if isinstance(m, ShallowConvNet)]
+    assert len(nets) == 1  # behind the subject's alignment layer
+    net = nets[0]
+    # 0.31 s filters and one pooling window over the rest of the epoch
+    sfreq = epochs.info["sfreq"]
+    assert net.filter_length == round(0.31 * sfreq)
+    assert net.pool.kernel_size == (len(epochs.times) - net.filter_length + 1, 1)
+    assert TRANSFER_DECODER["augment"] is TRANSFER_AUGMENT
+    # a study config names it as its decode section
+    params = {k: v for k, v in TRANSFER_DECODER.items() if k != "model"}
+    cfg = read_config({"name": "t", "data": {"simulate": {}},
+                       "decode": {"model": "shallow", "params": params}})  # fmt: skip
+    assert cfg["decode"]["params"] == params

@@ -13,13 +13,21 @@ from typing import Any
 # public name -> submodule that defines it
 _LAZY = {
     "decode": "eegsal.decoding.cv",
+    "TRANSFER_DECODER": "eegsal.decoding.cv",
     "EEGDecoder": "eegsal.decoding.estimator",
     "Ensemble": "eegsal.decoding.networks",
     "get_device": "eegsal.decoding.networks",
     "DecodingResult": "eegsal.decoding.result",
 }
 
-__all__ = ["DecodingResult", "EEGDecoder", "Ensemble", "decode", "get_device"]
+__all__ = [
+    "TRANSFER_DECODER",
+    "DecodingResult",
+    "EEGDecoder",
+    "Ensemble",
+    "decode",
+    "get_device",
+]
 
 
 def __getattr__(name: str) -> Any:

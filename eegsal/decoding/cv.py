@@ -17,6 +17,7 @@ from eegsal._check import validate_type
 from eegsal._docs import fill_doc
 from eegsal._logging import logger, progress, verbose
 from eegsal.alignment import fit_alignment
+from eegsal.augmentation import TRANSFER_AUGMENT
 from eegsal.data.reader import EpochsReader, take
 from eegsal.decoding.checks import _identity
 from eegsal.decoding.estimator import EEGDecoder
@@ -25,7 +26,18 @@ from eegsal.decoding.result import DecodingResult, _scores
 from eegsal.guidance import _DEPRECATED, _as_object, _resolve_deprecated
 from eegsal.models import model_name, model_params_for
 
-__all__ = ["decode"]
+__all__ = ["TRANSFER_DECODER", "decode"]
+
+#: :func:`decode` keywords of the decoder measured across subjects on the real
+#: motor EEG (``benchmarks/bench_motor_decoding.py``, README; described in
+#: ``docs/api.rst``). Copy it (``TRANSFER_DECODER | {...}``) to change a value.
+TRANSFER_DECODER: dict[str, Any] = {
+    "model": "shallow",
+    "model_params": {"filter_s": 0.31, "pool_s": None},
+    "lr": 6.25e-4,
+    "align": "euclidean",
+    "augment": TRANSFER_AUGMENT,
+}
 
 
 def _fit_fold(
