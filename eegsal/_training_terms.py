@@ -357,6 +357,15 @@ def check_guidance(
     settings = (Guidance() if guidance is None else guidance)._settings(
         n_chans, n_times
     )
+    terms = {"weight": settings["rrr_weight"], "keep_weight": settings["keep_weight"]}
+    masked = [name for name, value in terms.items() if value]
+    if masked and getattr(decoder, "align", None) == "euclidean":
+        raise ValueError(
+            f"Guidance.{masked[0]} > 0 acts on the cells of a mask of electrodes x "
+            "times, but align='euclidean' feeds the network whitened channels, each "
+            "a mix of electrodes; use align='standardize' (each channel stays its "
+            "electrode, z-scored per subject) or no alignment with the masks."
+        )
     augment, augmenter = decoder.augment, None
     if isinstance(augment, Mapping):
         kinds = [k for k in augment if k in AUGMENTATIONS]

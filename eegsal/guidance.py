@@ -133,7 +133,10 @@ class Guidance(BaseEstimator):
         reasons", Ross et al., 2017): shape (n_channels, n_times), the same
         for every epoch, or one mask per training epoch (n_epochs,
         n_channels, n_times), which :func:`eegsal.decode` hands to each fold
-        for its training epochs; see :func:`make_mask`.
+        for its training epochs; see :func:`make_mask`. Its channels are
+        electrodes: a decoder with ``align='euclidean'`` (whitened channels,
+        each a mix of electrodes) refuses it; ``align='standardize'`` keeps
+        them.
     weight : float
         Weight (>= 0) of the penalty on ``mask`` (0: off). The gradient is
         taken with respect to the standardized input; on the simulator,

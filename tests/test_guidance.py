@@ -109,6 +109,44 @@ def test_rrr_penalty_moves_the_gradient_out_of_the_mask():
         EEGDecoder(guidance=Guidance(mask=mask[:3], weight=1.0), max_epochs=1).fit(X, y)
 
 
+def test_rrr_masks_electrodes_of_standardized_subjects_and_refuses_whitened_ones():
+    # the toy task above, two subjects with their own channel gains and offsets
+    rng = np.random.default_rng(1)
+    n, c, t = 128, 6, 64
+    y = np.tile(np.repeat(["a", "b"], n // 4), 2)
+    groups = np.repeat(["s1", "s2"], n // 2)
+    X = rng.standard_normal((n, c, t))
+    sign = np.where(y == "a", 1.0, -1.0)[:, None, None]
+    X[:, 0:2] += 1.5 * sign
+    X[:, 4:6] += 0.8 * sign
+    gain, offset = rng.uniform(0.5, 3.0, c), rng.uniform(-5, 5, c)
+    X[groups == "s2"] = X[groups == "s2"] * gain[:, None] + offset[:, None]
+    X = X.astype(np.float32)
+    mask = np.zeros((c, t), bool)
+    mask[0:2] = True
+    kw = dict(max_epochs=6, min_epochs=6, valid_size=0, lr=3e-3, batch_size=32,
+              device="cpu", align="standardize")  # fmt: skip
+    rrr = Guidance(mask=mask, weight=1000.0)
+    share = {}
+    for name, extra in (("plain", {}), ("rrr", dict(guidance=rrr))):
+        clf = EEGDecoder(**kw, **extra).fit(X, y, groups)
+        sq = 0.0
+        for s in ("s1", "s2"):  # the gradient per electrode, through the alignment
+            matrix, off = (torch.from_numpy(a).float() for a in clf.alignment_[s])
+            x = torch.from_numpy(X[groups == s]).requires_grad_(True)
+            logp = clf.module_(matrix @ (x - off[:, None])).log_softmax(-1)
+            (grad,) = torch.autograd.grad(logp.sum(), x)
+            sq = sq + grad.pow(2).sum(0).numpy()
+        share[name] = sq[mask].sum() / sq.sum()
+        assert (clf.predict(X, groups) == y).mean() > 0.9, name
+    assert share["rrr"] < 0.5 * share["plain"]
+    for guidance in (rrr, Guidance(keep_mask=~mask, keep_weight=1.0)):
+        with pytest.raises(ValueError, match="align='euclidean' feeds the network"):
+            EEGDecoder(**kw | {"align": "euclidean"}, guidance=guidance).fit(
+                X, y, groups
+            )
+
+
 def test_counterfactual_rrr_unlearns_a_shortcut_absent_at_test_time():
     # channels 0-1 carry a bump in every class-"a" training epoch (the shortcut,
     # absent from the test epochs); channels 4-5 carry a weak real signal

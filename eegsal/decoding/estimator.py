@@ -199,7 +199,9 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         prediction *transductive* for the test subject. The network
         (``module_``) takes aligned epochs; :class:`DecodingResult` puts each
         subject's alignment in front of it as a fixed linear layer to explain
-        it per electrode. None: no alignment.
+        it per electrode. The masks of ``guidance`` name electrodes: they
+        need ``'standardize'`` (each channel stays its electrode) or no
+        alignment. None: no alignment.
     n_seeds : int
         Train this many networks, with seeds ``seed``, ``seed + 1``, ...
         (weights, shuffling, validation split, augmentation), and average
