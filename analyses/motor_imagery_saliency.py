@@ -143,8 +143,9 @@ def main() -> None:
     parser.add_argument("--picks", choices=["all", "sensorimotor"], default="all")
     parser.add_argument("--transfer", action="store_true")
     parser.add_argument("--n-seeds", type=int, default=3)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--min-epochs", type=int, default=10)
+    for key in ("patience", "min_epochs"):  # of --transfer
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int,
+                            default=TRANSFER_DECODER[key])  # fmt: skip
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--epochs", help="epochs of bench_motor_decoding.py")
     args = parser.parse_args()
@@ -152,21 +153,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     epochs = load(args)
     print(epochs, flush=True)
-    transfer = {"model": "shallow"}
+    # without --transfer: ShallowConvNet's defaults, trained for --max-epochs
+    params = dict(model="shallow", max_epochs=args.max_epochs, patience=args.max_epochs)
     if args.transfer:  # the benchmark's decoder (eegsal.decoding.TRANSFER_DECODER)
-        transfer = TRANSFER_DECODER | dict(
-            n_seeds=args.n_seeds, patience=args.patience, min_epochs=args.min_epochs
-        )
+        params = TRANSFER_DECODER | dict(
+            max_epochs=args.max_epochs, patience=args.patience,
+            min_epochs=args.min_epochs, n_seeds=args.n_seeds,
+        )  # fmt: skip
+        if args.contrast == "left_right":  # as the benchmark: swap the hemispheres
+            symmetry = {"p": 0.5, "labels": {"left": "right"}}  # and the labels
+            params["augment"] = params["augment"] | {"channel_symmetry": symmetry}
     result = eegsal.decode(
-        epochs,
-        "content",
-        cv=4,
-        max_epochs=args.max_epochs,
-        device=args.device,
-        seed=0,
-        n_jobs=args.n_jobs,
-        **({"patience": args.max_epochs} | transfer),
-    )
+        epochs, "content", cv=4, device=args.device, seed=0, n_jobs=args.n_jobs,
+        **params,
+    )  # fmt: skip
     print(result)
     by_context = within_context_scores(result, "context", n_permutations=1000)
     print(by_context.round(3).to_string(index=False))

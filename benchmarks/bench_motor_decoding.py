@@ -59,8 +59,12 @@ from eegsal.stats.permutations import shuffle
 RUNS = {"executed": EXECUTED_RUNS, "imagined": IMAGINED_RUNS}
 #: Every CNN: TRANSFER_DECODER's ShallowConvNet (0.31 s filters, 25 samples at
 #: 80 Hz; one log band-power per filter over the whole epoch) and learning
-#: rate; the variants differ in alignment, augmentation and seeds.
-NETWORK = {k: v for k, v in TRANSFER_DECODER.items() if k not in ("align", "augment")}
+#: rate; the variants differ in alignment, augmentation and seeds, and the
+#: training budget comes from the command line (TRANSFER_DECODER's by default).
+BUDGET = ("max_epochs", "patience", "min_epochs")
+NETWORK = {
+    k: v for k, v in TRANSFER_DECODER.items() if k not in ("align", "augment", *BUDGET)
+}
 
 
 mne.set_log_level("warning")
@@ -200,9 +204,9 @@ def main() -> None:
         "--window", nargs=2, type=float, default=(0.5, 4.0), metavar=("TMIN", "TMAX"),
         help="epoch window after each cue (s); --epochs files keep their own",
     )  # fmt: skip
-    parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--min-epochs", type=int, default=10)
+    for key in BUDGET:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int,
+                            default=TRANSFER_DECODER[key])  # fmt: skip
     parser.add_argument("--n-seeds", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--device", default="auto")

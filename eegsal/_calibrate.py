@@ -34,7 +34,8 @@ __all__ = ["Plan", "claimed", "draw_epochs", "one_draw", "plot_calibration",
 DRAW_COLUMNS = [
     "draw", "amplitude", "kind", "seed", "n_epochs", "n_positive",
     "planted_cells", "max_change", "balanced_accuracy", "within_balanced_accuracy",
-    "p_within", "p_subjects", "claim", "n_maps", "p_maps", "claim_maps",
+    "p_within", "p_subjects", "claim", "n_maps", "maps_balanced_accuracy", "p_maps",
+    "claim_maps",
 ]  # fmt: skip
 #: Columns of the summary (``tables/calibration_summary.csv``).
 SUMMARY_COLUMNS = [
@@ -119,9 +120,14 @@ def make_plan(
             )
     ctx = meta[context].astype(str)
     classes = sorted(meta[target].astype(str).unique()) if target in meta else []
+    explain = cfg["attribute"].get("explain")
+    if len(classes) == 2 and explain is not None and str(explain) not in classes:
+        raise ConfigError(
+            f"attribute.explain: {explain!r} is not a class of {target}; its "
+            f"classes are {', '.join(map(repr, classes))}."
+        )
     if len(classes) == 2:
-        explain = cfg["attribute"].get("explain")
-        first = str(explain) if explain in classes else classes[0]
+        first = str(explain) if explain is not None else classes[0]
         labels = (first, next(c for c in classes if c != first))
     else:
         labels = ("present", "absent")
@@ -143,7 +149,11 @@ def make_plan(
     if maps and cfg["stats"].get("split"):
         from eegsal._study import split_half
 
-        split_half(meta[groups], groups, seed)  # at least 4 groups, before any draw
+        try:  # at least 4 groups, before any draw
+            split_half(meta[groups], groups, seed)
+        except ConfigError as err:
+            msg = f"{err} Or calibrate the decoding alone (no --maps)."
+            raise ConfigError(msg) from None
     if window is None:
         t0, length = epochs.times[0], len(epochs.times) / epochs.info["sfreq"]
         window = (round(t0 + length / 4, 3), round(t0 + 3 * length / 4, 3))
@@ -201,19 +211,24 @@ def claimed(verdict: pd.DataFrame) -> bool:
 
 def _maps_p(
     plan: Plan, result, epochs, device: str, seed: int, draw: int
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Smallest cluster p of the content term in the maps' mixed model.
 
-    The maps tested are the study's (its stats stage): without
+    The test is the study's stats stage on this draw: its maps (without
     ``stats.split`` those of the cross-validated decoder ``result``; with it,
-    those of the half of the groups that a decoder trained on the other half
-    (this draw's decoder seed) explains. Returns the p-value and the number
-    of maps (epochs) tested.
+    those of the half of the groups that a decoder trained on the other half,
+    with this draw's decoder seed, explains), its explained class, time bins,
+    ``stats.formula`` and coefficient. Returns the smallest cluster p (NaN
+    where not even the additive model can be fitted: the tested groups'
+    content fixed by their context), the number of maps (epochs) tested and
+    the balanced accuracy of the decoder that made them.
     """
-    from eegsal._study import _bin_times, split_half
+    from sklearn.metrics import balanced_accuracy_score
+
+    from eegsal._study import _bin_times, _fit_or_additive, split_half, tested_term
     from eegsal.attribution import attribute
     from eegsal.decoding import decode
-    from eegsal.stats import fit_lmm
+    from eegsal.stats import RankDeficientError
 
     cfg, st, att = plan.cfg, plan.cfg["stats"], plan.cfg["attribute"]
     dec = cfg["decode"]
@@ -227,22 +242,31 @@ def _maps_p(
         )  # fmt: skip
         tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
         result, epochs = result.take(tested), epochs[tested]
+    pred = result.predictions
+    accuracy = float(balanced_accuracy_score(pred["y_true"], pred["y_pred"]))
+    # the explained class: the study's (attribute.explain is plan.labels[0])
+    label = att["label"]
+    if att.get("explain") is not None:
+        label = [str(c) for c in result.classes].index(plan.labels[0])
     method = st["method"]
     attr = attribute(
-        result, epochs, method=method, target=att["target"],
-        label=att["label"] if att.get("explain") is None else 0,
+        result, epochs, method=method, target=att["target"], label=label,
         device=device, verbose=False, **att["params"].get(method, {}),
     )  # fmt: skip
     if st["bin"]:
         attr = _bin_times(attr, st["bin"])
-    formula = f"{plan.target} + C({plan.context}, Sum)"
-    lmm = fit_lmm(attr, formula, groups=dec["groups"],
-                  absolute=st["absolute"], verbose=False)  # fmt: skip
-    name = next(n for n in lmm.names if n.startswith(f"{plan.target}["))
-    test = lmm.cluster_test(name, n_permutations=st["n_permutations"], seed=seed,
+    try:
+        lmm = _fit_or_additive(attr, st["formula"], groups=dec["groups"],
+                               absolute=st["absolute"], verbose=False)  # fmt: skip
+    except RankDeficientError as err:
+        logger.warning("Draw %d: no maps test (%s); left out of the maps route.",
+                       draw, err)  # fmt: skip
+        return np.nan, len(epochs), accuracy
+    test = lmm.cluster_test(tested_term(lmm, plan.target),
+                            n_permutations=st["n_permutations"], seed=seed,
                             verbose=False)  # fmt: skip
     p = float(test.clusters["p"].min()) if len(test.clusters) else 1.0
-    return p, len(epochs)
+    return p, len(epochs), accuracy
 
 
 def one_draw(
@@ -286,12 +310,14 @@ def one_draw(
         p_subjects=float(subjects["p"].iloc[0]),
         claim=claimed(verdict),
         n_maps=np.nan,
+        maps_balanced_accuracy=np.nan,
         p_maps=np.nan,
         claim_maps=np.nan,
     )
     if plan.maps:
-        p, n_maps = _maps_p(plan, result, planted, device, seed, draw)
-        row.update(n_maps=n_maps, p_maps=p, claim_maps=bool(p < st["alpha"]))
+        p, n_maps, accuracy = _maps_p(plan, result, planted, device, seed, draw)
+        row.update(n_maps=n_maps, maps_balanced_accuracy=accuracy, p_maps=p,
+                   claim_maps=bool(p < st["alpha"]) if p == p else np.nan)  # fmt: skip
     return row
 
 
@@ -312,15 +338,22 @@ def summarize(draws: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         of false claims consistent with a true rate of ``alpha`` (one-sided
         95 % binomial limit, ``binom.ppf(0.95, n, alpha) / n``);
         ``within_limit``: whether the observed share is at most that.
+        A draw whose route ran no test (``claim_maps`` NaN) is left out of
+        that route's ``n_draws``; ``mean_balanced_accuracy`` is that of the
+        decoder whose output the route tests (for ``maps`` with
+        ``stats.split``, the split decoder's).
     """
     from scipy import stats
 
-    routes = [("decoding", "claim")]
+    routes = [("decoding", "claim", "balanced_accuracy")]
     if "claim_maps" in draws and draws["claim_maps"].notna().any():
-        routes.append(("maps", "claim_maps"))
+        routes.append(("maps", "claim_maps", "maps_balanced_accuracy"))
     rows = []
-    for route, col in routes:
+    for route, col, accuracy in routes:
         for amp, g in draws.groupby("amplitude", sort=True):
+            g = g[g[col].notna()]  # a draw without a test is no claim, nor a miss
+            if not len(g):
+                continue
             k, n = int(g[col].astype(bool).sum()), len(g)
             ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
             null = amp == 0
@@ -337,7 +370,7 @@ def summarize(draws: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                     ci_high=ci.high,
                     limit_5pct=limit,
                     within_limit=bool(k / n <= limit) if null else np.nan,
-                    mean_balanced_accuracy=g["balanced_accuracy"].mean(),
+                    mean_balanced_accuracy=g[accuracy].mean(),
                 )
             )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -84,7 +84,8 @@ def split_half(groups: pd.Series, name: str, seed: int):
     if n_groups < 4:
         raise ConfigError(
             f"stats.split: {n_groups} {name}s; the split trains on half of them "
-            "and tests the others, which needs at least 4."
+            f"and tests the others, which needs at least 4: add {name}s, or set "
+            "stats.split: false."
         )
     return GroupShuffleSplit(n_splits=1, test_size=n_groups // 2, random_state=seed)
 
@@ -102,6 +103,11 @@ def _fit_or_additive(attr, formula: str, **kw):
         additive = formula.replace("*", "+")
         logger.warning("%s; fitting %s instead.", err, additive)
         return fit_lmm(attr, additive, **kw)
+
+
+def tested_term(lmm, target: str) -> str:
+    """Return the coefficient the maps' cluster test is about: ``target``'s."""
+    return next((n for n in lmm.names if n.startswith(f"{target}[")), lmm.names[1])
 
 
 class Study:
@@ -489,9 +495,7 @@ class Study:
                 f"{self.cfg['decode']['groups']}s enters the model: another "
                 "decode.seed draws other halves."
             ) from None
-        name = next(
-            (n for n in lmm.names if n.startswith(f"{self.target}[")), lmm.names[1]
-        )
+        name = tested_term(lmm, self.target)
         # the run's GPU, if any, computes the permuted maps too (same null to
         # floating-point error); anything else runs them with NumPy
         gpu = str(self.device) == "auto" or str(self.device).startswith("cuda")

@@ -199,7 +199,8 @@ def _calibrate_parser(sub) -> None:
     cal.add_argument(
         "--maps",
         action="store_true",
-        help="also test the maps (mixed model and cluster test; slower)",
+        help="also run the study's maps test (stats.formula, cluster test; with "
+        "stats.split the split maps); slower",
     )
     cal.add_argument(
         "--seed", type=int, default=0, help="seed of the draws (default: 0)"

@@ -353,13 +353,13 @@ def calibrate(
     power : float
         The power the sentence asks for (default 80 %).
     maps : bool
-        Also test the maps (the study's ``stats.method`` attributions, mixed
-        model ``content + C(context, Sum)`` and cluster test with
-        ``stats.n_permutations``): the ``maps`` route of the tables. Slower.
-        The maps are those the study tests: with ``stats.split``, those of
-        the half of the subjects that a decoder trained on the other half
-        explains (drawn anew in each draw); without it, the cross-validated
-        decoder's.
+        Also run the study's maps test on each draw (its stats stage: the
+        ``stats.method`` attributions of the explained class, ``stats.bin``,
+        the mixed model ``stats.formula`` and the cluster test of the content
+        coefficient with ``stats.n_permutations``): the ``maps`` route of the
+        tables. Slower. With ``stats.split`` the maps are those of the half
+        of the subjects that a decoder trained on the other half explains
+        (drawn anew in each draw); without it, the cross-validated decoder's.
     %(device)s
     seed : int
         Seed of the label draws and plants (the decoder's seed is

@@ -1,5 +1,7 @@
 """Per-subject alignment: identity covariances, analytic maps through the layer."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -198,8 +200,14 @@ def test_transfer_decoder_trains_as_measured_and_a_study_takes_it(_study_session
     from eegsal.models import ShallowConvNet
 
     epochs, _ = _study_session
-    result = decode(epochs, "content", cv=2, max_epochs=1, batch_size=32, seed=0,
-                    device="cpu", **TRANSFER_DECODER)  # fmt: skip
+    before = copy.deepcopy(TRANSFER_DECODER)
+    short = TRANSFER_DECODER | {"max_epochs": 1, "min_epochs": 1}
+    result = decode(epochs, "content", cv=2, batch_size=32, seed=0, device="cpu",
+                    **short)  # fmt: skip
+    result.config["decoder_params"]["augment"]["mixup"]["p"] = 1.0
+    assert TRANSFER_DECODER == before  # neither training nor the result's config
+    assert result.config["decoder_params"]["lr"] == 6.25e-4
+    assert (result.scores["n_epochs_trained"] == 1).all()  # the budget given
     assert sorted(result.alignment) == sorted(epochs.metadata["subject"].unique())
     models, _ = result.explainers()
     nets = [m for m in models[0].modules() if isinstance(m, ShallowConvNet)]

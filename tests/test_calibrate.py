@@ -171,7 +171,8 @@ def test_maps_route_refuses_a_split_study_with_fewer_than_4_subjects():
     epochs = cal.load_epochs(cfg)
     kw = dict(channels=["O1"], window=None, waveform="erp", frequency=10.0,
               band=(8.0, 12.0), rate_by=None, seed=0)  # fmt: skip
-    with pytest.raises(cal.ConfigError, match="stats.split: 3 subjects.*at least 4"):
+    with pytest.raises(cal.ConfigError, match="stats.split: 3 subjects.*at least 4: "
+                       "add subjects.*no --maps"):  # fmt: skip
         cal.make_plan(cfg, epochs, maps=True, **kw)
     assert not cal.make_plan(cfg, epochs, maps=False, **kw).maps  # decoding only
 
@@ -181,8 +182,11 @@ def test_maps_route_of_a_split_study_tests_the_split_maps():
     """The maps route tests what the study's stats stage tests (stats.split).
 
     Reference: the split assembled from scikit-learn and the public API (a
-    decoder trained on 3 of the 6 subjects, the other 3 explained).
+    decoder trained on 3 of the 6 subjects, the other 3 explained), the
+    study's explained class (here the second of the sorted classes) and its
+    default formula.
     """
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupShuffleSplit
 
     from eegsal.attribution import attribute
@@ -192,13 +196,15 @@ def test_maps_route_of_a_split_study_tests_the_split_maps():
 
     stats_ = TINY["stats"] | {"split": True, "method": "saliency", "bin": 0.25,
                               "n_permutations": 50}  # fmt: skip
-    cfg = read_config(TINY | {"stats": stats_})
+    cfg = read_config(TINY | {"stats": stats_, "attribute": {"explain": "other"}})
+    assert cfg["stats"]["formula"] == "content * C(stage, Sum)"
     epochs = cal.load_epochs(cfg)
     plan = cal.make_plan(
         cfg, epochs, channels=["O1", "O2"], window=(0.5, 1.5), waveform="erp",
         frequency=10.0, band=(8.0, 12.0), rate_by=None, seed=0, maps=True,
     )  # fmt: skip
-    draw, amplitude = 1, 3.0
+    assert plan.labels == ("other", "flying")
+    draw, amplitude = 1, 0.5  # a p-value between 0 and 1, which the maps move
     row = cal.one_draw(plan, epochs, draw, amplitude, "cpu")
 
     planted, _ = cal.draw_epochs(plan, epochs, draw, amplitude)
@@ -209,16 +215,53 @@ def test_maps_route_of_a_split_study_tests_the_split_maps():
                     **dec["params"])  # fmt: skip
     tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
     assert planted.metadata["subject"].iloc[tested].nunique() == 3
+    assert list(result.classes) == ["flying", "other"]
     attr = attribute(result.take(tested), planted[tested], method="saliency",
-                     target="logit", label=0, device="cpu", verbose=False)  # fmt: skip
+                     target="logit", label=1, device="cpu", verbose=False)  # fmt: skip
     from eegsal._study import _bin_times
 
-    lmm = fit_lmm(_bin_times(attr, 0.25), "content + C(stage, Sum)",
+    lmm = fit_lmm(_bin_times(attr, 0.25), "content * C(stage, Sum)",
                   groups="subject", verbose=False)  # fmt: skip
     name = next(n for n in lmm.names if n.startswith("content["))
     test = lmm.cluster_test(name, n_permutations=50, seed=row["seed"], verbose=False)
     p = float(test.clusters["p"].min()) if len(test.clusters) else 1.0
 
     assert row["n_maps"] == len(tested) < len(planted)  # the tested half only
+    pred = result.predictions.iloc[tested]
+    assert row["maps_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(pred["y_true"], pred["y_pred"])
+    )
     assert row["p_maps"] == pytest.approx(p, abs=1e-9)
     assert row["claim_maps"] == (p < 0.05)
+
+
+def test_summary_leaves_out_draws_without_a_maps_test():
+    # a NaN claim (no maps test: the model could not be fitted) is no claim nor miss
+    draws = pd.DataFrame(
+        dict(
+            amplitude=0.0,
+            claim=[False, True, False, False],
+            claim_maps=[True, np.nan, False, np.nan],
+            balanced_accuracy=0.6,
+            maps_balanced_accuracy=[0.5, 0.55, 0.7, 0.65],
+        )
+    )
+    summary = cal.summarize(draws).set_index("route")
+    assert summary.loc["decoding", ["n_draws", "n_claims"]].tolist() == [4, 1]
+    assert summary.loc["maps", ["n_draws", "n_claims"]].tolist() == [2, 1]
+    assert summary.loc["maps", "mean_balanced_accuracy"] == pytest.approx(0.6)
+    assert summary.loc["maps", "limit_5pct"] == pytest.approx(_limit(2))
+
+
+def test_calibration_refuses_an_explained_class_the_data_lack():
+    from eegsal.pipeline import read_config
+
+    cfg = read_config(TINY)
+    epochs = cal.load_epochs(cfg)
+    # a manifest's classes are known only once read: read_config checks the
+    # simulator's alone
+    cfg["attribute"]["explain"] = "swimming"
+    with pytest.raises(cal.ConfigError, match="'swimming' is not a class of content"):
+        cal.make_plan(cfg, epochs, channels=["O1"], window=None, waveform="erp",
+                      frequency=10.0, band=(8.0, 12.0), rate_by=None, seed=0,
+                      maps=False)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +31,17 @@ __all__ = ["TRANSFER_DECODER", "decode"]
 
 #: :func:`decode` keywords of the decoder measured across subjects on the real
 #: motor EEG (``benchmarks/bench_motor_decoding.py``, README; described in
-#: ``docs/api.rst``). Copy it (``TRANSFER_DECODER | {...}``) to change a value.
+#: ``docs/api.rst``), its training budget included. Copy it
+#: (``TRANSFER_DECODER | {...}``) to change a value.
 TRANSFER_DECODER: dict[str, Any] = {
     "model": "shallow",
     "model_params": {"filter_s": 0.31, "pool_s": None},
     "lr": 6.25e-4,
     "align": "euclidean",
     "augment": TRANSFER_AUGMENT,
+    "max_epochs": 30,
+    "patience": 10,
+    "min_epochs": 10,
 }
 
 
@@ -391,8 +396,12 @@ def decode(
         tmin=float(epochs.times[0]),
         # the training settings, so that a control can be trained the same way
         # (guidance and distillation as mappings; the teacher is config["teacher"])
+        # (copies: editing result.config leaves the caller's dicts, e.g. a
+        # TRANSFER_DECODER's augment, as they were)
         decoder_params={
-            k: v.get_params(deep=False) if k in ("guidance", "distillation") else v
+            k: v.get_params(deep=False)
+            if k in ("guidance", "distillation")
+            else copy.deepcopy(v) if isinstance(v, dict) else v
             for k, v in decoder_params.items()
             if k != "model_params"
         },

@@ -384,6 +384,8 @@ class EEGDecoder(ClassifierMixin, BaseEstimator):
         if not isinstance(self.n_seeds, int | np.integer) or self.n_seeds < 1:
             raise ValueError(f"n_seeds must be an int >= 1, got {self.n_seeds!r}.")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
+        # the training terms' errors before any alignment or teacher is computed
+        check_guidance(self, X.shape[1], X.shape[2])
         self.teacher_logits_ = teacher_logits(self, X)
         self.teacher_maps_ = teacher_maps(self, X, y_idx)
         self.alignment_ = None
