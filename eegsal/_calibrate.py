@@ -235,10 +235,10 @@ def _maps_p(
     if st.get("split"):
         half = split_half(epochs.metadata[dec["groups"]], dec["groups"],
                           dec["seed"] + draw)  # fmt: skip
-        result = decode(
+        result = decode(  # "error": that half has no prediction is the point
             epochs, plan.target, model=dec["model"], groups=dec["groups"],
             cv=half, device=device, seed=dec["seed"] + draw, n_jobs=1,
-            verbose=False, **dec["params"],
+            verbose="error", **dec["params"],
         )  # fmt: skip
         tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
         result, epochs = result.take(tested), epochs[tested]
