@@ -194,12 +194,15 @@ def decode(
         ``result.alignment``), ``augment={...}`` (training augmentation, see
         :mod:`eegsal.augmentation`) and ``n_seeds=`` (each fold an
         :class:`Ensemble` of that many networks trained with seeds ``seed,
-        seed + 1, ...``, their probabilities averaged).
+        seed + 1, ...``, their probabilities averaged);
+        :data:`TRANSFER_DECODER` holds the combination measured across
+        subjects on real motor EEG.
         Training with the maps: ``guidance=Guidance(...)``
         (:class:`eegsal.guidance.Guidance`, or a mapping of its parameters,
         as a study config's ``decode.params.guidance`` gives them); a
         ``mask`` with one mask per epoch gives each fold those of its
-        training epochs.
+        training epochs. Masks name electrodes: ``align='euclidean'``
+        refuses them.
         Knowledge distillation (Hinton et al., 2015):
         ``distillation=Distillation(result, temperature=4.0, weight=0.5)``
         (:class:`eegsal.guidance.Distillation`), ``result`` the
