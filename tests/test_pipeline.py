@@ -506,8 +506,13 @@ def test_a_replaced_recording_reruns_the_study(tmp_path, monkeypatch):
 
 #: ``eegsal`` as a terminal runs it: Ctrl-C raises KeyboardInterrupt (even when
 #: the test runner was started with SIGINT ignored, as background jobs are).
+#: torch's optimizers import torch._dynamo (some 800 modules, seconds) at the
+#: first step; an interrupt that lands in an import's lock callback is lost
+#: ("Exception ignored", in any Python program), so the child imports it first
+#: and the signal lands in training.
 CHILD = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import torch._dynamo, torch.profiler; "
     "from eegsal.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
@@ -523,7 +528,8 @@ def test_ctrl_c_while_training_exits_130_and_a_rerun_completes(tmp_path, capsys)
     config = {
         **TINY,
         "decode": {**TINY["decode"], "context": None,
-                   "params": {"max_epochs": 12, "patience": 12, "batch_size": 16}},
+                   # about 6 s of training here: the interrupt lands in it
+                   "params": {"max_epochs": 60, "patience": 60, "batch_size": 2}},
         "attribute": {"methods": ["saliency"]},
     }  # fmt: skip
     fname = tmp_path / "study.yaml"
