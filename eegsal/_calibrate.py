@@ -209,6 +209,18 @@ def claimed(verdict: pd.DataFrame) -> bool:
     return bool(enters.sum() >= 2 and verdict.loc[enters, "holds"].all())
 
 
+def _decode_draw(plan: Plan, epochs, draw: int, device: str, cv, verbose=False):
+    """Decode a draw's labels with the study's decoder (seed ``decode.seed + draw``)."""
+    from eegsal.decoding import decode
+
+    dec = plan.cfg["decode"]
+    return decode(
+        epochs, plan.target, model=dec["model"], groups=dec["groups"], cv=cv,
+        device=device, seed=dec["seed"] + draw, n_jobs=1, verbose=verbose,
+        **dec["params"],
+    )  # fmt: skip
+
+
 def _maps_p(
     plan: Plan, result, epochs, device: str, seed: int, draw: int
 ) -> tuple[float, int, float]:
@@ -227,7 +239,6 @@ def _maps_p(
 
     from eegsal._study import _bin_times, _fit_or_additive, split_half, tested_term
     from eegsal.attribution import attribute
-    from eegsal.decoding import decode
     from eegsal.stats import RankDeficientError
 
     cfg, st, att = plan.cfg, plan.cfg["stats"], plan.cfg["attribute"]
@@ -235,11 +246,8 @@ def _maps_p(
     if st.get("split"):
         half = split_half(epochs.metadata[dec["groups"]], dec["groups"],
                           dec["seed"] + draw)  # fmt: skip
-        result = decode(  # "error": that half has no prediction is the point
-            epochs, plan.target, model=dec["model"], groups=dec["groups"],
-            cv=half, device=device, seed=dec["seed"] + draw, n_jobs=1,
-            verbose="error", **dec["params"],
-        )  # fmt: skip
+        # "error": that one half has no prediction is the point of the split
+        result = _decode_draw(plan, epochs, draw, device, half, verbose="error")
         tested = np.flatnonzero(result.predictions["fold"].to_numpy() >= 0)
         result, epochs = result.take(tested), epochs[tested]
     pred = result.predictions
@@ -273,7 +281,6 @@ def one_draw(
     plan: Plan, epochs: mne.BaseEpochs, draw: int, amplitude: float, device: str
 ) -> dict[str, Any]:
     """Label (and plant), decode and judge one draw; return its row."""
-    from eegsal.decoding import decode
     from eegsal.stats import content_verdict
 
     cfg = plan.cfg
@@ -281,11 +288,7 @@ def one_draw(
     seed = draw_seed(plan, draw)
     planted, truth = draw_epochs(plan, epochs, draw, amplitude)
     change = np.abs(planted.get_data() - epochs.get_data()).max()
-    result = decode(
-        planted, plan.target, model=dec["model"], groups=dec["groups"],
-        cv=dec["cv"], device=device, seed=dec["seed"] + draw, n_jobs=1,
-        verbose=False, **dec["params"],
-    )  # fmt: skip
+    result = _decode_draw(plan, planted, draw, device, dec["cv"])
     verdict = content_verdict(
         result, plan.context, groups=dec["groups"],
         n_permutations=st["within_permutations"], alpha=st["alpha"], seed=seed,
