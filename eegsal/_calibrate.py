@@ -319,8 +319,9 @@ def one_draw(
     )
     if plan.maps:
         p, n_maps, accuracy = _maps_p(plan, result, planted, device, seed, draw)
+        claim = np.nan if np.isnan(p) else bool(p < st["alpha"])  # NaN: no test
         row.update(n_maps=n_maps, maps_balanced_accuracy=accuracy, p_maps=p,
-                   claim_maps=bool(p < st["alpha"]) if p == p else np.nan)  # fmt: skip
+                   claim_maps=claim)  # fmt: skip
     return row
 
 
